@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Everything else is set up on demand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck kafka-start kafka-stop clean
+
+# A virtualenv with the project and its dev tools, rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/offload-bridge kafka start
+	$(BIN)/offload-bridge topics create
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The test session starts the local broker if none answers and stops it again at the end.
+test: $(STAMP) lint typecheck
+	$(BIN)/offload-bridge kafka fetch
+	$(BIN)/pytest
+
+kafka-start: $(STAMP)
+	$(BIN)/offload-bridge kafka start
+
+kafka-stop: $(STAMP)
+	$(BIN)/offload-bridge kafka stop
+
+clean:
+	-$(BIN)/offload-bridge kafka stop
+	rm -rf $(VENV) .kafka .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures against an anchor taken in the same run."""

@@ -1,0 +1,132 @@
+"""The ``offload-bridge`` command line.
+
+Every failure a user can cause or fix (a bad setting, an unreachable broker) ends in one line on stderr
+and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from offload_bridge.admin import TopicCreationFailed, ensure_topics
+from offload_bridge.clients import KafkaUnreachable, metadata_ok
+from offload_bridge.local_kafka import BrokerError, LocalBroker
+from offload_bridge.settings import Settings, SettingsError, get_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CommandError(RuntimeError):
+    """A failure to report in one line."""
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> LocalBroker:
+    broker = LocalBroker.from_settings(settings)
+    port: int | None = getattr(args, "port", None)
+    if port is not None:
+        broker = LocalBroker(broker.home, port, port + 1, broker.heap)
+    return broker
+
+
+def _external_notice(settings: Settings) -> None:
+    cluster = settings.kafka_bootstrap_servers
+    print(f"KAFKA_BOOTSTRAP_SERVERS={cluster} names another cluster: nothing local to manage")
+
+
+def cmd_kafka_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    broker = _broker(args, settings)
+    downloaded = broker.fetch()
+    print(f"Kafka jars {'fetched into' if downloaded else 'already in'} {broker.libs_dir}")
+    return 0
+
+
+def cmd_kafka_start(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.uses_external_kafka:
+        _external_notice(settings)
+        return 0
+    broker = _broker(args, settings)
+    if broker.start(timeout_s=settings.offload_kafka_start_timeout_s):
+        print(f"Kafka broker started on {broker.bootstrap} (pid {broker.pid()}, logs in {broker.logs_dir})")
+    else:
+        print(f"Kafka broker already running on {broker.bootstrap}")
+    return 0
+
+
+def cmd_kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.uses_external_kafka:
+        _external_notice(settings)
+        return 0
+    broker = _broker(args, settings)
+    print("Kafka broker stopped" if broker.stop() else "no local Kafka broker was running")
+    return 0
+
+
+def cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.uses_external_kafka:
+        address = settings.bootstrap_servers
+        up = metadata_ok(address, timeout_s=5.0)
+    else:
+        broker = _broker(args, settings)
+        address = broker.bootstrap
+        up = broker.is_up(timeout_s=5.0)
+        pid = broker.pid()
+        if pid is not None:
+            address += f" (pid {pid})"
+    print(f"Kafka {'up' if up else 'down'} at {address}")
+    return 0 if up else 1
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    report = ensure_topics(settings)
+    for name in report.created:
+        print(f"created  {name}")
+    for name in report.existing:
+        print(f"exists   {name}")
+    for name, partitions in report.mismatched.items():
+        print(
+            f"warning: {name} has {partitions} partitions, OFFLOAD_TOPIC_PARTITIONS is "
+            f"{settings.offload_topic_partitions}; caseId-keyed topics must be co-partitioned",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offload-bridge", description="Offload case API <-> Apache Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = commands.add_parser("kafka", help="run a local single-node Kafka broker (dev and tests)")
+    kafka_actions = kafka.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, handler, text in (
+        ("start", cmd_kafka_start, "start the broker and wait until it answers (no-op when running)"),
+        ("stop", cmd_kafka_stop, "stop the broker, gracefully then forcefully"),
+        ("status", cmd_kafka_status, "exit 0 when the broker answers, 1 when it does not"),
+        ("fetch", cmd_kafka_fetch, "download the broker's jars from Maven Central (start does this too)"),
+    ):
+        sub = kafka_actions.add_parser(action, help=text)
+        sub.add_argument("--port", type=int, help="listener port (default OFFLOAD_KAFKA_PORT, 9092)")
+        sub.set_defaults(handler=handler)
+
+    topics = commands.add_parser("topics", help="manage the project's topics")
+    topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = topics_actions.add_parser("create", help="create every topic of the contract (idempotent)")
+    create.set_defaults(handler=cmd_topics_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, get_settings())
+    except (SettingsError, KafkaUnreachable, BrokerError, TopicCreationFailed, CommandError) as error:
+        print(f"offload-bridge: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Every setting of offload-bridge, read from the environment in one place.
+
+Each field's environment variable is its name in upper case (``kafka_bootstrap_servers`` is
+``KAFKA_BOOTSTRAP_SERVERS``). The README's settings table lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_KAFKA_PORT = 9092
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- Kafka connection -------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list of the Kafka cluster. Unset: the local broker.",
+    )
+
+    # --- Topics -----------------------------------------------------------------------------
+    offload_topic_prefix: str = Field(default="offload.", pattern=r"^[A-Za-z0-9._-]*$", max_length=200)
+    offload_topic_partitions: int = Field(default=6, ge=1, le=10_000)
+    offload_topic_replication: int = Field(default=1, ge=1, le=32)
+
+    # --- Offload API --------------------------------------------------------------------------
+    # The default is the local simulator (``offload-bridge simulator``); set it to Offload's API base
+    # URL together with OFFLOAD_API_KEY to talk to the real service.
+    offload_base_url: HttpUrl = Field(default=HttpUrl(f"http://{LOCAL_HOST}:8900"))
+    offload_api_key: SecretStr | None = None
+
+    # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
+    offload_kafka_dir: Path = Field(default=Path(".kafka"))
+    offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
+    offload_kafka_controller_port: int | None = Field(default=None, ge=1, le=65535)
+    offload_kafka_heap: str = Field(default="512m", pattern=r"^[0-9]+[kKmMgG]$")
+    offload_kafka_start_timeout_s: float = Field(default=90.0, gt=0)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return ",".join(servers)
+
+    @property
+    def local_bootstrap(self) -> str:
+        return f"{LOCAL_HOST}:{self.offload_kafka_port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where every Kafka client connects: the configured cluster, else the local broker."""
+        return self.kafka_bootstrap_servers or self.local_bootstrap
+
+    @property
+    def uses_external_kafka(self) -> bool:
+        """True when KAFKA_BOOTSTRAP_SERVERS names a cluster other than the local broker."""
+        configured = self.kafka_bootstrap_servers
+        if configured is None:
+            return False
+        local_names = {self.local_bootstrap, f"localhost:{self.offload_kafka_port}"}
+        return set(configured.split(",")) - local_names != set()
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            variable = "_".join(str(part) for part in issue["loc"]).upper() or "settings"
+            value = issue.get("input")
+            # Never echo a secret back, and never dump the whole environment.
+            secret = any(word in variable for word in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
+            shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
+            problems.append(f"{variable}: {issue['msg']}{shown}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,78 @@
+"""Settings: defaults, and a clear error naming the variable for every bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from offload_bridge.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "OFFLOAD_TOPIC_PREFIX", "OFFLOAD_TOPIC_PARTITIONS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.offload_topic_prefix == "offload."
+    assert settings.offload_topic_partitions == 6
+    assert settings.offload_topic_replication == 1
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.uses_external_kafka is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OFFLOAD_TOPIC_PARTITIONS", "six"),
+        ("OFFLOAD_TOPIC_PARTITIONS", "0"),
+        ("OFFLOAD_TOPIC_REPLICATION", "-1"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "broker-without-port"),
+        ("OFFLOAD_BASE_URL", "not a url"),
+        ("OFFLOAD_TOPIC_PREFIX", "bad prefix/"),
+    ],
+)
+def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert variable in str(caught.value)
+    assert value in str(caught.value)
+
+
+def test_secret_values_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    error_text = ""
+    monkeypatch.setenv("OFFLOAD_TOPIC_PARTITIONS", "x")
+    monkeypatch.setenv("OFFLOAD_API_KEY", "sk-very-secret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    error_text = str(caught.value)
+    assert "sk-very-secret" not in error_text
+
+
+def test_cli_reports_bad_setting_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "offload_bridge.cli", "kafka", "status"],
+        env={"OFFLOAD_TOPIC_PARTITIONS": "lots", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "OFFLOAD_TOPIC_PARTITIONS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "external"),
+    [
+        (None, False),
+        ("127.0.0.1:9092", False),
+        ("localhost:9092", False),
+        ("kafka.internal:9092", True),
+        ("127.0.0.1:9092,kafka-2.internal:9092", True),
+        ("127.0.0.1:19092", True),
+    ],
+)
+def test_external_cluster_detection(bootstrap: str | None, external: bool) -> None:
+    settings = Settings(kafka_bootstrap_servers=bootstrap, offload_kafka_port=9092)
+    assert settings.uses_external_kafka is external
