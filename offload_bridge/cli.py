@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.clients import KafkaUnreachable, metadata_ok
@@ -93,10 +94,10 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="offload-bridge", description="Offload case API <-> Apache Kafka.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+
+def register_core(commands: Subcommands) -> None:
     kafka = commands.add_parser("kafka", help="run a local single-node Kafka broker (dev and tests)")
     kafka_actions = kafka.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, handler, text in (
@@ -113,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = topics_actions.add_parser("create", help="create every topic of the contract (idempotent)")
     create.set_defaults(handler=cmd_topics_create)
+
+
+# Each component adds its own subcommands; handlers import their heavy modules lazily so that
+# `offload-bridge kafka status` stays fast.
+REGISTRARS: list[Callable[[Subcommands], None]] = [register_core]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offload-bridge", description="Offload case API <-> Apache Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(commands)
     return parser
 
 
