@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,9 @@ from offload_bridge.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "OFFLOAD_TOPIC_PREFIX", "OFFLOAD_TOPIC_PARTITIONS"):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(("KAFKA_", "OFFLOAD_")):
+            monkeypatch.delenv(name)
     settings = load_settings()
     assert settings.offload_topic_prefix == "offload."
     assert settings.offload_topic_partitions == 6
