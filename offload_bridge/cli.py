@@ -11,10 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+from kafka.errors import KafkaError
+
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
+from offload_bridge.answers import cli as answers_cli
 from offload_bridge.clients import KafkaUnreachable, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
+from offload_bridge.topics import TopicMissing
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -118,7 +122,7 @@ def register_core(commands: Subcommands) -> None:
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that
 # `offload-bridge kafka status` stays fast.
-REGISTRARS: list[Callable[[Subcommands], None]] = [register_core]
+REGISTRARS: list[Callable[[Subcommands], None]] = [register_core, answers_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,9 +137,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args, get_settings())
-    except (SettingsError, KafkaUnreachable, BrokerError, TopicCreationFailed, CommandError) as error:
+        settings = get_settings()
+        return handler(args, settings)
+    except (
+        SettingsError,
+        KafkaUnreachable,
+        BrokerError,
+        TopicCreationFailed,
+        TopicMissing,
+        CommandError,
+    ) as error:
         print(f"offload-bridge: {error}", file=sys.stderr)
+        return 2
+    except KafkaError as error:
+        print(
+            f"offload-bridge: Kafka at {settings.bootstrap_servers}: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -62,5 +62,12 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+class TopicMissing(RuntimeError):
+    """A topic the command needs does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"topic {name} does not exist; run `offload-bridge topics create`")
+
+
 def topic_name(spec: TopicSpec, settings: Settings) -> str:
     return spec.full_name(settings.offload_topic_prefix)
