@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     offload_base_url: HttpUrl = Field(default=HttpUrl(f"http://{LOCAL_HOST}:8900"))
     offload_api_key: SecretStr | None = None
 
+    # --- Calls to Offload and their retries (answers, case requests, reconciliation) ------------
+    offload_http_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    offload_http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    offload_http_max_connections: int = Field(default=20, ge=1, le=1000)
+    offload_answer_max_attempts: int = Field(default=8, ge=1, le=100)
+    # A question our state shows pending while Offload says the case is not waiting: the webhook that
+    # moved it on may be in flight, so try again a few times before calling it a conflict.
+    offload_answer_not_waiting_retries: int = Field(default=3, ge=0, le=20)
+    offload_retry_base_s: float = Field(default=1.0, gt=0, le=600)
+    offload_retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(default=Path(".kafka"))
     offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)

@@ -1,0 +1,1 @@
+"""Forwarding answers from the answers topic to Offload."""

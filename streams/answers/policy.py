@@ -1,0 +1,88 @@
+"""What an answer's delivery attempt means: pure decisions, no I/O.
+
+The rules are DESIGN.md's: 202 accepted; 409 classified by its code, and a re-sent answer Offload already
+took is ``duplicate``, never ``conflict``; 429/5xx/timeouts retried with backoff (``Retry-After`` honoured);
+400/404 rejected; 401/403 dead-lettered (redrivable once the key is fixed).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from streams.offload_api import OffloadReply, OffloadUnreachable
+
+CASE_NOT_WAITING_FOR_INPUT = "CASE_NOT_WAITING_FOR_INPUT"
+INPUT_REQUEST_NOT_PENDING = "INPUT_REQUEST_NOT_PENDING"
+INPUT_REQUEST_MISMATCH = "INPUT_REQUEST_MISMATCH"
+
+TERMINAL_CASE_STATUSES = frozenset({"COMPLETED", "FAILED"})
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
+    RETRY = "retry"  # transient: backoff, up to the attempt budget
+    RETRY_NOT_WAITING = "retry_not_waiting"  # our state says pending: a few quick tries, then conflict
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """What we know about the case when judging a reply."""
+
+    case_status: str | None = None
+    pending_input_request_id: str | None = None
+    # True when Offload provably has this answer: our state recorded it accepted, or the case's
+    # goal.knowledge.additionalHumanContext carries its text.
+    delivered: bool = False
+
+
+def judge(
+    result: OffloadReply | OffloadUnreachable, input_request_id: str, context: AnswerContext
+) -> Verdict:
+    if isinstance(result, OffloadUnreachable):
+        return Verdict.RETRY
+    status = result.status
+    if 200 <= status < 300:
+        return Verdict.ACCEPTED
+    if status == 409:
+        return _judge_conflict(result.error_code, input_request_id, context)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return Verdict.RETRY
+    if status in (401, 403):
+        return Verdict.DEAD_LETTER
+    return Verdict.REJECTED
+
+
+def _judge_conflict(code: str | None, input_request_id: str, context: AnswerContext) -> Verdict:
+    if context.delivered:
+        return Verdict.DUPLICATE
+    if code == CASE_NOT_WAITING_FOR_INPUT:
+        still_pending = context.pending_input_request_id == input_request_id
+        if still_pending and context.case_status not in TERMINAL_CASE_STATUSES:
+            return Verdict.RETRY_NOT_WAITING
+    return Verdict.CONFLICT
+
+
+def needs_delivery_check(result: OffloadReply | OffloadUnreachable, context: AnswerContext) -> bool:
+    """A 409 that could be our own earlier delivery: worth a look at the case before judging."""
+    return isinstance(result, OffloadReply) and result.status == 409 and not context.delivered
+
+
+def backoff_s(
+    attempt: int,
+    base_s: float,
+    cap_s: float,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay after failed attempt ``attempt``: exponential backoff with equal jitter (half fixed, half
+    random, so retries of many answers spread out), capped, and never shorter than Retry-After."""
+    ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
+    jittered = (rng or random).uniform(ceiling / 2, ceiling)
+    return jittered if retry_after_s is None else max(retry_after_s, jittered)
