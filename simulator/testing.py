@@ -1,10 +1,10 @@
 """Helpers for tests that need Offload: the simulator as a real process, and a real webhook receiver.
 
-    with WebhookReceiver() as receiver, simulator_process("--step-ms", "50") as sim:
-        case_id = sim.create_case(receiver.url, scenario="input_then_complete")
-        event = receiver.wait_for_event(case_id, "case.input_needed")
-        sim.answer(case_id, event["data"]["inputRequestId"], "Yes.")
-        receiver.wait_for_event(case_id, "case.completed")
+with WebhookReceiver() as receiver, simulator_process("--step-ms", "50") as sim:
+    case_id = sim.create_case(receiver.url, scenario="input_then_complete")
+    event = receiver.wait_for_event(case_id, "case.input_needed")
+    sim.answer(case_id, event["data"]["inputRequestId"], "Yes.")
+    receiver.wait_for_event(case_id, "case.completed")
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ EXAMPLE_CASE: dict[str, Any] = {
     "followUpDelayHours": 72,
     "goal": {
         "objective": "Collect a signed W-9 from the vendor",
-        "knowledge": {"vendorName": "Northstar Supplies", "requestReason": "AP onboarding", "dueDate": "2026-04-04"},
+        "knowledge": {
+            "vendorName": "Northstar Supplies",
+            "requestReason": "AP onboarding",
+            "dueDate": "2026-04-04",
+        },
     },
     "counterparty": {
         "address": "ap@northstar.example",
@@ -110,7 +114,9 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with receiver._changed:
-                    receiver._requests.append(ReceivedRequest(self.path, headers, body, time.time_ns() // 1_000_000))
+                    receiver._requests.append(
+                        ReceivedRequest(self.path, headers, body, time.time_ns() // 1_000_000)
+                    )
                     receiver._changed.notify_all()
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
@@ -121,7 +127,9 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -164,16 +172,22 @@ class WebhookReceiver:
             while not done(self._requests):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"webhooks not as expected within {timeout_s}s: {len(self._requests)} got")
+                    raise TimeoutError(
+                        f"webhooks not as expected within {timeout_s}s: {len(self._requests)} got"
+                    )
                 self._changed.wait(left)
             return list(self._requests)
 
-    def wait_for_event(self, case_id: str, event_type: str, timeout_s: float = 30.0, nth: int = 1) -> dict[str, Any]:
+    def wait_for_event(
+        self, case_id: str, event_type: str, timeout_s: float = 30.0, nth: int = 1
+    ) -> dict[str, Any]:
         """The ``nth`` webhook of this type for this case, waiting for it to arrive."""
 
         def matching(requests: list[ReceivedRequest]) -> list[dict[str, Any]]:
             events = (request.json() for request in requests)
-            return [e for e in events if e.get("event_type") == event_type and e["data"].get("caseId") == case_id]
+            return [
+                e for e in events if e.get("event_type") == event_type and e["data"].get("caseId") == case_id
+            ]
 
         found = matching(self.wait_until(lambda requests: len(matching(requests)) >= nth, timeout_s))
         return found[nth - 1]
@@ -192,7 +206,9 @@ class RunningSimulator:
         return {"x-api-key": api_key or self.api_key}
 
     def create_case(self, webhook_url: str | None = None, scenario: str | None = None, **kwargs: Any) -> str:
-        response = self.http.post("/cases", json=case_body(webhook_url, scenario, **kwargs), headers=self.headers())
+        response = self.http.post(
+            "/cases", json=case_body(webhook_url, scenario, **kwargs), headers=self.headers()
+        )
         response.raise_for_status()
         case_id: str = response.json()["data"]["caseId"]
         return case_id

@@ -182,7 +182,9 @@ def test_an_unknown_case_is_404_case_not_found(sim: RunningSimulator) -> None:
     answer = {"inputRequestId": "x", "providedContext": "y"}
     headers = sim.headers()
     assert_error(sim.http.get(f"/cases/{missing}", headers=headers), 404, "CASE_NOT_FOUND")
-    assert_error(sim.http.post(f"/cases/{missing}/input", json=answer, headers=headers), 404, "CASE_NOT_FOUND")
+    assert_error(
+        sim.http.post(f"/cases/{missing}/input", json=answer, headers=headers), 404, "CASE_NOT_FOUND"
+    )
     assert_error(sim.http.get(f"/cases/{missing}/attachments/a", headers=headers), 404, "CASE_NOT_FOUND")
 
 
@@ -234,7 +236,9 @@ def test_input_request_lifecycle_and_every_answer_error(sim: RunningSimulator) -
 
     assert_error(sim.answer(case_id, str(uuid.uuid4()), "Yes."), 409, "INPUT_REQUEST_MISMATCH")
     assert_error(sim.answer(case_id, request["id"], "   "), 400, "INVALID_REQUEST")
-    missing = sim.http.post(f"/cases/{case_id}/input", json={"providedContext": "Yes."}, headers=sim.headers())
+    missing = sim.http.post(
+        f"/cases/{case_id}/input", json={"providedContext": "Yes."}, headers=sim.headers()
+    )
     assert_error(missing, 400, "INVALID_REQUEST")
 
     accepted = sim.answer(case_id, f"  {request['id']} ", "  Yes. Signed PDFs are acceptable.  ")
@@ -276,7 +280,9 @@ def test_attachment_endpoint_returns_the_documented_fields(sim: RunningSimulator
     summary_fields = {"attachmentId", "name", "size", "type", "messageId", "inboxId", "receivedAt"}
     assert all(set(attachment) == summary_fields for attachment in attachments)
 
-    response = sim.http.get(f"/cases/{case_id}/attachments/{attachments[0]['attachmentId']}", headers=sim.headers())
+    response = sim.http.get(
+        f"/cases/{case_id}/attachments/{attachments[0]['attachmentId']}", headers=sim.headers()
+    )
     assert response.status_code == 200
     data = response.json()["data"]
     assert set(data) == summary_fields | {"downloadUrl", "expiresAt"}
