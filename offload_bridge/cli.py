@@ -19,6 +19,7 @@ from offload_bridge.clients import KafkaUnreachable, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.topics import TopicMissing
+from simulator.cli import register as register_simulator
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -122,7 +123,11 @@ def register_core(commands: Subcommands) -> None:
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that
 # `offload-bridge kafka status` stays fast.
-REGISTRARS: list[Callable[[Subcommands], None]] = [register_core, answers_cli.register]
+REGISTRARS: list[Callable[[Subcommands], None]] = [
+    register_core,
+    answers_cli.register,
+    register_simulator,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,95 @@
+"""``/_sim``: the simulator's own control surface for tests (no API key needed).
+
+- ``GET /_sim/health``
+- ``GET /_sim/faults``, ``PUT /_sim/faults``: the fault knobs and seed; PUT changes only the fields it names,
+  and a ``seed`` restarts the random streams.
+- ``GET /_sim/cases``: every case id; ``GET /_sim/cases/{id}``: the truth, with every input received and
+  every webhook with what became of it.
+- ``POST /_sim/reset``: forget every case, restore the startup faults and seed.
+- ``GET /_sim/files/{attachmentId}``: the bytes behind an attachment's ``downloadUrl``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from simulator.app import Simulator
+from simulator.faults import FaultConfig
+from simulator.models import describe, error, ok
+
+router = APIRouter(prefix="/_sim")
+
+
+def _sim(request: Request) -> Simulator:
+    sim: Simulator = request.app.state.sim
+    return sim
+
+
+def _faults_view(sim: Simulator) -> dict[str, Any]:
+    return {"seed": sim.faults.seed, "faults": sim.faults.config.model_dump(mode="json")}
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    sim = _sim(request)
+    return ok({"cases": len(sim.store.cases), "stepMs": sim.settings.step_ms, "seed": sim.faults.seed})
+
+
+@router.get("/faults")
+async def get_faults(request: Request) -> Response:
+    return ok(_faults_view(_sim(request)))
+
+
+@router.put("/faults")
+async def put_faults(request: Request) -> Response:
+    sim = _sim(request)
+    try:
+        changes = json.loads(await request.body())
+    except ValueError:
+        return error(400, "INVALID_REQUEST", "the body must be JSON")
+    if not isinstance(changes, dict):
+        return error(400, "INVALID_REQUEST", "the body must be a JSON object")
+    seed = changes.pop("seed", None)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return error(400, "INVALID_REQUEST", "seed: an integer")
+    try:
+        config = FaultConfig.model_validate({**sim.faults.config.model_dump(), **changes})
+    except ValidationError as invalid:
+        return error(400, "INVALID_REQUEST", describe(invalid))
+    sim.faults.replace(config, seed)
+    return ok(_faults_view(sim))
+
+
+@router.get("/cases")
+async def list_cases(request: Request) -> Response:
+    return ok({"caseIds": list(_sim(request).store.cases)})
+
+
+@router.get("/cases/{case_id}")
+async def case_truth(request: Request, case_id: str) -> Response:
+    case = _sim(request).store.get(case_id)
+    if case is None:
+        return error(404, "CASE_NOT_FOUND", f"case {case_id} not found")
+    return ok(case.truth())
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Response:
+    sim = _sim(request)
+    sim.reset()
+    return ok(_faults_view(sim))
+
+
+@router.get("/files/{attachment_id}")
+async def attachment_file(request: Request, attachment_id: str) -> Response:
+    for case in _sim(request).store.cases.values():
+        for attachment in case.attachments:
+            if attachment["attachmentId"] == attachment_id:
+                content = f"simulated {attachment['name']} of case {case.case_id}\n".encode()
+                return Response(content, media_type=attachment["type"])
+    return error(404, "NOT_FOUND", f"file {attachment_id} not found")

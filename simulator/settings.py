@@ -1,0 +1,101 @@
+"""Settings of the simulator, a separate program: environment variables ``SIMULATOR_*``.
+
+Command-line flags of ``offload-bridge simulator`` override them.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from simulator.faults import FaultConfig, parse_error_spec
+
+SECRET_PREFIX = "whsec_"
+
+
+class SimulatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIMULATOR_", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8900, ge=0, le=65535)
+    # Comma-separated. An inactive key is known but answers 403 FORBIDDEN, as Offload does.
+    api_keys: str = "dev-key"
+    inactive_api_keys: str = ""
+    step_ms: int = Field(default=200, ge=1, le=3_600_000, description="real ms one lifecycle step takes")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_<base64>: sign webhooks the Standard Webhooks way"
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    seed: int | None = Field(
+        default=None, description="fault randomness; unset: a random seed, shown by /_sim"
+    )
+
+    # --- fault knobs (also settable at run time through PUT /_sim/faults) ---
+    fault_webhook_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fault_webhook_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fault_webhook_delay_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fault_webhook_delay_ms: int = Field(default=0, ge=0, le=600_000)
+    fault_latency_ms: int = Field(default=0, ge=0, le=600_000)
+    fault_usage_limit: int | None = Field(default=None, ge=0)
+    # ENDPOINT=RATE[:KIND[:before|after]],... e.g. "provide_input=0.2:503,get_case=0.1:429-retry-after"
+    fault_errors: str = ""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret_key(value.get_secret_value())
+        return value
+
+    @field_validator("fault_errors")
+    @classmethod
+    def _check_errors(cls, value: str) -> str:
+        parse_error_spec(value)
+        return value
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
+
+    @property
+    def inactive_api_key_set(self) -> frozenset[str]:
+        return frozenset(key.strip() for key in self.inactive_api_keys.split(",") if key.strip())
+
+    @property
+    def signing_key(self) -> bytes | None:
+        if self.webhook_secret is None:
+            return None
+        return secret_key(self.webhook_secret.get_secret_value())
+
+    def effective_seed(self) -> int:
+        return self.seed if self.seed is not None else secrets.randbelow(2**31)
+
+    def fault_config(self) -> FaultConfig:
+        return FaultConfig(
+            webhook_drop_rate=self.fault_webhook_drop_rate,
+            webhook_duplicate_rate=self.fault_webhook_duplicate_rate,
+            webhook_delay_rate=self.fault_webhook_delay_rate,
+            webhook_delay_ms=self.fault_webhook_delay_ms,
+            latency_ms=self.fault_latency_ms,
+            usage_limit=self.fault_usage_limit,
+            endpoints=parse_error_spec(self.fault_errors),
+        )
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret. Raises ValueError."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except ValueError:
+        raise ValueError(f"the part after {SECRET_PREFIX} must be base64") from None
+    if not key:
+        raise ValueError("the key is empty")
+    return key
