@@ -118,7 +118,13 @@ def register_core(commands: Subcommands) -> None:
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that
 # `offload-bridge kafka status` stays fast.
-REGISTRARS: list[Callable[[Subcommands], None]] = [register_core]
+def _register_ingress(commands: Subcommands) -> None:
+    from ingress.cli import register
+
+    register(commands)
+
+
+REGISTRARS: list[Callable[[Subcommands], None]] = [register_core, _register_ingress]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""``offload-bridge ingress``: make sure the topics exist, then serve the webhook endpoint with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import tempfile
+from typing import Any
+
+from offload_bridge.cli import CommandError, Subcommands
+from offload_bridge.settings import Settings
+
+
+def register(commands: Subcommands) -> None:
+    ingress = commands.add_parser("ingress", help="receive Offload webhooks and publish them to Kafka")
+    ingress.add_argument("--host", help="interface to listen on (default OFFLOAD_INGRESS_HOST, 127.0.0.1)")
+    ingress.add_argument("--port", type=int, help="port to listen on (default OFFLOAD_INGRESS_PORT, 8080)")
+    ingress.add_argument("--workers", type=int, help="worker processes (default OFFLOAD_INGRESS_WORKERS, 1)")
+    ingress.set_defaults(handler=cmd_ingress)
+
+
+def _log_config() -> dict[str, Any]:
+    """Uvicorn's logging, extended to the ingress' own loggers (applied in every worker)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["ingress"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["aiokafka"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    return config
+
+
+def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from offload_bridge.admin import TopicCreationFailed, ensure_topics
+    from offload_bridge.clients import KafkaUnreachable
+    from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
+
+    host = args.host or settings.offload_ingress_host
+    port = args.port if args.port is not None else settings.offload_ingress_port
+    workers = args.workers if args.workers is not None else settings.offload_ingress_workers
+    if not 1 <= port <= 65535 or workers < 1:
+        raise CommandError("--port must be 1-65535 and --workers at least 1")
+    try:
+        ensure_topics(settings, (CASE_EVENTS, CASE_EVENTS_INVALID))
+    except (KafkaUnreachable, TopicCreationFailed) as error:
+        raise CommandError(f"ingress: cannot make sure its topics exist: {error}") from None
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": True,
+        "log_config": _log_config(),
+        # The access log would print the secret path token.
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
+    }
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metric values here so /metrics can sum them over all workers.
+        with tempfile.TemporaryDirectory(prefix="offload-ingress-metrics-") as directory:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+            uvicorn.run("ingress.app:create_app", **options)
+        return 0
+    uvicorn.run("ingress.app:create_app", **options)
+    return 0
