@@ -8,8 +8,8 @@ import os
 import tempfile
 from typing import Any
 
-from offload_bridge.cli import CommandError, Subcommands
-from offload_bridge.settings import Settings
+from offload_bridge.cli import Subcommands
+from offload_bridge.settings import Settings, SettingsError
 
 
 def register(commands: Subcommands) -> None:
@@ -41,11 +41,15 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.offload_ingress_port
     workers = args.workers if args.workers is not None else settings.offload_ingress_workers
     if not 1 <= port <= 65535 or workers < 1:
-        raise CommandError("--port must be 1-65535 and --workers at least 1")
+        raise SettingsError("--port must be 1-65535 and --workers at least 1")
     try:
         ensure_topics(settings, (CASE_EVENTS, CASE_EVENTS_INVALID))
-    except (KafkaUnreachable, TopicCreationFailed) as error:
-        raise CommandError(f"ingress: cannot make sure its topics exist: {error}") from None
+    except KafkaUnreachable as error:
+        # Raised as the core's own exception types: `python -m offload_bridge.cli` runs that module as
+        # __main__, whose CommandError is not the one importable here.
+        raise KafkaUnreachable(f"ingress: cannot make sure its topics exist: {error}") from None
+    except TopicCreationFailed as error:
+        raise TopicCreationFailed(f"ingress: cannot make sure its topics exist: {error}") from None
     options: dict[str, Any] = {
         "host": host,
         "port": port,
