@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import tempfile
 from typing import Any
@@ -20,19 +19,10 @@ def register(commands: Subcommands) -> None:
     ingress.set_defaults(handler=cmd_ingress)
 
 
-def _log_config() -> dict[str, Any]:
-    """Uvicorn's logging, extended to the ingress' own loggers (applied in every worker)."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["ingress"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config["loggers"]["aiokafka"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
-    return config
-
-
 def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from ingress.logs import log_config
     from offload_bridge.admin import TopicCreationFailed, ensure_topics
     from offload_bridge.clients import KafkaUnreachable
     from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
@@ -55,7 +45,7 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         "port": port,
         "workers": workers,
         "factory": True,
-        "log_config": _log_config(),
+        "log_config": log_config(),
         # The access log would print the secret path token.
         "access_log": False,
         "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
