@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from offload_bridge.clients import admin_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
 
@@ -97,6 +98,8 @@ def load_wrk(target: str, url: str, template: str, duration_s: int, connections:
     ).stdout
     Path(script.name).unlink()
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    if set(latency) != {"50", "99"}:
+        raise RuntimeError(f"no latency distribution in wrk's output: {output[-400:]}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -154,6 +157,17 @@ def serve_anchor(port: int) -> None:
     )  # fmt: skip
 
 
+def _delete_topics(settings: Settings) -> None:
+    """Remove the run's own topics (its prefix is unique) from the broker."""
+    admin = admin_for(settings)
+    try:
+        mine = [name for name in admin.list_topics() if name.startswith(settings.offload_topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -205,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ingress.stop()
         anchor.stop()
+        _delete_topics(settings)
 
     def median(name: str, field: str) -> float:
         return float(statistics.median(getattr(run, field) for run in results[name]))
