@@ -123,10 +123,18 @@ def register_core(commands: Subcommands) -> None:
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that
 # `offload-bridge kafka status` stays fast.
+def _register_ingress(commands: Subcommands) -> None:
+    # Imported late: ingress.cli imports this module for its types.
+    from ingress.cli import register
+
+    register(commands)
+
+
 REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_core,
     answers_cli.register,
     register_simulator,
+    _register_ingress,
 ]
 
 
@@ -165,4 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: components catch and raise the imported
+    # module's exception classes, which are different objects from this copy's.
+    from offload_bridge.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -6,6 +6,8 @@ Each field's environment variable is its name in upper case (``kafka_bootstrap_s
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +59,51 @@ class Settings(BaseSettings):
     offload_kafka_controller_port: int | None = Field(default=None, ge=1, le=65535)
     offload_kafka_heap: str = Field(default="512m", pattern=r"^[0-9]+[kKmMgG]$")
     offload_kafka_start_timeout_s: float = Field(default=90.0, gt=0)
+
+    # --- Ingress (``offload-bridge ingress``) ------------------------------------------------------
+    # Comma-separated secret path tokens (/webhooks/offload/{token}); several at once let a token rotate.
+    # Unset: the bare path /webhooks/offload is open (a warning is logged at start).
+    offload_webhook_tokens: SecretStr | None = None
+    # Standard Webhooks signing secret (whsec_<base64>); when set, every webhook must carry a valid signature.
+    offload_webhook_secret: SecretStr | None = None
+    # The largest body accepted; the case-events topics accept records up to 2 MiB plus headers.
+    offload_webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=2 * 1024 * 1024)
+    # How long a webhook waits for the broker's acknowledgement before answering 503.
+    offload_publish_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    offload_ingress_host: str = Field(default=LOCAL_HOST, min_length=1)
+    offload_ingress_port: int = Field(default=8080, ge=1, le=65535)
+    offload_ingress_workers: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM, in-flight webhooks get this long to finish before the process exits.
+    offload_ingress_shutdown_grace_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("offload_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        encoded = value.get_secret_value().strip().removeprefix("whsec_")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("expected whsec_<base64>") from None
+        if not key:
+            raise ValueError("expected whsec_<base64>")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("offload_webhook_tokens")
+    @classmethod
+    def _check_webhook_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not any(t.strip() for t in value.get_secret_value().split(",")):
+            return None
+        return value
+
+    @property
+    def webhook_tokens(self) -> tuple[str, ...]:
+        """The accepted path tokens; empty when the bare path is open."""
+        if self.offload_webhook_tokens is None:
+            return ()
+        tokens = (token.strip() for token in self.offload_webhook_tokens.get_secret_value().split(","))
+        return tuple(token for token in tokens if token)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -31,11 +31,20 @@ class TopicSpec:
         return {**policy, **self.extra_config}
 
 
+# Webhook bodies go in unchanged, up to OFFLOAD_WEBHOOK_MAX_BYTES (at most 2 MiB), plus headers; the
+# broker's default record limit (1 MiB) would refuse a body near the default cap.
+_WEBHOOK_RECORD_LIMIT = {"max.message.bytes": str(2 * 1024 * 1024 + 64 * 1024)}
 CASE_EVENTS = TopicSpec(
-    "case-events", "caseId", "webhook body byte for byte; headers event_type, event_id, received_at, source"
+    "case-events",
+    "caseId",
+    "webhook body byte for byte; headers event_type, event_id, received_at, source",
+    extra_config=_WEBHOOK_RECORD_LIMIT,
 )
 CASE_EVENTS_INVALID = TopicSpec(
-    "case-events.invalid", "caseId", "body as received; headers with the validation error"
+    "case-events.invalid",
+    "caseId",
+    "body as received; headers with the validation error",
+    extra_config=_WEBHOOK_RECORD_LIMIT,
 )
 CASE_STATE = TopicSpec("case-state", "caseId", "CaseState JSON, latest per case", compacted=True)
 ANSWERS = TopicSpec("answers", "caseId", "{caseId, inputRequestId, providedContext, answerId?, submittedBy?}")

@@ -1,0 +1,60 @@
+"""``offload-bridge ingress``: make sure the topics exist, then serve the webhook endpoint with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from typing import Any
+
+from offload_bridge.cli import Subcommands
+from offload_bridge.settings import Settings, SettingsError
+
+
+def register(commands: Subcommands) -> None:
+    ingress = commands.add_parser("ingress", help="receive Offload webhooks and publish them to Kafka")
+    ingress.add_argument("--host", help="interface to listen on (default OFFLOAD_INGRESS_HOST, 127.0.0.1)")
+    ingress.add_argument("--port", type=int, help="port to listen on (default OFFLOAD_INGRESS_PORT, 8080)")
+    ingress.add_argument("--workers", type=int, help="worker processes (default OFFLOAD_INGRESS_WORKERS, 1)")
+    ingress.set_defaults(handler=cmd_ingress)
+
+
+def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from ingress.logs import log_config
+    from offload_bridge.admin import TopicCreationFailed, ensure_topics
+    from offload_bridge.clients import KafkaUnreachable
+    from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
+
+    host = args.host or settings.offload_ingress_host
+    port = args.port if args.port is not None else settings.offload_ingress_port
+    workers = args.workers if args.workers is not None else settings.offload_ingress_workers
+    if not 1 <= port <= 65535 or workers < 1:
+        raise SettingsError("--port must be 1-65535 and --workers at least 1")
+    try:
+        ensure_topics(settings, (CASE_EVENTS, CASE_EVENTS_INVALID))
+    except KafkaUnreachable as error:
+        # Raised as the core's own exception types: `python -m offload_bridge.cli` runs that module as
+        # __main__, whose CommandError is not the one importable here.
+        raise KafkaUnreachable(f"ingress: cannot make sure its topics exist: {error}") from None
+    except TopicCreationFailed as error:
+        raise TopicCreationFailed(f"ingress: cannot make sure its topics exist: {error}") from None
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": True,
+        "log_config": log_config(),
+        # The access log would print the secret path token.
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
+    }
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metric values here so /metrics can sum them over all workers.
+        with tempfile.TemporaryDirectory(prefix="offload-ingress-metrics-") as directory:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+            uvicorn.run("ingress.app:create_app", **options)
+        return 0
+    uvicorn.run("ingress.app:create_app", **options)
+    return 0

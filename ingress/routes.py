@@ -1,0 +1,167 @@
+"""The ingress endpoints: webhook intake, liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingress import metrics
+from ingress.auth import SignatureError, token_accepted, verify
+from ingress.http import Refusal, envelope, error_envelope, is_json_media_type, read_body
+from ingress.publisher import Published, Publisher, PublishFailed
+from schemas.events import parse_event_object
+
+log = logging.getLogger(__name__)
+
+# Longest validation message carried in a quarantined record's header.
+_MAX_ERROR_HEADER = 2000
+
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class IngressContext:
+    publisher: Publisher
+    tokens: tuple[str, ...]
+    signing_key: bytes | None
+    max_bytes: int
+    events_topic: str
+    invalid_topic: str
+    retry_after_s: int
+
+
+@router.post("/webhooks/offload/{token}")
+async def webhook_with_token(token: str, request: Request) -> Response:
+    return await _answer(request, token)
+
+
+@router.post("/webhooks/offload")
+async def webhook_without_token(request: Request) -> Response:
+    return await _answer(request, None)
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return envelope(200, {"status": "alive"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    context: IngressContext = request.app.state.ingress
+    if await context.publisher.kafka_reachable():
+        return envelope(200, {"status": "ready"})
+    if not context.publisher.connected:
+        return error_envelope(503, "NOT_READY", "the Kafka producer is not connected yet")
+    return error_envelope(503, "NOT_READY", "Kafka does not answer")
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+async def _answer(request: Request, token: str | None) -> Response:
+    context: IngressContext = request.app.state.ingress
+    try:
+        return await _receive(context, request, token)
+    except Refusal as refusal:
+        metrics.count(refusal.outcome)
+        headers = {"Retry-After": str(context.retry_after_s)} if refusal.status == 503 else None
+        return error_envelope(refusal.status, refusal.code, refusal.message, headers)
+
+
+async def _receive(context: IngressContext, request: Request, token: str | None) -> Response:
+    received_at = str(time.time_ns() // 1_000_000).encode()
+    # With no token configured every path is open (a warning says so at start): refusing a token the
+    # operator forgot to configure would lose webhooks that Offload never resends.
+    if context.tokens and not token_accepted(token, context.tokens):
+        raise Refusal(401, "UNAUTHORIZED", "missing or unknown webhook token", "unauthorized")
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise Refusal(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "webhooks must be sent as application/json",
+            "unsupported_media_type",
+        )
+    body = await read_body(request, context.max_bytes)
+    if context.signing_key is not None:
+        try:
+            verify(context.signing_key, request.headers, body)
+        except SignatureError as error:
+            raise Refusal(401, "INVALID_SIGNATURE", str(error), "invalid_signature") from None
+    try:
+        payload = json.loads(body)
+    except ValueError as error:  # includes UnicodeDecodeError
+        raise Refusal(400, "INVALID_JSON", f"the body is not JSON: {error}", "invalid_json") from None
+    if not isinstance(payload, dict):
+        raise Refusal(400, "INVALID_JSON", "the body must be a JSON object", "invalid_json")
+    try:
+        event = parse_event_object(payload)
+    except ValidationError as error:
+        return await _quarantine(context, payload, body, received_at, error)
+    headers = [
+        ("event_type", event.event_type.encode()),
+        ("event_id", event.event_id.encode()),
+        ("received_at", received_at),
+        ("source", b"webhook"),
+    ]
+    published = await _publish(context, context.events_topic, event.data.caseId.encode(), body, headers)
+    metrics.count("published")
+    return envelope(
+        200, {"eventId": event.event_id, "partition": published.partition, "offset": published.offset}
+    )
+
+
+async def _quarantine(
+    context: IngressContext, payload: dict[str, Any], body: bytes, received_at: bytes, error: ValidationError
+) -> Response:
+    """An authenticated object that fails the schema is kept, not refused: Offload would never resend it."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or '(body)'}: {issue['msg']}"
+        for issue in error.errors()
+    )[:_MAX_ERROR_HEADER]
+    event_id = payload.get("event_id") if isinstance(payload.get("event_id"), str) else None
+    event_type = payload.get("event_type")
+    data = payload.get("data")
+    case_id = data.get("caseId") if isinstance(data, dict) else None
+    key = case_id.encode() if isinstance(case_id, str) and case_id else None
+    headers = [("validation_error", problems.encode()), ("received_at", received_at), ("source", b"webhook")]
+    if event_id is not None:
+        headers.append(("event_id", event_id.encode()))
+    if isinstance(event_type, str):
+        headers.append(("event_type", event_type.encode()))
+    published = await _publish(context, context.invalid_topic, key, body, headers)
+    metrics.count("quarantined")
+    log.warning("quarantined webhook event_id=%s: %s", event_id, problems)
+    return envelope(
+        202,
+        {
+            "eventId": event_id,
+            "partition": published.partition,
+            "offset": published.offset,
+            "quarantined": True,
+        },
+    )
+
+
+async def _publish(
+    context: IngressContext, topic: str, key: bytes | None, body: bytes, headers: list[tuple[str, bytes]]
+) -> Published:
+    kind = "invalid" if topic == context.invalid_topic else "events"
+    started = time.perf_counter()
+    try:
+        published = await context.publisher.publish(topic, key, body, headers)
+    except PublishFailed as error:
+        log.error("webhook not acknowledged by Kafka, answered 503: %s", error)
+        raise Refusal(503, "KAFKA_UNAVAILABLE", str(error), "kafka_unavailable") from None
+    metrics.PUBLISH_SECONDS.labels(topic_kind=kind).observe(time.perf_counter() - started)
+    return published
