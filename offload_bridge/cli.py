@@ -15,6 +15,7 @@ from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.clients import KafkaUnreachable, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
+from streams.cli import register as register_streams
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -118,7 +119,7 @@ def register_core(commands: Subcommands) -> None:
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that
 # `offload-bridge kafka status` stays fast.
-REGISTRARS: list[Callable[[Subcommands], None]] = [register_core]
+REGISTRARS: list[Callable[[Subcommands], None]] = [register_core, register_streams]
 
 
 def build_parser() -> argparse.ArgumentParser:
