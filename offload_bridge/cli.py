@@ -143,4 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: components raise
+    # offload_bridge.cli.CommandError, which must be the class main() catches.
+    from offload_bridge.cli import main as imported_main
+
+    sys.exit(imported_main())
