@@ -153,6 +153,7 @@ async def latency(
                 samples.append((time.perf_counter() - started) * 1000)
                 return
             await asyncio.sleep(0.002)
+        samples.append(float("inf"))  # not visible within 10 s: counted, shown as inf
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with producer(settings) as kafka, httpx.AsyncClient(timeout=10, limits=limits) as client:
@@ -171,8 +172,6 @@ async def latency(
             if n % every == 0:
                 tasks.append(asyncio.create_task(watch(client, event, started, sent)))
         await asyncio.gather(*tasks)
-    if len(samples) < len(tasks) * 0.95:
-        raise RuntimeError(f"only {len(samples)}/{len(tasks)} sampled events became visible")
     return samples
 
 
@@ -219,8 +218,9 @@ async def run(args: argparse.Namespace) -> int:
     print(f"fold rate        {rate:>10,.0f} events/s")
     print(f"raw consumer     {anchor:>10,.0f} events/s (median of {len(anchors)} runs)")
     print(f"ratio            {rate / anchor:>10.2f}x   (goal >= 0.5x and >= 10,000 events/s)")
-    print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  max {max(samples):.1f} ms  "
-          f"({len(samples)} samples; produce->GET visible; goal p50 <= 10 ms, p99 <= 50 ms)")  # fmt: skip
+    late = sum(1 for sample in samples if sample == float("inf"))
+    print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({len(samples)} samples, {late} not "
+          f"visible within 10 s; produce->GET visible; goal p50 <= 10 ms, p99 <= 50 ms)")  # fmt: skip
     return 0
 
 
