@@ -20,6 +20,7 @@ from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.topics import TopicMissing
 from simulator.cli import register as register_simulator
+from streams.cli import register as register_streams
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -135,6 +136,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     answers_cli.register,
     register_simulator,
     _register_ingress,
+    register_streams,
 ]
 
 

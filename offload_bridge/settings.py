@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     offload_retry_base_s: float = Field(default=1.0, gt=0, le=600)
     offload_retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
 
+    # --- Streams worker (the Faust app in streams/) -----------------------------------------------
+    # Unset: "<OFFLOAD_TOPIC_PREFIX>streams", so each prefix gets its own consumer group and changelogs.
+    offload_worker_app_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200)
+    # memory:// rebuilds tables from their changelogs at start; rocksdb:// (pip install
+    # 'offload-bridge[rocksdb]') keeps them on disk under OFFLOAD_WORKER_DATA_DIR.
+    offload_worker_store: str = Field(default="memory://", pattern=r"^(memory|rocksdb)://.*$")
+    offload_worker_data_dir: Path = Field(default=Path("worker-data"))
+    offload_worker_web_host: str = Field(default=LOCAL_HOST, min_length=1)
+    offload_worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    # How other workers reach this one's web server (query routing); unset: http://WEB_HOST:WEB_PORT.
+    offload_worker_url: HttpUrl | None = None
+    offload_worker_log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(default=Path(".kafka"))
     offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
@@ -125,6 +138,17 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """Where every Kafka client connects: the configured cluster, else the local broker."""
         return self.kafka_bootstrap_servers or self.local_bootstrap
+
+    @property
+    def worker_app_id(self) -> str:
+        return self.offload_worker_app_id or f"{self.offload_topic_prefix}streams"
+
+    @property
+    def worker_url(self) -> str:
+        """The worker's own web address as other workers and the CLI reach it (no trailing slash)."""
+        if self.offload_worker_url is not None:
+            return str(self.offload_worker_url).rstrip("/")
+        return f"http://{self.offload_worker_web_host}:{self.offload_worker_web_port}"
 
     @property
     def uses_external_kafka(self) -> bool:

@@ -1,0 +1,242 @@
+"""Benchmark of the case-state worker against a raw consumer measured in the same run.
+
+1. Pre-fill ``case-events`` (a fresh topic prefix) with EVENTS webhook events over CASES cases, as the
+   ingress writes them (body bytes, key caseId, headers).
+2. Anchor: a raw aiokafka consumer drains the same topic from the beginning (before and after the worker).
+3. Fold rate: ``offload-bridge worker`` (a real process, memory store) folds the backlog; the rate is
+   taken from its /stats counters between the first and the last event folded.
+4. Latency at RATE events/s: produce (acks=all, idempotent) and poll ``GET /cases/{id}`` until the
+   event is visible, for every SAMPLE_EVERY-th event. The ingress is not part of this measurement: the
+   clock starts just before the produce an ingress would do on a POST.
+
+Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.state``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from offload_bridge.admin import ensure_topics
+from offload_bridge.settings import Settings
+from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
+from offload_bridge.topics import CASE_EVENTS, topic_name
+
+LOCAL_BROKER = "127.0.0.1:9092"
+TYPES = ("case.input_needed", "case.completed", "case.failed")
+
+
+@dataclass
+class Event:
+    case_id: str
+    event_id: str
+    body: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def make_event(case_id: str, timestamp: int, kind: int) -> Event:
+    event_type = TYPES[kind % len(TYPES)]
+    data: dict[str, Any] = {
+        "caseId": case_id, "clientReferenceId": f"ref-{case_id}", "channel": "EMAIL",
+        "attemptCount": 1 + kind % 3, "attachments": [],
+    }  # fmt: skip
+    if event_type == "case.input_needed":
+        data |= {"status": "INPUT_NEEDED", "inputRequest": "Is a signed PDF acceptable?",
+                 "inputRequestId": f"ir-{case_id}-{timestamp}", "inputRequestStatus": "PENDING",
+                 "inputRequestedAt": timestamp}  # fmt: skip
+    elif event_type == "case.completed":
+        data |= {"status": "COMPLETED", "resultStatus": "goal_achieved", "result": {"signedW9Received": True}}
+    else:
+        data |= {"status": "FAILED", "resultStatus": "max_retries", "failureReason": None}
+    event_id = f"evt_{case_id}_{event_type.replace('.', '_')}_{timestamp}"
+    body = json.dumps({"event_id": event_id, "event_type": event_type, "timestamp": timestamp, "data": data})
+    headers = [
+        ("event_type", event_type.encode()), ("event_id", event_id.encode()),
+        ("received_at", str(int(time.time() * 1000)).encode()), ("source", b"webhook"),
+    ]  # fmt: skip
+    return Event(case_id, event_id, body.encode(), headers)
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+    )
+
+
+async def prefill(settings: Settings, events: int, cases: int) -> float:
+    topic = topic_name(CASE_EVENTS, settings)
+    started = time.perf_counter()
+    async with producer(settings) as kafka:
+        pending = []
+        for n in range(events):
+            case_id = f"case-{n % cases:05d}"
+            event = make_event(case_id, 1_000_000 + n, n // cases)
+            pending.append(await kafka.send(topic, event.body, key=case_id.encode(), headers=event.headers))
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    return time.perf_counter() - started
+
+
+async def raw_drain(settings: Settings, expected: int, deadline_s: float) -> float:
+    """Events/s of a bare aiokafka consumer reading the whole topic (no group, no processing)."""
+    topic = topic_name(CASE_EVENTS, settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.offload_topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen = 0
+        started = time.perf_counter()
+        while seen < expected and time.perf_counter() - started < deadline_s:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            seen += sum(len(records) for records in batches.values())
+        elapsed = time.perf_counter() - started
+        if seen < expected:
+            raise RuntimeError(f"raw consumer read only {seen}/{expected} events in {deadline_s}s")
+        return seen / elapsed
+    finally:
+        await consumer.stop()
+
+
+async def stats(client: httpx.AsyncClient, url: str) -> dict[str, int]:
+    response = await client.get(f"{url}/stats")
+    counters: dict[str, int] = response.json()["data"]["caseEvents"]
+    return counters
+
+
+async def fold_rate(url: str, expected: int, deadline_s: float) -> tuple[float, float]:
+    """(events/s between the first and last fold seen, seconds) from the worker's counters."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        deadline = time.perf_counter() + deadline_s
+        first: tuple[float, int] | None = None
+        while time.perf_counter() < deadline:
+            counters = await stats(client, url)
+            done = counters["folded"] + counters["invalid"] + counters["failed"]
+            now = time.perf_counter()
+            if first is None and done > 0:
+                first = (now, done)
+            if done >= expected and first is not None:
+                elapsed = now - first[0]
+                return (done - first[1]) / elapsed, elapsed
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"worker folded only {done}/{expected} events in {deadline_s}s")
+
+
+async def latency(
+    settings: Settings, url: str, rate: int, seconds: float, cases: int, every: int
+) -> list[float]:
+    """Milliseconds from just before the produce to the event's visibility in GET /cases/{id}."""
+    topic = topic_name(CASE_EVENTS, settings)
+    samples: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def watch(client: httpx.AsyncClient, event: Event, started: float, sent: Any) -> None:
+        await sent  # the broker's ack, as the ingress awaits it before answering the POST
+        give_up = started + 10
+        while time.perf_counter() < give_up:
+            response = await client.get(f"{url}/cases/{event.case_id}")
+            if response.status_code == 200 and response.json()["data"]["lastEventId"] == event.event_id:
+                samples.append((time.perf_counter() - started) * 1000)
+                return
+            await asyncio.sleep(0.002)
+        samples.append(float("inf"))  # not visible within 10 s: counted, shown as inf
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with producer(settings) as kafka, httpx.AsyncClient(timeout=10, limits=limits) as client:
+        total = int(rate * seconds)
+        begin = time.perf_counter()
+        for n in range(total):
+            due = begin + n / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Newer than every pre-filled event, and a fresh case per sample so samples do not race.
+            case_id = f"case-{(n * 7919) % cases:05d}"
+            event = make_event(case_id, 2_000_000 + n, n)
+            started = time.perf_counter()
+            sent = await kafka.send(topic, event.body, key=case_id.encode(), headers=event.headers)
+            if n % every == 0:
+                tasks.append(asyncio.create_task(watch(client, event, started, sent)))
+        await asyncio.gather(*tasks)
+    return samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = Settings(kafka_bootstrap_servers=LOCAL_BROKER, offload_topic_prefix=unique_prefix("bench"))
+    ensure_topics(settings)
+    print(f"prefix {settings.offload_topic_prefix}  events {args.events}  cases {args.cases}", flush=True)
+    fill_s = await prefill(settings, args.events, args.cases)
+    print(f"pre-fill: {args.events} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)", flush=True)
+    anchors = [await raw_drain(settings, args.events, args.phase_timeout)]
+    print(f"anchor (raw aiokafka drain) before: {anchors[0]:,.0f} events/s", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-state-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **settings_env(settings),
+        "OFFLOAD_WORKER_WEB_PORT": str(port),
+        "OFFLOAD_WORKER_DATA_DIR": str(workdir / "data"),
+        "OFFLOAD_WORKER_LOG_LEVEL": "warning",
+    }
+    worker = ServiceProcess(["worker"], env=env, log_path=workdir / "worker.log", cwd=workdir)
+    worker.start()
+    try:
+        started = time.perf_counter()
+        worker.wait_http(f"{url}/ready", timeout_s=args.phase_timeout)
+        ready_s = time.perf_counter() - started
+        print(f"worker ready in {ready_s:.1f}s (log {workdir / 'worker.log'})", flush=True)
+        rate, elapsed = await fold_rate(url, args.events, args.phase_timeout)
+        print(f"worker fold: {rate:,.0f} events/s ({elapsed:.1f}s)", flush=True)
+        samples = await latency(settings, url, args.rate, args.latency_seconds, args.cases, args.sample_every)
+    finally:
+        worker.stop()
+    anchors.append(await raw_drain(settings, args.events, args.phase_timeout))
+    anchor = statistics.median(anchors)
+    p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
+    print(f"anchor (raw aiokafka drain) after: {anchors[1]:,.0f} events/s")
+    print()
+    print(f"fold rate        {rate:>10,.0f} events/s")
+    print(f"raw consumer     {anchor:>10,.0f} events/s (median of {len(anchors)} runs)")
+    print(f"ratio            {rate / anchor:>10.2f}x   (goal >= 0.5x and >= 10,000 events/s)")
+    late = sum(1 for sample in samples if sample == float("inf"))
+    print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({len(samples)} samples, {late} not "
+          f"visible within 10 s; produce->GET visible; goal p50 <= 10 ms, p99 <= 50 ms)")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=500, help="events/s of the latency phase")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--sample-every", type=int, default=50, help="measure every Nth event's latency")
+    parser.add_argument("--phase-timeout", type=float, default=300.0, help="deadline of each phase, s")
+    args = parser.parse_args(argv)
+    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The state of one case as the streams worker folds it from ``case-events``.
+
+``CaseState`` is what ``GET /cases/{caseId}`` returns and what ``case-state`` carries (camelCase, like
+Offload's own fields). ``CaseRecord`` is the table value: the state plus what the fold needs to stay
+idempotent, which downstream readers never see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Attachment
+
+# How many event ids per case the fold remembers for deduplication. Offload sends a handful of
+# webhooks per case; a duplicate older than the last 64 distinct events of its case is no longer
+# recognised by id, but it is older than lastEventAt then, so it is counted as stale and changes nothing.
+RECENT_EVENT_IDS = 64
+
+
+class InputRequest(BaseModel):
+    """The question a case is waiting on (from ``case.input_needed``)."""
+
+    id: str
+    question: str
+    status: str = "PENDING"
+    requestedAt: int | None = None
+
+
+class AnswerRecord(BaseModel):
+    """What became of our answer to one input request (written by the answer agent)."""
+
+    answerId: str
+    outcome: str
+    at: int
+
+
+class CaseState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    caseId: str
+    clientReferenceId: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    attemptCount: int | None = None
+    resultStatus: str | None = None
+    result: Any = None
+    failureReason: str | None = None
+    metadata: Any = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    inputRequest: InputRequest | None = None
+    lastEventId: str | None = None
+    lastEventType: str | None = None
+    lastEventAt: int | None = Field(
+        default=None, description="timestamp (unix ms) of the newest event applied"
+    )
+    firstSeenAt: int = Field(description="received_at (unix ms) of the first event of this case")
+    updatedAt: int = Field(description="received_at (unix ms) of the event last applied")
+    eventCount: int = Field(default=0, description="distinct events folded, stale ones included")
+    staleEventCount: int = Field(default=0, description="events older than lastEventAt: counted, not applied")
+    answers: dict[str, AnswerRecord] = Field(default_factory=dict, description="keyed by inputRequestId")
+
+
+class CaseRecord(BaseModel):
+    """The case-state table's value."""
+
+    state: CaseState
+    recentEventIds: list[str] = Field(default_factory=list, max_length=RECENT_EVENT_IDS)

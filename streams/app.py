@@ -1,0 +1,89 @@
+"""The composition root of the streams worker: one Faust app, its topics and table, built from Settings.
+
+Nothing here runs at import time; ``create_app(settings)`` builds the app and registers the agents and
+web views, ``streams.worker`` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from offload_bridge.settings import Settings
+from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE, topic_name
+from streams.state.counters import FoldCounters
+from streams.state.storage import add_case_state_table
+
+CASE_STATE_TABLE = "case_state"
+
+
+@dataclass
+class StreamsApp:
+    """The Faust app and everything its agents and views share."""
+
+    settings: Settings
+    app: faust.App
+    case_events: Any  # faust TopicT: raw bytes in, the ingress's record as it was produced
+    case_events_invalid: Any
+    case_state: Any
+    table: Any  # faust Table[str, CaseRecord], changelog-backed, co-partitioned with case_events
+    counters: FoldCounters = field(default_factory=FoldCounters)
+
+    def is_ready(self) -> bool:
+        """True once the table is recovered and no rebalance is under way: its answers are current."""
+        app = self.app
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return bool(recovered and not app.rebalancing and not app.in_recovery)
+
+
+def broker_urls(settings: Settings) -> list[str]:
+    return [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
+
+
+def create_app(settings: Settings) -> StreamsApp:
+    partitions = settings.offload_topic_partitions
+    app = faust.App(
+        settings.worker_app_id,
+        broker=broker_urls(settings),
+        store=settings.offload_worker_store,
+        datadir=str(settings.offload_worker_data_dir / settings.worker_app_id),
+        web_bind=settings.offload_worker_web_host,
+        web_host=settings.offload_worker_web_host,
+        web_port=settings.offload_worker_web_port,
+        canonical_url=settings.worker_url,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.offload_topic_replication,
+        # A new consumer group folds case-events from the beginning.
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        worker_redirect_stdouts=False,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"
+    }  # fmt: skip
+    streams = StreamsApp(
+        settings=settings,
+        app=app,
+        case_events=app.topic(topic_name(CASE_EVENTS, settings), partitions=partitions, **raw),
+        case_events_invalid=app.topic(
+            topic_name(CASE_EVENTS_INVALID, settings), partitions=partitions, **raw
+        ),
+        case_state=app.topic(topic_name(CASE_STATE, settings), partitions=partitions, **raw),
+        # Partitions must equal the source topic's: the agent writes each case into the partition its
+        # event came from, and the query API routes by the key's partition.
+        table=add_case_state_table(
+            app, CASE_STATE_TABLE, partitions, help="CaseRecord per caseId, folded from case-events"
+        ),
+    )
+    # Imported here: the agents and views need the app to exist.
+    from streams import views
+    from streams.agents import case_state
+
+    case_state.register(streams)
+    views.register(streams)
+    return streams

@@ -1,0 +1,157 @@
+"""Helpers for the streams tests: Offload's documented example webhooks, produced as the ingress does,
+and a worker run as a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from offload_bridge.settings import Settings
+from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
+from offload_bridge.topics import CASE_EVENTS
+
+# The example payloads of Offload's docs, byte for byte as the docs print them.
+SEED_INPUT_NEEDED = b"""{
+  "event_id": "evt_4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f_case_input_needed_1774131900300",
+  "event_type": "case.input_needed",
+  "timestamp": 1774131900300,
+  "data": {
+    "caseId": "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f",
+    "clientReferenceId": "vendor_2048",
+    "status": "INPUT_NEEDED",
+    "channel": "EMAIL",
+    "attemptCount": 1,
+    "attachments": [],
+    "inputRequest": "The vendor asked whether a signed PDF is acceptable. How should I respond?",
+    "inputRequestId": "c8c6a7ca-a913-4d13-8cd8-5887efb0531c",
+    "inputRequestStatus": "PENDING",
+    "inputRequestedAt": 1774131900300
+  }
+}"""
+
+SEED_COMPLETED = b"""{
+"event_id": "evt_case_123_case_completed_1774131900000",
+"event_type": "case.completed",
+"timestamp": 1774131900000,
+"data": {
+"caseId": "case_123",
+"clientReferenceId": "vendor_2048",
+"status": "COMPLETED",
+"channel": "EMAIL",
+"attemptCount": 2,
+"resultStatus": "goal_achieved",
+"result": {
+"signedW9Received": true,
+"taxId": "12-3456789",
+"documentUrl": "https://files.example.com/w9.pdf"
+}
+}
+}"""
+
+WORKER_READY_TIMEOUT_S = 120.0
+STATE_TIMEOUT_S = 60.0
+
+
+def event_body(
+    case_id: str,
+    event_type: str,
+    timestamp: int,
+    status: str,
+    **data: Any,
+) -> bytes:
+    """A webhook body in Offload's format, with Offload's deterministic event id."""
+    event_id = f"evt_{case_id}_{event_type.replace('.', '_')}_{timestamp}"
+    payload = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "timestamp": timestamp,
+        "data": {"caseId": case_id, "status": status, "channel": "EMAIL", "attachments": [], **data},
+    }
+    return json.dumps(payload).encode()
+
+
+def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
+    """Produce a webhook body to case-events exactly as the ingress does: the body unchanged, key caseId,
+    headers event_type, event_id, received_at (ms), source."""
+    event = json.loads(body)
+    headers = {
+        "event_type": event["event_type"].encode(),
+        "event_id": event["event_id"].encode(),
+        "received_at": str(received_at if received_at is not None else int(time.time() * 1000)).encode(),
+        "source": b"webhook",
+    }
+    return produce(settings, CASE_EVENTS, body, key=event["data"]["caseId"].encode(), headers=headers)
+
+
+class Worker:
+    """``offload-bridge worker`` as a real child process with its own web port."""
+
+    def __init__(self, settings: Settings, workdir: Path, name: str = "worker", port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **settings_env(settings),
+            "OFFLOAD_WORKER_WEB_PORT": str(self.port),
+            "OFFLOAD_WORKER_DATA_DIR": str(workdir / f"{name}-data"),
+        }
+        self.service = ServiceProcess(["worker"], env=self.env, log_path=workdir / f"{name}.log", cwd=workdir)
+
+    def start(self, wait: bool = True) -> Worker:
+        self.service.start()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        self.service.wait_http(f"{self.url}/ready", timeout_s=WORKER_READY_TIMEOUT_S)
+
+    def get_case(self, case_id: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/cases/{case_id}", timeout=10.0)
+
+    def wait_case(
+        self, case_id: str, until: Callable[[dict[str, Any]], bool], timeout_s: float = STATE_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """Poll GET /cases/{id} until the state satisfies ``until``; its last answer on timeout."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                response = self.get_case(case_id)
+                last = (response.status_code, response.text)
+                if response.status_code == 200:
+                    state: dict[str, Any] = response.json()["data"]
+                    if until(state):
+                        return state
+            except httpx.HTTPError as error:
+                last = repr(error)
+            time.sleep(0.25)
+        raise AssertionError(f"case {case_id} never matched; last answer {last}\n{self.service.log_tail(40)}")
+
+    def stats(self) -> dict[str, int]:
+        counters: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=10.0).json()["data"]["caseEvents"]
+        return counters
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "offload_bridge.cli", *args]
+        return subprocess.run(command, env={**self.service.env}, capture_output=True, text=True, timeout=60)
+
+
+@contextlib.contextmanager
+def running_workers(*workers: Worker) -> Iterator[None]:
+    try:
+        for worker in workers:
+            worker.start(wait=False)
+        for worker in workers:
+            worker.wait_ready()
+        yield
+    finally:
+        for worker in workers:
+            worker.service.stop()
