@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeAlias
 
 from kafka.errors import KafkaError
@@ -103,6 +104,22 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
+    from offload_bridge import contracts
+
+    directory: Path = args.dir or contracts.SCHEMAS_DIR
+    if args.check:
+        stale = contracts.drifted(directory)
+        for name in stale:
+            print(f"stale    {directory / name}")
+        return 1 if stale else 0
+    changed = contracts.export(directory)
+    for name in changed:
+        print(f"written  {directory / name}")
+    print(f"{len(changed)} file(s) written, {len(contracts.render()) - len(changed)} up to date")
+    return 0
+
+
 def register_core(commands: Subcommands) -> None:
     kafka = commands.add_parser("kafka", help="run a local single-node Kafka broker (dev and tests)")
     kafka_actions = kafka.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -120,6 +137,13 @@ def register_core(commands: Subcommands) -> None:
     topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = topics_actions.add_parser("create", help="create every topic of the contract (idempotent)")
     create.set_defaults(handler=cmd_topics_create)
+
+    contracts = commands.add_parser("schemas", help="JSON Schemas and AsyncAPI of every topic")
+    contracts_actions = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = contracts_actions.add_parser("export", help="regenerate schemas/*.schema.json and asyncapi.yaml")
+    export.add_argument("--dir", type=Path, help="where to write (default: the schemas package)")
+    export.add_argument("--check", action="store_true", help="write nothing; exit 1 when files are stale")
+    export.set_defaults(handler=cmd_schemas_export)
 
 
 # Each component adds its own subcommands; handlers import their heavy modules lazily so that

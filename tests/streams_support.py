@@ -18,43 +18,9 @@ from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
 from offload_bridge.topics import CASE_EVENTS
 
-# The example payloads of Offload's docs, byte for byte as the docs print them.
-SEED_INPUT_NEEDED = b"""{
-  "event_id": "evt_4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f_case_input_needed_1774131900300",
-  "event_type": "case.input_needed",
-  "timestamp": 1774131900300,
-  "data": {
-    "caseId": "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f",
-    "clientReferenceId": "vendor_2048",
-    "status": "INPUT_NEEDED",
-    "channel": "EMAIL",
-    "attemptCount": 1,
-    "attachments": [],
-    "inputRequest": "The vendor asked whether a signed PDF is acceptable. How should I respond?",
-    "inputRequestId": "c8c6a7ca-a913-4d13-8cd8-5887efb0531c",
-    "inputRequestStatus": "PENDING",
-    "inputRequestedAt": 1774131900300
-  }
-}"""
-
-SEED_COMPLETED = b"""{
-"event_id": "evt_case_123_case_completed_1774131900000",
-"event_type": "case.completed",
-"timestamp": 1774131900000,
-"data": {
-"caseId": "case_123",
-"clientReferenceId": "vendor_2048",
-"status": "COMPLETED",
-"channel": "EMAIL",
-"attemptCount": 2,
-"resultStatus": "goal_achieved",
-"result": {
-"signedW9Received": true,
-"taxId": "12-3456789",
-"documentUrl": "https://files.example.com/w9.pdf"
-}
-}
-}"""
+# Offload's documented example payloads, byte for byte (shared with the ingress tests).
+SEED_INPUT_NEEDED = (Path(__file__).parent / "data" / "webhook_input_needed.json").read_bytes()
+SEED_COMPLETED = (Path(__file__).parent / "data" / "webhook_completed.json").read_bytes()
 
 WORKER_READY_TIMEOUT_S = 120.0
 STATE_TIMEOUT_S = 60.0

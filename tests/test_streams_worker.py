@@ -11,6 +11,7 @@ import httpx
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, free_port, produce
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE
+from tests.ingress_support import JSON, running_ingress
 from tests.streams_support import (
     SEED_COMPLETED,
     SEED_INPUT_NEEDED,
@@ -23,11 +24,16 @@ from tests.streams_support import (
 SEED_CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
 
 
-def test_seed_webhooks_become_the_documented_state(topics: Settings, tmp_path: Path) -> None:
+def test_seed_webhooks_posted_to_the_ingress_become_the_documented_state(
+    topics: Settings, tmp_path: Path
+) -> None:
     worker = Worker(topics, tmp_path)
-    with running_workers(worker):
-        publish_webhook(topics, SEED_INPUT_NEEDED, received_at=1774131900400)
-        publish_webhook(topics, SEED_COMPLETED, received_at=1774131900500)
+    with running_workers(worker), running_ingress(topics, tmp_path) as ingress:
+        posted_from = int(time.time() * 1000)
+        for body in (SEED_INPUT_NEEDED, SEED_COMPLETED):
+            posted = httpx.post(f"{ingress.url}/webhooks/offload", content=body, headers=JSON, timeout=30)
+            assert posted.status_code == 200, posted.text
+        posted_until = int(time.time() * 1000)
 
         waiting = worker.wait_case(SEED_CASE, lambda state: state["eventCount"] == 1)
         assert waiting["status"] == "INPUT_NEEDED"
@@ -44,7 +50,8 @@ def test_seed_webhooks_become_the_documented_state(topics: Settings, tmp_path: P
         assert waiting["lastEventId"] == f"evt_{SEED_CASE}_case_input_needed_1774131900300"
         assert waiting["lastEventType"] == "case.input_needed"
         assert waiting["lastEventAt"] == 1774131900300
-        assert waiting["firstSeenAt"] == waiting["updatedAt"] == 1774131900400
+        assert waiting["firstSeenAt"] == waiting["updatedAt"], "one event: first seen when last updated"
+        assert posted_from <= waiting["firstSeenAt"] <= posted_until, "the ingress's received_at"
         assert waiting["answers"] == {}
 
         done = worker.wait_case("case_123", lambda state: state["eventCount"] == 1)
