@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move.
 run: $(STAMP)
-	$(BIN)/offload-bridge kafka start
-	$(BIN)/offload-bridge topics create
+	$(BIN)/offload-bridge run $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -120,6 +120,44 @@ def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from offload_bridge.run import Stack, StackFailed, run
+
+    step_ms = args.step_ms if args.step_ms is not None else (1000 if args.demo else None)
+    stack = Stack(
+        settings, run_dir=args.run_dir, simulator_port=args.simulator_port, simulator_step_ms=step_ms
+    )
+    try:
+        return run(stack, demo=args.demo)
+    except StackFailed as error:
+        raise CommandError(str(error)) from None
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from offload_bridge.tail import DEFAULT_TOPICS, follow, human_line, spec_for
+
+    topics = args.topic or list(DEFAULT_TOPICS)
+    try:
+        for name in topics:
+            spec_for(name)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    colour = sys.stdout.isatty() and not args.json
+    try:
+        records = follow(
+            settings,
+            topics,
+            case_id=args.case,
+            from_beginning=args.from_beginning,
+            positioned=lambda: print(f"following {', '.join(topics)}", file=sys.stderr, flush=True),
+        )
+        for record in records:
+            print(record.as_json() if args.json else human_line(record, colour), flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def register_core(commands: Subcommands) -> None:
     kafka = commands.add_parser("kafka", help="run a local single-node Kafka broker (dev and tests)")
     kafka_actions = kafka.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -137,6 +175,22 @@ def register_core(commands: Subcommands) -> None:
     topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = topics_actions.add_parser("create", help="create every topic of the contract (idempotent)")
     create.set_defaults(handler=cmd_topics_create)
+
+    run = commands.add_parser("run", help="run the whole stack on this machine (Ctrl-C stops it)")
+    run.add_argument("--demo", action="store_true", help="create simulator cases and show them move")
+    run.add_argument("--simulator-port", type=int, default=8900, help="simulator port (default 8900)")
+    run.add_argument("--step-ms", type=int, help="simulator step (default 200; 1000 with --demo)")
+    run.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and worker data (default .run)")
+    run.set_defaults(handler=cmd_run)
+
+    tail = commands.add_parser("tail", help="follow the topics live, one line per record")
+    tail.add_argument(
+        "--topic", action="append", help="topic without prefix (repeatable; default case-events and outcomes)"
+    )
+    tail.add_argument("--case", help="only records of this caseId (or requestId)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per record")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.set_defaults(handler=cmd_tail)
 
     contracts = commands.add_parser("schemas", help="JSON Schemas and AsyncAPI of every topic")
     contracts_actions = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")

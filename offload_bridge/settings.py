@@ -130,6 +130,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return ",".join(servers)
 
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[name.upper()] = str(value)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        return env
+
     @property
     def local_bootstrap(self) -> str:
         return f"{LOCAL_HOST}:{self.offload_kafka_port}"

@@ -1,0 +1,161 @@
+"""`offload-bridge run` brings the stack up and down; `offload-bridge tail` follows topics live."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from offload_bridge.processes import ServiceProcess
+from offload_bridge.settings import Settings
+from offload_bridge.tail import TailRecord, human_line
+from offload_bridge.testing import free_port, produce
+from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS
+from simulator.testing import case_body
+from tests.streams_support import SEED_INPUT_NEEDED
+
+
+def _processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                environ = (entry / "environ").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if any(needle in cmdline or needle in environ for needle in needles):
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def _wait_for_line(log: Path, text: str, process: ServiceProcess, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        assert process.process is not None and process.process.poll() is None, process.log_tail(30)
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} never printed:\n{process.log_tail(30)}")
+
+
+def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, tmp_path: Path) -> None:
+    simulator_port, ingress_port, worker_port = free_port(), free_port(), free_port()
+    env = {
+        **topics.as_env(),
+        "OFFLOAD_INGRESS_PORT": str(ingress_port),
+        "OFFLOAD_WORKER_WEB_PORT": str(worker_port),
+    }
+    env.pop("OFFLOAD_API_KEY", None)
+    log = tmp_path / "run.log"
+    run = ServiceProcess(
+        [
+            "run",
+            "--simulator-port",
+            str(simulator_port),
+            "--step-ms",
+            "100",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        log_path=log,
+    )
+    run.start()
+    try:
+        _wait_for_line(log, "offload-bridge is running", run)
+        printed = log.read_text()
+        assert f"http://127.0.0.1:{ingress_port}/webhooks/offload" in printed
+        assert "offload-bridge answer CASE_ID INPUT_REQUEST_ID" in printed
+
+        body = case_body(f"http://127.0.0.1:{ingress_port}/webhooks/offload", "complete")
+        created = httpx.post(
+            f"http://127.0.0.1:{simulator_port}/cases",
+            json=body,
+            headers={"x-api-key": "dev-key"},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        case_id = created.json()["data"]["caseId"]
+        deadline = time.monotonic() + 60
+        state: dict[str, object] = {}
+        while time.monotonic() < deadline and state.get("status") != "COMPLETED":
+            response = httpx.get(f"http://127.0.0.1:{worker_port}/cases/{case_id}", timeout=10)
+            state = response.json().get("data") or {} if response.status_code == 200 else {}
+            time.sleep(0.3)
+        assert state.get("status") == "COMPLETED", "a simulator webhook went through ingress and worker"
+    finally:
+        exit_code = run.stop(grace_s=60)
+    assert exit_code == 0, run.log_tail(30)
+    assert "stopped" in log.read_text()
+    leftovers = _processes_mentioning(f"--port {simulator_port}", f"OFFLOAD_WORKER_WEB_PORT={worker_port}")
+    assert leftovers == []
+
+
+def test_tail_prints_new_records_as_json_and_filters_by_case(topics: Settings) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "offload_bridge.cli",
+        "tail",
+        "--json",
+        "--case",
+        "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f",
+    ]
+    env = {**os.environ, **topics.as_env()}
+    produce(topics, CASE_EVENTS, b'{"old": true}', key=b"4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f")
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as tail:
+        try:
+            assert tail.stderr is not None
+            # Positioned at the end: the record above is history, what follows is news.
+            assert tail.stderr.readline().startswith("following case-events")
+            produce(topics, CASE_EVENTS, b'{"other": true}', key=b"another-case")
+            produce(
+                topics,
+                CASE_EVENTS,
+                SEED_INPUT_NEEDED,
+                key=b"4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f",
+                headers={"source": b"webhook"},
+            )
+            assert tail.stdout is not None
+            line = tail.stdout.readline()
+        finally:
+            tail.terminate()
+    record = json.loads(line)
+    assert record["topic"] == "case-events"
+    assert record["key"] == "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
+    assert record["headers"] == {"source": "webhook"}
+    assert record["value"]["event_type"] == "case.input_needed"
+
+
+def test_tail_lines_are_readable() -> None:
+    event = TailRecord(
+        "case-events", 0, 7, 1774131900300, "case_123", {"source": "reconciler"},
+        json.loads(SEED_INPUT_NEEDED),
+    )  # fmt: skip
+    line = human_line(event, colour=False)
+    assert "case-events" in line and "case_123" in line
+    assert "case.input_needed INPUT_NEEDED asks 'The vendor asked" in line
+    assert line.endswith("[reconciler]")
+    outcome = TailRecord(
+        ANSWER_OUTCOMES.name, 1, 2, 1774131900300, "case_123", {},
+        {"answerId": "ans_1", "outcome": "accepted", "httpStatus": 202, "caseId": "case_123"},
+    )  # fmt: skip
+    assert "accepted ans_1 httpStatus=202" in human_line(outcome, colour=False)
+    assert "\033[" in human_line(outcome, colour=True)
+
+
+def test_tail_refuses_an_unknown_topic(topics: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "offload_bridge.cli", "tail", "--topic", "nope"],
+        env={**os.environ, **topics.as_env()}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown topic 'nope'" in result.stderr
