@@ -52,3 +52,15 @@ def test_dockerfile_installs_the_project_and_runs_the_cli() -> None:
     for package in ("offload_bridge", "ingress", "streams", "schemas", "simulator"):
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert (ROOT / "pyproject.toml").read_text().count('offload-bridge = "offload_bridge.cli:main"') == 1
+
+
+def test_services_have_health_checks_and_start_after_the_topics(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"kafka", "topic-init", "ingress", "worker", "simulator"} <= set(services)
+    for name in ("ingress", "worker"):
+        assert services[name]["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
+        assert "healthcheck" in services[name], name
+    assert services["simulator"]["profiles"] == ["demo"]
+    assert services["worker"]["environment"]["OFFLOAD_WORKER_WEB_HOST"] == "0.0.0.0"
+    assert "/readyz" in " ".join(services["ingress"]["healthcheck"]["test"])
+    assert "/ready" in " ".join(services["worker"]["healthcheck"]["test"])
