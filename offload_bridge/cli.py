@@ -16,7 +16,7 @@ from kafka.errors import KafkaError
 
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.answers import cli as answers_cli
-from offload_bridge.clients import KafkaUnreachable, metadata_ok
+from offload_bridge.clients import KafkaUnreachable, connection_options, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.topics import TopicMissing
@@ -74,7 +74,7 @@ def cmd_kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     if settings.uses_external_kafka:
         address = settings.bootstrap_servers
-        up = metadata_ok(address, timeout_s=5.0)
+        up = metadata_ok(address, timeout_s=5.0, **connection_options(settings))
     else:
         broker = _broker(args, settings)
         address = broker.bootstrap

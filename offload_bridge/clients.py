@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -17,9 +19,76 @@ class KafkaUnreachable(RuntimeError):
     """No broker answered a metadata request in time."""
 
 
+def _sasl_options(settings: Settings) -> dict[str, Any]:
+    """The protocol and SASL options, named alike by kafka-python and aiokafka."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Options besides bootstrap_servers shared by every kafka-python client the project makes."""
-    return {}
+    options = _sasl_options(settings)
+    if settings.kafka_security_protocol.endswith("SSL"):
+        key_password = settings.kafka_ssl_key_password
+        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        options["ssl_cafile"] = _path(settings.kafka_ssl_cafile)
+        options["ssl_certfile"] = _path(settings.kafka_ssl_certfile)
+        options["ssl_keyfile"] = _path(settings.kafka_ssl_keyfile)
+        options["ssl_password"] = key_password.get_secret_value() if key_password else None
+    return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of aiokafka and Faust clients, or None without SSL."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    key_password = settings.kafka_ssl_key_password
+    context = ssl.create_default_context(cafile=_path(settings.kafka_ssl_cafile))
+    if settings.kafka_ssl_certfile is not None:
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            _path(settings.kafka_ssl_keyfile),
+            key_password.get_secret_value() if key_password else None,
+        )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Security options of aiokafka clients (the ingress producer)."""
+    options = _sasl_options(settings)
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """``broker_credentials`` for the Faust app, or None for PLAINTEXT."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def bootstrap_list(settings: Settings) -> list[str]:
@@ -47,10 +116,10 @@ def admin_for(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
     return connect_admin(settings.bootstrap_servers, timeout_s, **connection_options(settings))
 
 
-def metadata_ok(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
-    """True when a broker at the address answers a metadata request."""
+def metadata_ok(bootstrap_servers: str, timeout_s: float = 2.0, **options: Any) -> bool:
+    """True when a broker at the address answers a metadata request (``options``: security)."""
     try:
-        admin = connect_admin(bootstrap_servers, timeout_s)
+        admin = connect_admin(bootstrap_servers, timeout_s, **options)
     except KafkaUnreachable:
         return False
     try:

@@ -90,6 +90,9 @@ class LocalBroker:
     port: int
     controller_port: int
     heap: str = "512m"
+    # (username, password) pairs: the client listener then speaks SASL_PLAINTEXT (PLAIN and SCRAM-SHA-256/512)
+    # instead of PLAINTEXT; the first pair is also the broker's own identity.
+    sasl_users: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBroker:
@@ -101,6 +104,41 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"{LOCAL_HOST}:{self.port}"
+
+    @property
+    def client_protocol(self) -> str:
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    @property
+    def client_options(self) -> dict[str, str]:
+        """kafka-python options a client needs for this broker's listener."""
+        if not self.sasl_users:
+            return {}
+        username, password = self.sasl_users[0]
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+
+    def _sasl_properties(self) -> dict[str, str]:
+        if not self.sasl_users:
+            return {}
+        (admin, admin_password), users = self.sasl_users[0], self.sasl_users
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in users)
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{admin}" password="{admin_password}" {plain_users};'
+        )
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return {
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+        }
 
     @property
     def libs_dir(self) -> Path:
@@ -154,15 +192,17 @@ class LocalBroker:
     def _write_config(self) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        protocol = self.client_protocol
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{LOCAL_HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{LOCAL_HOST}:{self.port},CONTROLLER://{LOCAL_HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{LOCAL_HOST}:{self.port}",
+            "listeners": f"{protocol}://{LOCAL_HOST}:{self.port},CONTROLLER://{LOCAL_HOST}:{self.controller_port}",
+            "advertised.listeners": f"{protocol}://{LOCAL_HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": protocol,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{protocol}:{protocol}",
+            **self._sasl_properties(),
             "log.dirs": str(self.data_dir),
             # Production clusters usually forbid auto-creation; so do we, so a missing topic shows up here.
             "auto.create.topics.enable": "false",
@@ -199,8 +239,14 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram_users = [
+            argument
+            for name, password in self.sasl_users
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
         command = self._java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path)
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path), *scram_users
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -220,7 +266,7 @@ class LocalBroker:
         return pid
 
     def is_up(self, timeout_s: float = 2.0) -> bool:
-        return metadata_ok(self.bootstrap, timeout_s)
+        return metadata_ok(self.bootstrap, timeout_s, **self.client_options)
 
     def start(self, timeout_s: float = 90.0) -> bool:
         """Start the broker and wait for a metadata answer; False when one already answered."""
