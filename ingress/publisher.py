@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from offload_bridge.clients import aiokafka_options
 from offload_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Published:
 def producer_options(settings: Settings) -> dict[str, object]:
     """aiokafka options: connection, plus the durability the contract asks for."""
     return {
+        **aiokafka_options(settings),
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": "offload-bridge-ingress",
         # aiokafka's defaults are acks=1 without idempotence: a leader failover could lose or repeat events.

@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from offload_bridge.clients import faust_credentials
 from offload_bridge.settings import Settings
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE, topic_name
 from streams.state.counters import FoldCounters
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> StreamsApp:
     app = faust.App(
         settings.worker_app_id,
         broker=broker_urls(settings),
+        broker_credentials=faust_credentials(settings),
         store=settings.offload_worker_store,
         datadir=str(settings.offload_worker_data_dir / settings.worker_app_id),
         web_bind=settings.offload_worker_web_host,

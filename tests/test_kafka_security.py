@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -16,6 +17,8 @@ from offload_bridge.local_kafka import LocalBroker
 from offload_bridge.settings import Settings, SettingsError, load_settings
 from offload_bridge.testing import consume, free_port, produce, unique_prefix
 from offload_bridge.topics import ANSWERS
+from tests.ingress_support import JSON, running_ingress
+from tests.streams_support import SEED_COMPLETED, Worker, running_workers
 
 USERS = (("admin", "admin-secret"), ("bridge", "bridge-secret"))
 
@@ -97,3 +100,25 @@ def test_sasl_without_credentials_is_a_settings_error(
     monkeypatch.setenv("KAFKA_SSL_CAFILE", str(tmp_path / "missing-ca.pem"))
     with pytest.raises(SettingsError, match=r"missing-ca\.pem"):
         load_settings()
+
+
+def test_ingress_and_worker_run_through_sasl(sasl_broker: LocalBroker, tmp_path: Path) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers=sasl_broker.bootstrap,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="bridge",
+        kafka_sasl_password=SecretStr("bridge-secret"),
+        offload_topic_prefix=unique_prefix("sasl"),
+    )
+    ensure_topics(settings)
+    worker = Worker(settings, tmp_path)
+    with running_workers(worker), running_ingress(settings, tmp_path) as ingress:
+        posted = httpx.post(
+            f"{ingress.url}/webhooks/offload", content=SEED_COMPLETED, headers=JSON, timeout=30
+        )
+        assert posted.status_code == 200, posted.text
+        state = worker.wait_case("case_123", lambda case: case["status"] == "COMPLETED")
+    assert state["resultStatus"] == "goal_achieved"
+    logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
+    assert "bridge-secret" not in logs
