@@ -68,6 +68,30 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def librdkafka_options(settings: Settings) -> dict[str, str]:
+    """Security options of librdkafka clients (confluent-kafka), by librdkafka's own names."""
+    options = {"security.protocol": settings.kafka_security_protocol.lower()}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options["sasl.mechanisms"] = settings.kafka_sasl_mechanism
+        options["sasl.username"] = settings.kafka_sasl_username or ""
+        options["sasl.password"] = password.get_secret_value() if password else ""
+    if settings.kafka_security_protocol.endswith("SSL"):
+        for name, path in (
+            ("ssl.ca.location", settings.kafka_ssl_cafile),
+            ("ssl.certificate.location", settings.kafka_ssl_certfile),
+            ("ssl.key.location", settings.kafka_ssl_keyfile),
+        ):
+            if path is not None:
+                options[name] = str(path)
+        if settings.kafka_ssl_key_password is not None:
+            options["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+        options["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.kafka_ssl_check_hostname else "none"
+        )
+    return options
+
+
 def faust_credentials(settings: Settings) -> Any:
     """``broker_credentials`` for the Faust app, or None for PLAINTEXT."""
     import faust
