@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         description="Comma-separated host:port list of the Kafka cluster. Unset: the local broker.",
     )
 
+    # --- Logs --------------------------------------------------------------------------------------
+    offload_log_format: Literal["text", "json"] = "text"
+
     # --- Kafka security (applied to every Kafka client the project makes) ----------------------
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
