@@ -16,12 +16,14 @@ from kafka.errors import KafkaError
 
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.answers import cli as answers_cli
+from offload_bridge.case_requests import cli as case_requests_cli
 from offload_bridge.clients import KafkaUnreachable, connection_options, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.topics import TopicMissing
 from simulator.cli import register as register_simulator
 from streams.cli import register as register_streams
+from streams.reconcile.cli import register as register_reconcile
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -215,6 +217,8 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_simulator,
     _register_ingress,
     register_streams,
+    case_requests_cli.register,
+    register_reconcile,
 ]
 
 

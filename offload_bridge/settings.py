@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     offload_worker_url: HttpUrl | None = None
     offload_worker_log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
 
+    # --- Reconciler and case requests (issue 7) ----------------------------------------------------
+    # Every interval the worker asks GET /cases/{id} for the open cases of its partitions whose last
+    # event is older than OFFLOAD_RECONCILE_STALE_S, at most OFFLOAD_RECONCILE_RPS calls a second.
+    offload_reconcile_interval_s: float = Field(default=300.0, gt=0, le=86_400)
+    offload_reconcile_stale_s: float = Field(default=600.0, ge=0, le=30 * 86_400)
+    offload_reconcile_rps: float = Field(default=5.0, gt=0, le=10_000)
+    # Calls to POST /cases per request before it is dead-lettered (429 other than the usage limit, 5xx,
+    # timeouts and refused connections are retried with OFFLOAD_RETRY_BASE_S/MAX_S backoff).
+    offload_case_request_max_attempts: int = Field(default=5, ge=1, le=100)
+    # clientWebhookUrl of a case request that names none: where Offload reaches our ingress.
+    offload_public_webhook_url: HttpUrl | None = None
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(default=Path(".kafka"))
     offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)

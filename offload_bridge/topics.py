@@ -57,6 +57,9 @@ CASE_REQUESTS = TopicSpec("case-requests", "requestId", "create-case body + requ
 CASE_REQUEST_OUTCOMES = TopicSpec(
     "case-request-outcomes", "requestId", "{requestId, outcome, caseId?, httpStatus, errorCode, message, at}"
 )
+CASE_REQUESTS_DLQ = TopicSpec(
+    "case-requests.dlq", "requestId", "the raw request; headers with error, original topic/partition/offset"
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_EVENTS,
@@ -68,6 +71,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ANSWERS_DLQ,
     CASE_REQUESTS,
     CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS_DLQ,
 )
 
 

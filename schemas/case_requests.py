@@ -86,3 +86,27 @@ class CaseRequestOutcome(BaseModel):
     errorCode: str | None = None
     message: str = ""
     at: int = Field(default_factory=now_ms, description="unix ms")
+
+
+class CaseRequestStatus(StrEnum):
+    """Where a request stands in the case-requests table."""
+
+    PENDING = "pending"  # a POST /cases call may be in flight: never re-sent blindly
+    RETRYING = "retrying"  # the last call provably failed; the next one may be made
+    CREATED = "created"
+    REJECTED = "rejected"
+    DEAD_LETTERED = "dead_lettered"
+    UNKNOWN = "unknown"  # found pending after a crash: an operator decides
+
+
+class CaseRequestRecord(BaseModel):
+    """The case-requests table's value, keyed by requestId."""
+
+    requestId: str
+    status: CaseRequestStatus
+    attempt: int = Field(default=0, ge=0, description="calls to POST /cases made or in flight")
+    caseId: str | None = None
+    httpStatus: int | None = None
+    errorCode: str | None = None
+    message: str = ""
+    at: int = Field(default_factory=now_ms, description="unix ms of the last change")

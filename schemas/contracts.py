@@ -106,4 +106,16 @@ CONTRACTS: tuple[TopicContract, ...] = (
         CaseRequestOutcome,
         "requestId",
     ),
+    TopicContract(
+        "case-requests.dlq",
+        "Dead-lettered case request",
+        "The original request byte for byte; headers say why and where it came from.",
+        None,
+        "requestId",
+        {
+            header.value: header.name.lower().replace("_", " ")
+            for header in DlqHeader
+            if header not in (DlqHeader.ANSWER_ID, DlqHeader.ATTEMPT)
+        },
+    ),
 )

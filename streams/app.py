@@ -84,8 +84,10 @@ def create_app(settings: Settings) -> StreamsApp:
     )
     # Imported here: the agents and views need the app to exist.
     from streams import views
-    from streams.agents import case_state
+    from streams.agents import case_requests, case_state, reconciler
 
     case_state.register(streams)
+    case_requests.register(streams)
+    reconciler.register(streams)
     views.register(streams)
     return streams

@@ -1,0 +1,1 @@
+"""Case creation by message: the POST /cases policy, the request table's storage."""

@@ -1,0 +1,59 @@
+"""What a ``POST /cases`` attempt means: pure decisions, no I/O.
+
+2xx with a caseId: created. 400: rejected. 429 ``USAGE_LIMIT_REACHED``: rejected with the code (a
+monthly cap will not lift in minutes). Other 429, 408/425, 5xx, timeouts and refused connections: retried
+with backoff. 401/403: dead-lettered (a key problem: fixed by an operator, then republished). Other 4xx:
+rejected. A 2xx without a caseId: unknown (something may have been created that we cannot name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from streams.answers.policy import RETRYABLE_STATUSES
+from streams.offload_api import OffloadReply, OffloadUnreachable
+
+USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
+
+
+class Decision(StrEnum):
+    CREATED = "created"
+    REJECTED = "rejected"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    decision: Decision
+    case_id: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    message: str = ""
+    retry_after_s: float | None = None
+
+
+def judge(result: OffloadReply | OffloadUnreachable) -> Judgement:
+    if isinstance(result, OffloadUnreachable):
+        return Judgement(Decision.RETRY, message=str(result))
+
+    def verdict(decision: Decision, case_id: str | None = None, message: str | None = None) -> Judgement:
+        text = result.error_message if message is None else message
+        return Judgement(
+            decision, case_id, result.status, result.error_code, text, result.retry_after_s
+        )  # fmt: skip
+
+    if result.ok:
+        case_id = (result.data or {}).get("caseId")
+        if isinstance(case_id, str) and case_id:
+            return verdict(Decision.CREATED, case_id)
+        return verdict(Decision.UNKNOWN, message="a 2xx without a caseId")
+    if result.status == 429 and result.error_code == USAGE_LIMIT_REACHED:
+        return verdict(Decision.REJECTED)
+    if result.status in RETRYABLE_STATUSES or result.status >= 500:
+        return verdict(Decision.RETRY)
+    if result.status in (401, 403):
+        return verdict(Decision.DEAD_LETTER)
+    return verdict(Decision.REJECTED)

@@ -1,0 +1,50 @@
+"""Ask Offload for one case and say what the answer means for the reconciler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from schemas.offload_case import OffloadCase
+from streams.answers.policy import RETRYABLE_STATUSES
+from streams.offload_api import OffloadApi, OffloadUnreachable
+
+
+class Fetch(StrEnum):
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    THROTTLED = "throttled"  # back off, try again later
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    kind: Fetch
+    case: OffloadCase | None = None
+    detail: str = ""
+    retry_after_s: float | None = None
+
+
+async def fetch_case(api: OffloadApi, case_id: str) -> Fetched:
+    try:
+        reply = await api.get_case(case_id)
+    except OffloadUnreachable as error:
+        return Fetched(Fetch.THROTTLED, detail=str(error))
+    detail = f"HTTP {reply.status} {reply.error_code or ''} {reply.error_message}".strip()
+    if reply.ok:
+        if reply.data is None:
+            return Fetched(Fetch.INVALID, detail=f"HTTP {reply.status} without a case in the envelope")
+        try:
+            return Fetched(Fetch.OK, OffloadCase.model_validate(reply.data))
+        except ValidationError as error:
+            return Fetched(Fetch.INVALID, detail=f"not a case: {error.errors()[0]['msg']}")
+    if reply.status == 404:
+        return Fetched(Fetch.NOT_FOUND, detail=detail)
+    if reply.status in (401, 403):
+        return Fetched(Fetch.FORBIDDEN, detail=detail)
+    if reply.status in RETRYABLE_STATUSES or reply.status >= 500:
+        return Fetched(Fetch.THROTTLED, detail=detail, retry_after_s=reply.retry_after_s)
+    return Fetched(Fetch.INVALID, detail=detail)

@@ -1,0 +1,32 @@
+"""A token bucket: at most ``rate`` calls a second on average, bursts up to ``burst``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def wait_s(self) -> float:
+        """Take a token if one is there (returns 0), else how long until one will be."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    async def take(self) -> None:
+        while (delay := self.wait_s()) > 0:
+            await asyncio.sleep(delay)

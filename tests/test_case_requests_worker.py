@@ -1,0 +1,208 @@
+"""The case-requests agent as a real worker process against the real broker and the simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import HttpUrl, SecretStr
+
+from offload_bridge.case_requests import CaseRequestSubmitter
+from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.settings import Settings
+from offload_bridge.testing import free_port, produce
+from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ
+from schemas.case_requests import CaseRequestOutcomeKind
+from simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
+from tests.ingress_support import read_topic
+from tests.streams_support import Worker, running_workers
+
+
+def with_offload(settings: Settings, base_url: str, **changes: Any) -> Settings:
+    return settings.model_copy(
+        update={
+            "offload_base_url": HttpUrl(base_url),
+            "offload_api_key": SecretStr(DEFAULT_API_KEY),
+            **changes,
+        }
+    )
+
+
+def sim_case_ids(sim: Any) -> list[str]:
+    ids: list[str] = sim.http.get("/_sim/cases").json()["data"]["caseIds"]
+    return ids
+
+
+def test_the_same_request_three_times_creates_one_case(topics: Settings, tmp_path: Path) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        settings = with_offload(
+            topics, sim.base_url, offload_public_webhook_url=HttpUrl("http://127.0.0.1:9/hooks/offload")
+        )
+        worker = Worker(settings, tmp_path)
+        with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
+            body = case_body(scenario="input_then_complete", clientReferenceId="po-77")
+            first = submitter.publish(body, request_id="req-1")
+            created = submitter.wait_for_outcome(first, timeout_s=60)
+            assert created.outcome is CaseRequestOutcomeKind.CREATED, created
+            assert created.httpStatus == 201 and created.caseId is not None
+            for _ in range(2):
+                submitter.publish(body, request_id="req-1")
+                again = submitter.wait_for_outcome("req-1", timeout_s=60)
+                assert again.outcome is CaseRequestOutcomeKind.DUPLICATE, again
+                assert again.caseId == created.caseId
+            assert sim_case_ids(sim) == [created.caseId]
+            truth = sim.truth(created.caseId)
+            # No clientWebhookUrl in the request: OFFLOAD_PUBLIC_WEBHOOK_URL is used.
+            assert truth["clientWebhookUrl"] == "http://127.0.0.1:9/hooks/offload"
+            assert truth["clientReferenceId"] == "po-77"
+
+            # The state table knows the case from birth, through the bridge's case.created.
+            state = worker.wait_case(created.caseId, lambda state: state["eventCount"] >= 1)
+            assert state["firstSeenAt"] >= created.at - 60_000
+            announced = [
+                record for record in read_topic(settings, CASE_EVENTS)
+                if record.headers.get("source") == b"bridge"
+            ]  # fmt: skip
+            assert len(announced) == 1
+            event = json.loads(announced[0].value or b"")
+            assert event["event_type"] == "case.created"
+            assert event["event_id"] == f"evt_{created.caseId}_case_created_{event['timestamp']}"
+            assert event["data"]["status"] == "CREATED"
+            assert event["data"]["clientReferenceId"] == "po-77"
+            assert announced[0].key == created.caseId.encode()
+
+
+def test_refused_requests_end_rejected_or_dead_lettered(topics: Settings, tmp_path: Path) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        settings = with_offload(
+            topics, sim.base_url, offload_retry_base_s=0.05, offload_retry_max_s=0.2,
+            offload_case_request_max_attempts=3,
+        )  # fmt: skip
+        worker = Worker(settings, tmp_path)
+        with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
+            # Not a case request at all, and one whose key is not its requestId: rejected, DLQ.
+            produce(settings, CASE_REQUESTS, b"{not json", key=b"req-bad")
+            wrong_key = json.dumps({**case_body(), "requestId": "req-x"}).encode()
+            produce(settings, CASE_REQUESTS, wrong_key, key=b"req-y")
+            for request_id in ("req-bad", "req-y"):
+                outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
+                assert outcome.outcome is CaseRequestOutcomeKind.REJECTED
+                assert outcome.errorCode == "INVALID_REQUEST"
+
+            # Offload refuses it (the simulator knows no such scenario): 400 -> rejected.
+            refused = submitter.publish(case_body(scenario="no_such_scenario"), request_id="req-400")
+            outcome = submitter.wait_for_outcome(refused, timeout_s=60)
+            assert (outcome.outcome, outcome.httpStatus, outcome.errorCode) == (
+                CaseRequestOutcomeKind.REJECTED, 400, "INVALID_REQUEST"
+            )  # fmt: skip
+
+            # 503 on every call: retried, then dead-lettered.
+            sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "503"}})
+            progress: list[Any] = []
+            failing = submitter.publish(case_body(), request_id="req-503")
+            outcome = submitter.wait_for_outcome(failing, timeout_s=60, on_progress=progress.append)
+            assert outcome.outcome is CaseRequestOutcomeKind.DEAD_LETTERED, outcome
+            assert outcome.httpStatus == 503 and "after 3 attempt(s)" in outcome.message
+            assert [p.outcome for p in progress] == [CaseRequestOutcomeKind.RETRYING] * 2
+
+            # The monthly cap: rejected with the code, no retry.
+            sim.set_faults(endpoints={}, usage_limit=0)
+            capped = submitter.publish(case_body(), request_id="req-cap")
+            progress.clear()
+            outcome = submitter.wait_for_outcome(capped, timeout_s=60, on_progress=progress.append)
+            assert (outcome.outcome, outcome.httpStatus, outcome.errorCode) == (
+                CaseRequestOutcomeKind.REJECTED, 429, "USAGE_LIMIT_REACHED"
+            )  # fmt: skip
+            assert progress == []
+            assert sim_case_ids(sim) == []
+
+            dlq = read_topic(settings, CASE_REQUESTS_DLQ)
+            by_key = {record.key: record for record in dlq}
+            assert set(by_key) == {b"req-bad", b"req-y", b"req-400", b"req-503", b"req-cap"}
+            assert by_key[b"req-bad"].value == b"{not json"
+            assert by_key[b"req-503"].headers["outcome"] == b"dead_lettered"
+            assert by_key[b"req-503"].headers["original_topic"].endswith(b"case-requests")
+
+
+def test_a_refused_connection_is_retried_and_creates_one_case(topics: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    settings = with_offload(
+        topics, f"http://127.0.0.1:{port}", offload_retry_base_s=1.0, offload_retry_max_s=2.0,
+        offload_case_request_max_attempts=30,
+    )  # fmt: skip
+    worker = Worker(settings, tmp_path)
+    with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
+        request_id = submitter.publish(case_body(), request_id="req-refused")
+        progress: list[Any] = []
+        # Nothing listens yet: the first attempts are refused, provably never reaching Offload.
+        deadline = time.monotonic() + 60
+        while not progress and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                submitter.wait_for_outcome(request_id, timeout_s=2, on_progress=progress.append)
+        assert progress and progress[0].outcome is CaseRequestOutcomeKind.RETRYING
+        with simulator_process("--step-ms", "50", port=port) as sim:
+            outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
+            assert outcome.outcome is CaseRequestOutcomeKind.CREATED, outcome
+            assert sim_case_ids(sim) == [outcome.caseId]
+
+
+def _changelog_shows_pending(settings: Settings, request_id: str, timeout_s: float) -> None:
+    name = f"{settings.worker_app_id}-case_requests-changelog"
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+            if partitions:
+                consumer.assign(partitions)
+                consumer.seek_to_beginning(*partitions)
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        value = json.loads(record.value or b"{}")
+                        if record.key == request_id.encode() and value.get("status") == "pending":
+                            return
+            time.sleep(0.1)
+        raise AssertionError(f"no durable pending record for {request_id} in {name}")
+    finally:
+        consumer.close()
+
+
+def test_a_crash_during_the_call_ends_unknown_not_a_second_case(topics: Settings, tmp_path: Path) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        sim.set_faults(latency_ms=4000)
+        settings = with_offload(topics, sim.base_url, offload_http_timeout_s=60.0)
+        worker = Worker(settings, tmp_path)
+        with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
+            request_id = submitter.publish(case_body(), request_id="req-crash")
+            _changelog_shows_pending(settings, request_id, timeout_s=30)
+            time.sleep(1.0)  # the call starts right after pending is acknowledged; Offload holds it 4 s
+            # Freeze the worker while POST /cases is in flight, so its connection stays open and Offload
+            # finishes the call (the simulator drops a request whose client went away); then SIGKILL it
+            # before it can read the answer.
+            worker.service.signal(signal.SIGSTOP)
+            deadline = time.monotonic() + 30
+            while not sim_case_ids(sim) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            worker.service.kill()
+            assert len(sim_case_ids(sim)) == 1, "the call in flight reached Offload"
+            sim.set_faults(latency_ms=0)
+            worker.start()
+            # The killed member keeps its partitions until its session times out, then recovery runs.
+            outcome = submitter.wait_for_outcome(request_id, timeout_s=240)
+            assert outcome.outcome is CaseRequestOutcomeKind.UNKNOWN, outcome
+            assert "in flight" in outcome.message
+            time.sleep(2)
+            assert len(sim_case_ids(sim)) == 1, "never sent again"
+            # Published once more later, it stays settled without a call.
+            submitter.publish(case_body(), request_id=request_id)
+            again = submitter.wait_for_outcome(request_id, timeout_s=60)
+            assert again.outcome is CaseRequestOutcomeKind.DUPLICATE
+            assert "ended unknown" in again.message
+            assert len(sim_case_ids(sim)) == 1
