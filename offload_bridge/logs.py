@@ -93,6 +93,26 @@ def make_formatter(settings: Settings) -> logging.Formatter:
     return JsonFormatter() if settings.offload_log_format == "json" else TextFormatter()
 
 
+def logging_dict(settings: Settings, level: str = "INFO") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for frameworks that configure logging themselves (Faust, uvicorn)."""
+    formatter = "JsonFormatter" if settings.offload_log_format == "json" else "TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"bridge": {"()": f"offload_bridge.logs.{formatter}"}},
+        "filters": {"redact": {"()": "offload_bridge.logs.RedactSecrets", "secrets": secrets_of(settings)}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "bridge",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+    }
+
+
 def configure_logging(settings: Settings, level: str = "INFO") -> logging.Handler:
     """Root logging for a process: one stderr handler with the chosen format, secrets redacted."""
     handler = logging.StreamHandler()
