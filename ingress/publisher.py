@@ -60,7 +60,6 @@ def producer_options(settings: Settings) -> dict[str, Any]:
         "message.max.bytes": settings.offload_webhook_max_bytes + _RECORD_OVERHEAD_BYTES,
         # A record nobody waits for any more is still worth delivering late: Offload never resends it.
         "message.timeout.ms": max(int(settings.offload_publish_timeout_s * 1000) * 6, 30_000),
-        # Records arriving while a request is in flight are batched anyway; do not wait for more.
         "linger.ms": settings.offload_ingress_linger_ms,
     }
 
