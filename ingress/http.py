@@ -27,6 +27,21 @@ def envelope(status: int, data: dict[str, Any], headers: dict[str, str] | None =
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+class _JSONBody(Response):
+    media_type = "application/json"
+
+
+def published_envelope(event_id: str, partition: int, offset: int) -> Response:
+    """The 200 answer to a published webhook: ``envelope(200, {...})`` spelled out, as it is on every
+    request's path."""
+    body = b'{"ok":true,"data":{"eventId":%s,"partition":%d,"offset":%d}}' % (
+        json.dumps(event_id).encode(),
+        partition,
+        offset,
+    )
+    return _JSONBody(body)
+
+
 def error_envelope(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(
         {"ok": False, "error": {"code": code, "message": message}}, separators=(",", ":")

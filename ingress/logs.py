@@ -1,10 +1,11 @@
 """Logging of the ingress process: uvicorn's format for our loggers too, and a throttle for the Kafka
-client, which logs every failed reconnect (several a second) while a broker is away."""
+client (librdkafka), which logs every failed reconnect (about one a second) while a broker is away."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from typing import Any
 
@@ -12,7 +13,8 @@ THROTTLE_INTERVAL_S = 30.0
 
 
 class Throttle(logging.Filter):
-    """Lets each distinct message template through at most once per interval."""
+    """Lets each distinct message through at most once per interval; numbers (ports, counts, durations)
+    do not make a message distinct."""
 
     def __init__(self, interval_s: float = THROTTLE_INTERVAL_S) -> None:
         super().__init__()
@@ -20,7 +22,7 @@ class Throttle(logging.Filter):
         self._last: dict[tuple[str, object], float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+        key = (record.name, re.sub(r"\d+", "#", record.getMessage()))
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval_s:
@@ -37,5 +39,5 @@ def log_config() -> dict[str, Any]:
     config.setdefault("filters", {})["throttle"] = {"()": "ingress.logs.Throttle"}
     config["handlers"]["throttled"] = {**config["handlers"]["default"], "filters": ["throttle"]}
     config["loggers"]["ingress"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config["loggers"]["aiokafka"] = {"handlers": ["throttled"], "level": "WARNING", "propagate": False}
+    config["loggers"]["librdkafka"] = {"handlers": ["throttled"], "level": "WARNING", "propagate": False}
     return config

@@ -24,6 +24,8 @@ Outcome = Literal[
     "kafka_unavailable",
 ]
 
+TopicKind = Literal["events", "invalid"]
+
 REQUESTS = Counter("offload_ingress_requests_total", "Webhook requests answered, by outcome.", ["outcome"])
 PUBLISH_SECONDS = Histogram(
     "offload_ingress_publish_seconds",
@@ -33,8 +35,23 @@ PUBLISH_SECONDS = Histogram(
 )
 
 
+# Looking a labelled child up costs a lock and a dict per call: bind each once, on first use.
+_counters: dict[str, Counter] = {}
+_histograms: dict[str, Histogram] = {}
+
+
 def count(outcome: Outcome) -> None:
-    REQUESTS.labels(outcome=outcome).inc()
+    counter = _counters.get(outcome)
+    if counter is None:
+        counter = _counters[outcome] = REQUESTS.labels(outcome=outcome)
+    counter.inc()
+
+
+def observe_publish(topic_kind: TopicKind, seconds: float) -> None:
+    histogram = _histograms.get(topic_kind)
+    if histogram is None:
+        histogram = _histograms[topic_kind] = PUBLISH_SECONDS.labels(topic_kind=topic_kind)
+    histogram.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -15,7 +15,14 @@ from starlette.responses import Response
 
 from ingress import metrics
 from ingress.auth import SignatureError, token_accepted, verify
-from ingress.http import Refusal, envelope, error_envelope, is_json_media_type, read_body
+from ingress.http import (
+    Refusal,
+    envelope,
+    error_envelope,
+    is_json_media_type,
+    published_envelope,
+    read_body,
+)
 from ingress.publisher import Published, Publisher, PublishFailed
 from schemas.events import parse_event_object
 
@@ -38,14 +45,18 @@ class IngressContext:
     retry_after_s: int
 
 
-@router.post("/webhooks/offload/{token}")
-async def webhook_with_token(token: str, request: Request) -> Response:
-    return await _answer(request, token)
+# The webhook endpoints are plain Starlette routes: they read the raw request themselves, so FastAPI's
+# parameter and dependency machinery would only add work to every webhook.
+async def webhook_with_token(request: Request) -> Response:
+    return await _answer(request, request.path_params["token"])
 
 
-@router.post("/webhooks/offload")
 async def webhook_without_token(request: Request) -> Response:
     return await _answer(request, None)
+
+
+router.add_route("/webhooks/offload/{token}", webhook_with_token, methods=["POST"])
+router.add_route("/webhooks/offload", webhook_without_token, methods=["POST"])
 
 
 @router.get("/healthz")
@@ -116,9 +127,7 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
     ]
     published = await _publish(context, context.events_topic, event.data.caseId.encode(), body, headers)
     metrics.count("published")
-    return envelope(
-        200, {"eventId": event.event_id, "partition": published.partition, "offset": published.offset}
-    )
+    return published_envelope(event.event_id, published.partition, published.offset)
 
 
 async def _quarantine(
@@ -156,12 +165,12 @@ async def _quarantine(
 async def _publish(
     context: IngressContext, topic: str, key: bytes | None, body: bytes, headers: list[tuple[str, bytes]]
 ) -> Published:
-    kind = "invalid" if topic == context.invalid_topic else "events"
+    kind: metrics.TopicKind = "invalid" if topic == context.invalid_topic else "events"
     started = time.perf_counter()
     try:
         published = await context.publisher.publish(topic, key, body, headers)
     except PublishFailed as error:
         log.error("webhook not acknowledged by Kafka, answered 503: %s", error)
         raise Refusal(503, "KAFKA_UNAVAILABLE", str(error), "kafka_unavailable") from None
-    metrics.PUBLISH_SECONDS.labels(topic_kind=kind).observe(time.perf_counter() - started)
+    metrics.observe_publish(kind, time.perf_counter() - started)
     return published

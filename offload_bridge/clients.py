@@ -19,20 +19,14 @@ class KafkaUnreachable(RuntimeError):
     """No broker answered a metadata request in time."""
 
 
-def _sasl_options(settings: Settings) -> dict[str, Any]:
-    """The protocol and SASL options, named alike by kafka-python and aiokafka."""
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Options besides bootstrap_servers shared by every kafka-python client the project makes."""
     options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
     if settings.kafka_security_protocol.startswith("SASL"):
         password = settings.kafka_sasl_password
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = password.get_secret_value() if password else None
-    return options
-
-
-def connection_options(settings: Settings) -> dict[str, Any]:
-    """Options besides bootstrap_servers shared by every kafka-python client the project makes."""
-    options = _sasl_options(settings)
     if settings.kafka_security_protocol.endswith("SSL"):
         key_password = settings.kafka_ssl_key_password
         options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
@@ -57,15 +51,6 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         )
     context.check_hostname = settings.kafka_ssl_check_hostname
     return context
-
-
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Security options of aiokafka clients (the ingress producer)."""
-    options = _sasl_options(settings)
-    context = ssl_context(settings)
-    if context is not None:
-        options["ssl_context"] = context
-    return options
 
 
 def librdkafka_options(settings: Settings) -> dict[str, str]:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     offload_ingress_workers: int = Field(default=1, ge=1, le=64)
     # On SIGTERM, in-flight webhooks get this long to finish before the process exits.
     offload_ingress_shutdown_grace_s: float = Field(default=30.0, gt=0)
+    # How long the ingress producer gathers records into one batch (librdkafka linger.ms). Fewer, larger
+    # produce requests cost the broker and the client less CPU; 5 ms measured best at 32 connections.
+    offload_ingress_linger_ms: float = Field(default=5.0, ge=0, le=1000)
 
     @field_validator("offload_webhook_secret")
     @classmethod
