@@ -160,7 +160,7 @@ def serve_anchor(port: int) -> None:
 
     uvicorn.run(
         "bench.anchor:create_app", host="127.0.0.1", port=port, workers=1, factory=True,
-        log_config=log_config(), access_log=False,
+        log_config=log_config(Settings()), access_log=False,
     )  # fmt: skip
 
 

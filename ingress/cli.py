@@ -45,7 +45,7 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         "port": port,
         "workers": workers,
         "factory": True,
-        "log_config": log_config(),
+        "log_config": log_config(settings),
         # The access log would print the secret path token.
         "access_log": False,
         "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,

@@ -9,6 +9,9 @@ import re
 import time
 from typing import Any
 
+from offload_bridge.logs import logging_dict
+from offload_bridge.settings import Settings
+
 THROTTLE_INTERVAL_S = 30.0
 
 
@@ -31,13 +34,19 @@ class Throttle(logging.Filter):
         return True
 
 
-def log_config() -> dict[str, Any]:
-    """Uvicorn's logging config extended to the ingress' loggers (applied in every worker)."""
+def log_config(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's logging config in the project's format (OFFLOAD_LOG_FORMAT), secrets redacted, extended
+    to the ingress' loggers (applied in every worker)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["throttle"] = {"()": "ingress.logs.Throttle"}
-    config["handlers"]["throttled"] = {**config["handlers"]["default"], "filters": ["throttle"]}
+    shared = logging_dict(settings)
+    config["formatters"]["default"] = config["formatters"]["access"] = shared["formatters"]["bridge"]
+    config.setdefault("filters", {}).update(shared["filters"])
+    config["filters"]["throttle"] = {"()": "ingress.logs.Throttle"}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    config["handlers"]["throttled"] = {**config["handlers"]["default"], "filters": ["redact", "throttle"]}
     config["loggers"]["ingress"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["librdkafka"] = {"handlers": ["throttled"], "level": "WARNING", "propagate": False}
     return config
