@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -46,10 +47,13 @@ def _wait_for_line(log: Path, text: str, process: ServiceProcess, timeout_s: flo
 
 def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, tmp_path: Path) -> None:
     simulator_port, ingress_port, worker_port = free_port(), free_port(), free_port()
+    token = f"tok-{uuid.uuid4().hex}"
     env = {
         **topics.as_env(),
         "OFFLOAD_INGRESS_PORT": str(ingress_port),
         "OFFLOAD_WORKER_WEB_PORT": str(worker_port),
+        "OFFLOAD_WEBHOOK_TOKENS": token,
+        "OFFLOAD_LOG_FORMAT": "json",
     }
     env.pop("OFFLOAD_API_KEY", None)
     log = tmp_path / "run.log"
@@ -70,10 +74,10 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
     try:
         _wait_for_line(log, "offload-bridge is running", run)
         printed = log.read_text()
-        assert f"http://127.0.0.1:{ingress_port}/webhooks/offload" in printed
+        assert f"http://127.0.0.1:{ingress_port}/webhooks/offload/<token" in printed
         assert "offload-bridge answer CASE_ID INPUT_REQUEST_ID" in printed
 
-        body = case_body(f"http://127.0.0.1:{ingress_port}/webhooks/offload", "complete")
+        body = case_body(f"http://127.0.0.1:{ingress_port}/webhooks/offload/{token}", "complete")
         created = httpx.post(
             f"http://127.0.0.1:{simulator_port}/cases",
             json=body,
@@ -95,6 +99,12 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
     assert "stopped" in log.read_text()
     leftovers = _processes_mentioning(f"--port {simulator_port}", f"OFFLOAD_WORKER_WEB_PORT={worker_port}")
     assert leftovers == []
+    # Secrets never reach a log: the path token anywhere, the Offload API key in our services' logs.
+    logs = {path.name: path.read_text(errors="replace") for path in (tmp_path / "run" / "logs").glob("*.log")}
+    assert set(logs) == {"simulator.log", "ingress.log", "worker.log"}
+    assert all(token not in text for text in [*logs.values(), log.read_text()])
+    assert "dev-key" not in logs["ingress.log"] + logs["worker.log"]
+    assert all(line.startswith("{") for line in logs["worker.log"].splitlines() if line.strip())
 
 
 def test_tail_prints_new_records_as_json_and_filters_by_case(topics: Settings) -> None:
