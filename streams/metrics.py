@@ -1,0 +1,56 @@
+"""Prometheus ``GET /metrics`` of the worker, read at scrape time from the counters the agents keep.
+
+Agents keep plain counters (cheap on the hot path); each registers them here as a source, and a scrape
+turns every source into one counter family with a ``kind`` label, plus the consumer lag per partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+Source = Callable[[], Mapping[str, int]]
+
+
+@dataclass
+class WorkerMetrics:
+    """Counter sources by metric name, and the Faust app whose consumer lag is reported."""
+
+    app: Any
+    sources: dict[str, tuple[str, Source]] = field(default_factory=dict)
+
+    def add(self, name: str, documentation: str, source: Source) -> None:
+        """``name`` becomes ``offload_worker_<name>_total{kind=...}``."""
+        self.sources[name] = (documentation, source)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (documentation, source) in self.sources.items():
+            family = CounterMetricFamily(f"offload_worker_{name}", documentation, labels=["kind"])
+            for kind, value in source().items():
+                family.add_metric([kind], value)
+            yield family
+        yield self._lag()
+
+    def _lag(self) -> GaugeMetricFamily:
+        lag = GaugeMetricFamily(
+            "offload_worker_consumer_lag",
+            "records not yet committed per assigned partition (end offset - committed offset)",
+            labels=["topic", "partition"],
+        )
+        monitor = self.app.monitor
+        committed = monitor.tp_committed_offsets or {}
+        for tp, end in (monitor.tp_end_offsets or {}).items():
+            done = committed.get(tp)
+            if done is not None:
+                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - done))
+        return lag
+
+    def render(self) -> tuple[bytes, str]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)  # type: ignore[arg-type]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
