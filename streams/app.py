@@ -13,6 +13,7 @@ import faust
 
 from offload_bridge.settings import Settings
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE, topic_name
+from streams.offload_api import OffloadApi
 from streams.state.counters import FoldCounters
 from streams.state.storage import add_case_state_table
 
@@ -29,6 +30,7 @@ class StreamsApp:
     case_events_invalid: Any
     case_state: Any
     table: Any  # faust Table[str, CaseRecord], changelog-backed, co-partitioned with case_events
+    offload: OffloadApi  # the one HTTP client to Offload every agent shares; closed when the app stops
     counters: FoldCounters = field(default_factory=FoldCounters)
 
     def is_ready(self) -> bool:
@@ -79,11 +81,20 @@ def create_app(settings: Settings) -> StreamsApp:
         table=add_case_state_table(
             app, CASE_STATE_TABLE, partitions, help="CaseRecord per caseId, folded from case-events"
         ),
+        offload=OffloadApi(settings),
     )
+
+    @app.on_before_shutdown.connect
+    async def close_offload_client(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await streams.offload.aclose()
+
     # Imported here: the agents and views need the app to exist.
     from streams import views
-    from streams.agents import case_state
+    from streams.agents import answer_retries, answers, case_state
 
     case_state.register(streams)
+    delivery = answers.create_delivery(streams)
+    answers.register(streams, delivery)
+    answer_retries.register(streams, delivery)
     views.register(streams)
     return streams
