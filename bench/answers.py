@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import statistics
 import sys
 import tempfile
@@ -201,9 +202,22 @@ async def run_worker(
     worker.start()
     try:
         worker.wait_http(f"http://127.0.0.1:{port}/ready", timeout_s=deadline_s)
-        return await forwarding_rate(settings, expected, deadline_s)
+        cpu_before = cpu_seconds(worker.pid)
+        rate, elapsed = await forwarding_rate(settings, expected, deadline_s)
+        used = cpu_seconds(worker.pid) - cpu_before
+        print(f"worker CPU: {used * 1000 / expected:.2f} ms per answer ({used / elapsed:.0%} of a core)")
+        return rate, elapsed
     finally:
         worker.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc); 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
