@@ -8,6 +8,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import HttpUrl, SecretStr
@@ -365,3 +366,32 @@ def test_cli_answer_wait_prints_accepted(
     assert lines[0].startswith("published answerId=ans_")
     assert lines[-1].startswith("accepted answerId=ans_")
     assert "attempt=1 http=202" in lines[-1]
+
+
+def test_a_refused_api_key_dead_letters_the_answer_with_an_error_log(
+    kafka_broker: str, sim: RunningSimulator, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    sim.set_faults(endpoints={}, latency_ms=0)
+    wrong_key = "not-a-key-offload-knows"
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_broker,
+        offload_topic_prefix=unique_prefix("badkey"),
+        offload_base_url=HttpUrl(sim.base_url),
+        offload_api_key=SecretStr(wrong_key),
+    )
+    ensure_topics(settings)
+    worker = Worker(settings, tmp_path)
+    try:
+        worker.start()
+        case_id, question = open_question(sim, receiver, settings, worker)
+        answer_id = publish(settings, case_id, question, "Yes.")
+        [dead] = wait_outcomes(settings, answer_id, worker=worker)
+        assert dead.outcome is Outcome.DEAD_LETTERED
+        assert (dead.attempt, dead.httpStatus, dead.errorCode) == (1, 401, "UNAUTHORIZED")
+        [letter] = list_dead_letters(settings)
+        assert letter.answer_id == answer_id and letter.outcome == "dead_lettered"
+        log = worker.service.log_path.read_text() if worker.service.log_path else ""
+        assert "refused our API key" in log
+        assert wrong_key not in log, "the API key must never be logged"
+    finally:
+        worker.service.stop()
