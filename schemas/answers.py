@@ -55,6 +55,9 @@ class RetryAnswer(Answer):
 
     attempt: int = Field(ge=1)
     notBefore: int = Field(ge=0, description="unix ms before which the attempt must not be made")
+    notWaitingRetries: int = Field(
+        default=0, ge=0, description="retries so far because the case was not waiting for input"
+    )
 
 
 class Outcome(StrEnum):

@@ -30,6 +30,16 @@ router = APIRouter()
 
 ATTACHMENT_URL_TTL_S = 3600
 MAX_SIM_ATTACHMENTS = 20
+MAX_SIM_LATENCY_MS = 600_000
+
+
+async def _case_latency(sim: Simulator, case_id: str) -> None:
+    """A slow case: ``metadata.simLatencyMs`` delays every call about it (the other cases stay fast)."""
+    case = sim.store.get(case_id)
+    metadata = case.request.metadata if case is not None else None
+    latency = metadata.get("simLatencyMs", 0) if isinstance(metadata, dict) else 0
+    if latency:
+        await asyncio.sleep(latency / 1000)
 
 
 def _sim(request: Request) -> Simulator:
@@ -97,6 +107,9 @@ def _scenario_knobs(metadata: Any, default_step_ms: int) -> tuple[str, int] | st
     attachments = metadata.get("simAttachments", 0)
     if not isinstance(attachments, int) or isinstance(attachments, bool) or not 0 <= attachments <= 20:
         return f"metadata.simAttachments: an integer between 0 and {MAX_SIM_ATTACHMENTS}"
+    latency = metadata.get("simLatencyMs", 0)
+    if not isinstance(latency, int) or isinstance(latency, bool) or not 0 <= latency <= MAX_SIM_LATENCY_MS:
+        return f"metadata.simLatencyMs: an integer of milliseconds between 0 and {MAX_SIM_LATENCY_MS}"
     return scenario, step_ms
 
 
@@ -128,6 +141,7 @@ async def create_case(request: Request) -> Response:
 @router.get("/cases/{case_id}")
 async def get_case(request: Request, case_id: str) -> Response:
     async def handle(sim: Simulator, key: str) -> Response:
+        await _case_latency(sim, case_id)
         case = _owned_case(sim, key, case_id)
         if isinstance(case, Response):
             return case
@@ -163,6 +177,7 @@ async def provide_input(request: Request, case_id: str) -> Response:
             case.inputs[-1]["fault"] = f"{fault.error} after processing"
 
     async def handle(sim: Simulator, key: str) -> Response:
+        await _case_latency(sim, case_id)
         response = _provide_input(sim, key, case_id, raw)
         code = None
         if response.status_code >= 400:

@@ -19,8 +19,8 @@ for one more step; then the reply goes out (RUNNING) and the scenario moves on. 
 apart whatever ``followUpDelayHours`` says: time is compressed, and ``nextActionAt`` is the real time of
 the next step (253402300799999 when nothing is scheduled: waiting for input, or terminal).
 
-Other per-case knobs in ``metadata``: ``simStepMs`` (this case's step), ``simAttachments`` (how many
-attachments the counterparty's reply carries).
+Other per-case knobs in ``metadata``: ``simStepMs`` (this case's step), ``simLatencyMs`` (added to every
+API call about this case), ``simAttachments`` (how many attachments the counterparty's reply carries).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ import faust
 from offload_bridge.clients import faust_credentials
 from offload_bridge.settings import Settings
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE, topic_name
+from streams.metrics import WorkerMetrics
+from streams.metrics import register_view as register_metrics_view
+from streams.offload_api import OffloadApi
 from streams.state.counters import FoldCounters
 from streams.state.storage import add_case_state_table
 
@@ -30,6 +33,7 @@ class StreamsApp:
     case_events_invalid: Any
     case_state: Any
     table: Any  # faust Table[str, CaseRecord], changelog-backed, co-partitioned with case_events
+    offload: OffloadApi  # the one HTTP client to Offload every agent shares; closed when the app stops
     counters: FoldCounters = field(default_factory=FoldCounters)
 
     def is_ready(self) -> bool:
@@ -81,13 +85,43 @@ def create_app(settings: Settings) -> StreamsApp:
         table=add_case_state_table(
             app, CASE_STATE_TABLE, partitions, help="CaseRecord per caseId, folded from case-events"
         ),
+        offload=OffloadApi(settings),
     )
+
+    @app.on_before_shutdown.connect
+    async def close_offload_client(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await streams.offload.aclose()
+
     # Imported here: the agents and views need the app to exist.
     from streams import views
-    from streams.agents import case_requests, case_state, reconciler
+    from streams.agents import answer_retries, answers, case_requests, case_state, reconciler
 
     case_state.register(streams)
-    case_requests.register(streams)
-    reconciler.register(streams)
+    delivery = answers.create_delivery(streams)
+    answers.register(streams, delivery)
+    answer_retries.register(streams, delivery)
+    requests = case_requests.register(streams)
+    reconciled = reconciler.register(streams)
+    calls = delivery.counters
+    metrics = WorkerMetrics(app)
+    metrics.add(
+        "case_events",
+        "case-events records by what the fold did with them",
+        lambda: {kind: n for kind, n in streams.counters.as_dict().items() if kind != "folded"},
+    )
+    metrics.add("answers", "answers by outcome (retrying and terminal)", lambda: calls.outcomes)
+    metrics.add(
+        "answer_calls",
+        "calls to Offload made for answers, retries put back, unexpected errors",
+        lambda: {
+            "input": calls.calls,
+            "case_lookup": calls.case_lookups,
+            "deferred_retry": calls.deferred,
+            "failed": calls.failed,
+        },
+    )
+    metrics.add("case_requests", "case requests by outcome", lambda: requests.counts)
+    metrics.add("reconcile", "reconciler sweeps, checks and synthesized events (fixes)", reconciled.as_dict)
+    register_metrics_view(app, metrics)
     views.register(streams)
     return streams

@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 Source = Callable[[], Mapping[str, int]]
 
 
-@dataclass
+@dataclass(eq=False)  # a collector must be hashable to be registered
 class WorkerMetrics:
     """Counter sources by metric name, and the Faust app whose consumer lag is reported."""
 
@@ -39,18 +39,32 @@ class WorkerMetrics:
     def _lag(self) -> GaugeMetricFamily:
         lag = GaugeMetricFamily(
             "offload_worker_consumer_lag",
-            "records not yet committed per assigned partition (end offset - committed offset)",
+            "records behind the end of each partition this worker reads (end - committed, else - read)",
             labels=["topic", "partition"],
         )
         monitor = self.app.monitor
         committed = monitor.tp_committed_offsets or {}
+        read = monitor.tp_read_offsets or {}
         for tp, end in (monitor.tp_end_offsets or {}).items():
-            done = committed.get(tp)
+            # Faust tracks the offset of the last record handled; the end offset is the next one to write.
+            done = committed.get(tp, read.get(tp))
             if done is not None:
-                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - done))
+                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - done - 1))
         return lag
 
     def render(self) -> tuple[bytes, str]:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)  # type: ignore[arg-type]
+        registry.register(self)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def register_view(app: Any, metrics: WorkerMetrics) -> None:
+    """``GET /metrics`` on the worker's web server (answered even during recovery: counters are local)."""
+    from faust.web import Request, Response, View
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            body, _ = metrics.render()
+            # The text exposition format; aiohttp refuses parameters (version, charset) in content_type.
+            return self.bytes(body, content_type="text/plain")

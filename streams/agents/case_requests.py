@@ -63,13 +63,10 @@ class CaseRequestAgent:
         )
         self.counts: dict[str, int] = {kind.value: 0 for kind in CaseRequestOutcomeKind}
         self.counts["failed"] = 0
-        self._api: OffloadApi | None = None
 
     @property
     def api(self) -> OffloadApi:
-        if self._api is None:  # made inside the worker's event loop
-            self._api = OffloadApi(self.settings)
-        return self._api
+        return self.streams.offload
 
     async def handle(self, message: Any) -> None:
         try:

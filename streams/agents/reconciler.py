@@ -34,16 +34,13 @@ def register(streams: StreamsApp) -> ReconcileCounters:
     settings = streams.settings
     counters = ReconcileCounters()
     bucket = TokenBucket(settings.offload_reconcile_rps)
-    api: list[OffloadApi] = []  # made inside the worker's event loop, on the first sweep
 
     @streams.app.timer(settings.offload_reconcile_interval_s, name="reconcile")  # type: ignore[untyped-decorator]
     async def reconcile() -> None:
         if not streams.is_ready():
             return
-        if not api:
-            api.append(OffloadApi(settings))
         try:
-            await sweep(streams, api[0], bucket, counters)
+            await sweep(streams, streams.offload, bucket, counters)
         except Exception:
             counters.failed += 1
             log.exception("reconcile sweep failed")

@@ -1,0 +1,54 @@
+"""The answer agent: forwards each answer on ``answers`` to Offload (first attempt).
+
+One actor per partition (``isolated_partitions``): answers are keyed by caseId, so order is kept per case,
+a slow Offload call stalls only its own partition, and the case-state table's partition for the case is
+the one this actor owns. Every record is handled inside a catch-all, so the actor never restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY, topic_name
+from streams.answers.delivery import AnswerDelivery
+from streams.answers.outputs import AnswerCounters, AnswerOutputs
+from streams.app import StreamsApp
+
+
+def raw_topic(streams: StreamsApp, name: str) -> Any:
+    return streams.app.topic(
+        name,
+        partitions=streams.settings.offload_topic_partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+def create_delivery(streams: StreamsApp) -> AnswerDelivery:
+    """The delivery both answer agents share, with its output topics."""
+    settings = streams.settings
+    counters = AnswerCounters()
+    outputs = AnswerOutputs(
+        outcomes=raw_topic(streams, topic_name(ANSWER_OUTCOMES, settings)),
+        retry=raw_topic(streams, topic_name(ANSWERS_RETRY, settings)),
+        dlq=raw_topic(streams, topic_name(ANSWERS_DLQ, settings)),
+        case_state=streams.case_state,
+        counters=counters,
+    )
+    return AnswerDelivery(settings, streams.table, streams.offload, outputs, counters)
+
+
+def register(streams: StreamsApp, delivery: AnswerDelivery) -> Any:
+    source = raw_topic(streams, topic_name(ANSWERS, streams.settings))
+
+    @streams.app.agent(source, name="answers", isolated_partitions=True)
+    async def forward_answers(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await delivery.on_answer(event.message)
+            except Exception as error:
+                await delivery.on_unexpected(event.message, error)
+
+    return forward_answers

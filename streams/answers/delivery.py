@@ -1,0 +1,318 @@
+"""Deliver one answer to ``POST /cases/{id}/input`` and act on what Offload said.
+
+Shared by the agent on ``answers`` (first attempts) and the one on ``answers.retry`` (later attempts).
+Every answer ends in exactly one terminal outcome; ``attempt`` in an outcome is the number of calls made
+to Offload for the answer so far. The case-state table is read and written only between awaits, so the
+case-state agent folding the same case in between never has a write overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from offload_bridge.settings import Settings
+from schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
+from schemas.case_state import AnswerRecord, CaseRecord, CaseState
+from streams.answers.case_view import (
+    PENDING,
+    CaseView,
+    accepted_in_table,
+    merged_context,
+    offload_view,
+    table_context,
+    table_view,
+)
+from streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
+from streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
+from streams.answers.records import InvalidAnswer, decode_answer
+from streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
+
+log = logging.getLogger("streams.answers")
+
+INVALID_ANSWER = "INVALID_ANSWER"
+# How long a retry record not yet due may hold up its partition, counted from when it was written: a
+# record waiting alone is put back about once a second, and a queue of waiting records adds no delay.
+RETRY_HOLD_S = 1.0
+
+Result = OffloadReply | OffloadUnreachable
+
+
+class AnswerDelivery:
+    def __init__(
+        self,
+        settings: Settings,
+        table: Any,
+        api: OffloadApi,
+        outputs: AnswerOutputs,
+        counters: AnswerCounters,
+    ) -> None:
+        self.settings = settings
+        self.table = table  # faust Table[str, CaseRecord]
+        self.api = api
+        self.out = outputs
+        self.counters = counters
+
+    # --- entry points, one per record ----------------------------------------------------------------
+
+    async def on_answer(self, message: Any) -> None:
+        try:
+            answer = decode_answer(Answer, message.key, message.value, _position(message))
+        except InvalidAnswer as invalid:
+            await self._reject_invalid(message, invalid)
+            return
+        await self.attempt(message, answer, attempt=1, not_waiting_retries=0)
+
+    async def on_retry(self, message: Any) -> None:
+        try:
+            retry = decode_answer(RetryAnswer, message.key, message.value, _position(message))
+        except InvalidAnswer as invalid:
+            await self._reject_invalid(message, invalid)
+            return
+        due_in = _due_in_s(retry)
+        if due_in > 0:
+            age = max(0.0, time.time() - message.timestamp) if message.timestamp else 0.0
+            hold = due_in if due_in <= RETRY_HOLD_S else max(0.0, RETRY_HOLD_S - age)
+            await asyncio.sleep(hold)
+            if _due_in_s(retry) > 0.001:
+                await self.out.defer(message)
+                return
+        await self.attempt(message, retry, retry.attempt, retry.notWaitingRetries)
+
+    async def on_unexpected(self, message: Any, error: Exception) -> None:
+        """Best effort after a bug: the record to the DLQ, and a terminal outcome when an answer was read."""
+        self.counters.failed += 1
+        log.error("%s: unexpected error, dead-lettered: %r", Position.of(message), error, exc_info=error)
+        try:
+            try:
+                answer: Answer | None = Answer.model_validate_json(message.value or b"")
+            except ValueError:
+                answer = None
+            where = Position.of(message)
+            record = AnswerOutcome(
+                answerId=answer.answer_id
+                if answer
+                else f"invalid_{where.topic}_{where.partition}_{where.offset}",
+                caseId=answer.caseId if answer else "",
+                inputRequestId=answer.inputRequestId if answer else None,
+                outcome=Outcome.DEAD_LETTERED,
+                message=f"unexpected error: {type(error).__name__}: {error}",
+            )
+            await self.out.dead_letter(message, answer.caseId if answer else None, record)
+            if answer is not None:
+                await self.out.outcome(record)
+        except Exception:
+            log.exception("%s: could not even dead-letter the record; skipped", Position.of(message))
+
+    # --- one attempt ---------------------------------------------------------------------------------
+
+    async def attempt(self, message: Any, answer: Answer, attempt: int, not_waiting_retries: int) -> None:
+        """Call Offload for the ``attempt``-th time (unless our state shows it accepted) and act on it."""
+        case_id = answer.caseId
+        if accepted_in_table(self.table.get(case_id), answer):
+            view = table_view(self.table.get(case_id), answer)
+            message_text = "already accepted by Offload (recorded in the case state); not sent again"
+            await self.out.outcome(
+                self._outcome(answer, Outcome.DUPLICATE, attempt - 1, None, view, message_text)
+            )
+            return
+        self.counters.calls += 1
+        result: Result
+        try:
+            result = await self.api.submit_input(case_id, answer.inputRequestId, answer.providedContext)
+        except OffloadUnreachable as unreachable:
+            result = unreachable
+        # Read after the call: the case-state agent may have folded an event meanwhile.
+        record = self.table.get(case_id)
+        context = table_context(record, answer)
+        view = table_view(record, answer)
+        if needs_delivery_check(result, context):
+            looked = await self._look_at_case(answer)
+            if looked is not None:
+                context, view = merged_context(context, looked), looked
+        verdict = judge(result, answer.inputRequestId, context)
+        await self._act(message, answer, attempt, not_waiting_retries, result, verdict, view)
+
+    async def _look_at_case(self, answer: Answer) -> CaseView | None:
+        self.counters.case_lookups += 1
+        try:
+            reply = await self.api.get_case(answer.caseId)
+        except OffloadUnreachable as unreachable:
+            log.warning("answer %s: GET /cases/%s failed: %s", answer.answer_id, answer.caseId, unreachable)
+            return None
+        looked = offload_view(reply, answer)
+        if looked is None:
+            log.warning("answer %s: GET /cases/%s answered %s", answer.answer_id, answer.caseId, reply.status)
+        return looked
+
+    async def _act(
+        self,
+        message: Any,
+        answer: Answer,
+        attempt: int,
+        not_waiting_retries: int,
+        result: Result,
+        verdict: Verdict,
+        view: CaseView,
+    ) -> None:
+        settings = self.settings
+        described = _describe(result)
+        if verdict is Verdict.ACCEPTED:
+            view = await self._record_accepted(answer, view)
+            await self.out.outcome(self._outcome(answer, Outcome.ACCEPTED, attempt, result, view, described))
+        elif verdict is Verdict.DUPLICATE:
+            text = f"Offload already has this answer ({described})"
+            await self.out.outcome(self._outcome(answer, Outcome.DUPLICATE, attempt, result, view, text))
+        elif verdict is Verdict.CONFLICT:
+            await self.out.outcome(self._outcome(answer, Outcome.CONFLICT, attempt, result, view, described))
+        elif verdict is Verdict.REJECTED:
+            await self._finish_in_dlq(message, answer, Outcome.REJECTED, attempt, result, view, described)
+        elif verdict is Verdict.DEAD_LETTER:
+            log.error(
+                "answer %s of case %s: Offload refused our API key (%s); dead-lettered, redrive once fixed",
+                answer.answer_id, answer.caseId, described,
+            )  # fmt: skip
+            await self._finish_in_dlq(
+                message, answer, Outcome.DEAD_LETTERED, attempt, result, view, described
+            )
+        elif verdict is Verdict.RETRY:
+            if attempt >= settings.offload_answer_max_attempts:
+                text = f"gave up after {attempt} attempt(s); last: {described}"
+                await self._finish_in_dlq(message, answer, Outcome.DEAD_LETTERED, attempt, result, view, text)
+                return
+            retry_after = result.retry_after_s if isinstance(result, OffloadReply) else None
+            delay = backoff_s(
+                attempt, settings.offload_retry_base_s, settings.offload_retry_max_s, retry_after
+            )
+            await self._retry(answer, attempt, not_waiting_retries, delay, result, view, described)
+        else:  # RETRY_NOT_WAITING: our state shows the question pending; the webhook may be in flight
+            if not_waiting_retries >= settings.offload_answer_not_waiting_retries:
+                text = f"{described}; still not waiting after {not_waiting_retries} retries"
+                await self.out.outcome(self._outcome(answer, Outcome.CONFLICT, attempt, result, view, text))
+                return
+            delay = backoff_s(
+                not_waiting_retries + 1, settings.offload_retry_base_s, settings.offload_retry_max_s
+            )
+            await self._retry(answer, attempt, not_waiting_retries + 1, delay, result, view, described)
+
+    async def _retry(
+        self,
+        answer: Answer,
+        attempt: int,
+        not_waiting_retries: int,
+        delay_s: float,
+        result: Result,
+        view: CaseView,
+        described: str,
+    ) -> None:
+        fields = answer.model_dump(
+            include={"caseId", "inputRequestId", "providedContext", "answerId", "submittedBy"}
+        )
+        retry = RetryAnswer(
+            **fields,
+            attempt=attempt + 1,
+            notBefore=now_ms() + int(delay_s * 1000),
+            notWaitingRetries=not_waiting_retries,
+        )
+        await self.out.schedule(retry)
+        text = f"{described}; attempt {attempt + 1} in {delay_s:.1f}s"
+        await self.out.outcome(self._outcome(answer, Outcome.RETRYING, attempt, result, view, text))
+
+    async def _finish_in_dlq(
+        self,
+        message: Any,
+        answer: Answer,
+        outcome: Outcome,
+        attempt: int,
+        result: Result,
+        view: CaseView,
+        text: str,
+    ) -> None:
+        record = self._outcome(answer, outcome, attempt, result, view, text)
+        await self.out.dead_letter(message, answer.caseId, record)
+        await self.out.outcome(record)
+
+    async def _record_accepted(self, answer: Answer, view: CaseView) -> CaseView:
+        """Note the answer in the case's state (a new value, so the changelog sees it) and publish it.
+
+        Offload resolves the question at once, so ours reads RESOLVED too.
+        """
+        case_id = answer.caseId
+        at = now_ms()
+        record: CaseRecord | None = self.table.get(case_id)
+        if record is None:  # no event of the case folded yet
+            record = CaseRecord(state=CaseState(caseId=case_id, firstSeenAt=at, updatedAt=at))
+        state = record.state
+        answers = {
+            **state.answers,
+            answer.inputRequestId: AnswerRecord(answerId=answer.answer_id, outcome=Outcome.ACCEPTED, at=at),
+        }
+        changes: dict[str, Any] = {"answers": answers}
+        question = state.inputRequest
+        if question is not None and question.id == answer.inputRequestId and question.status == PENDING:
+            changes["inputRequest"] = question.model_copy(update={"status": "RESOLVED"})
+        state = state.model_copy(update=changes)
+        self.table[case_id] = record.model_copy(update={"state": state})
+        await self.out.case_changed(case_id, state.model_dump_json().encode())
+        current = state.inputRequest.id if state.inputRequest is not None else None
+        return CaseView(state.status, current, delivered=True)
+
+    async def _reject_invalid(self, message: Any, invalid: InvalidAnswer) -> None:
+        record = AnswerOutcome(
+            answerId=invalid.answer_id,
+            caseId=invalid.case_id or "",
+            outcome=Outcome.REJECTED,
+            errorCode=INVALID_ANSWER,
+            message=str(invalid),
+        )
+        await self.out.dead_letter(message, invalid.case_id, record)
+        if invalid.case_id is None:
+            self.counters.outcomes[Outcome.REJECTED.value] += 1
+            log.warning(
+                "%s: not an answer and no caseId to report to, dead-lettered: %s",
+                Position.of(message),
+                invalid,
+            )
+            return
+        await self.out.outcome(record)
+
+    def _outcome(
+        self,
+        answer: Answer,
+        outcome: Outcome,
+        attempt: int,
+        result: Result | None,
+        view: CaseView,
+        text: str,
+    ) -> AnswerOutcome:
+        reply = result if isinstance(result, OffloadReply) else None
+        return AnswerOutcome(
+            answerId=answer.answer_id,
+            caseId=answer.caseId,
+            inputRequestId=answer.inputRequestId,
+            outcome=outcome,
+            attempt=max(attempt, 0),
+            httpStatus=reply.status if reply else None,
+            errorCode=reply.error_code if reply else None,
+            message=text,
+            caseStatus=view.status,
+            currentInputRequestId=view.input_request_id,
+        )
+
+
+def _position(message: Any) -> tuple[str, int, int]:
+    return str(message.topic), int(message.partition), int(message.offset)
+
+
+def _due_in_s(retry: RetryAnswer) -> float:
+    return (retry.notBefore - now_ms()) / 1000
+
+
+def _describe(result: Result) -> str:
+    if isinstance(result, OffloadUnreachable):
+        return f"Offload unreachable: {result}"
+    code = f" {result.error_code}" if result.error_code else ""
+    text = f": {result.error_message}" if result.error_message else ""
+    return f"HTTP {result.status}{code}{text}"

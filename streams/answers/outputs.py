@@ -1,0 +1,108 @@
+"""Where the answer agents write: outcomes, delayed retries, dead letters and the case-state changes.
+
+The app's producer uses acks=all, and Faust flushes it before committing an offset, so everything sent
+while handling a record is acknowledged before that record counts as done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
+
+log = logging.getLogger("streams.answers")
+
+
+@dataclass
+class AnswerCounters:
+    """What the answer agents did since this worker started."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    calls: int = 0  # POST /cases/{id}/input made
+    case_lookups: int = 0  # GET /cases/{id} made to classify a 409
+    deferred: int = 0  # retry records not yet due, put back on answers.retry
+    failed: int = 0  # unexpected errors, each logged
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def of(cls, message: Any) -> Position:
+        return cls(str(message.topic), int(message.partition), int(message.offset))
+
+
+class AnswerOutputs:
+    """The topics the answer agents write to (faust TopicT, raw bytes)."""
+
+    def __init__(
+        self, outcomes: Any, retry: Any, dlq: Any, case_state: Any, counters: AnswerCounters
+    ) -> None:
+        self.outcomes = outcomes
+        self.retry = retry
+        self.dlq = dlq
+        self.case_state = case_state
+        self.counters = counters
+
+    async def outcome(self, record: AnswerOutcome) -> None:
+        self.counters.outcomes[record.outcome.value] += 1
+        level = (
+            logging.WARNING if record.outcome in (Outcome.DEAD_LETTERED, Outcome.REJECTED) else logging.INFO
+        )
+        log.log(
+            level,
+            "answer %s of case %s: %s (attempt %s, http %s, code %s) %s",
+            record.answerId, record.caseId, record.outcome.value, record.attempt, record.httpStatus,
+            record.errorCode, record.message,
+        )  # fmt: skip
+        await self.outcomes.send(key=record.caseId.encode(), value=record.model_dump_json().encode())
+
+    async def schedule(self, retry: RetryAnswer) -> None:
+        await self.retry.send(
+            key=retry.caseId.encode(), value=retry.model_dump_json(exclude_none=True).encode()
+        )
+
+    async def defer(self, message: Any) -> None:
+        """Put a record not yet due back on answers.retry, unchanged, and wait for the broker to take it."""
+        self.counters.deferred += 1
+        sent = await self.retry.send(
+            key=message.key, value=message.value, headers=list(message.headers or ())
+        )
+        await sent
+
+    async def dead_letter(
+        self,
+        message: Any,
+        case_id: str | None,
+        outcome: AnswerOutcome,
+    ) -> None:
+        """The record, byte for byte, on answers.dlq with what happened in its headers."""
+        where = Position.of(message)
+        context = {
+            DlqHeader.OUTCOME: outcome.outcome.value,
+            DlqHeader.ERROR: outcome.message,
+            DlqHeader.ERROR_CODE: outcome.errorCode or "",
+            DlqHeader.HTTP_STATUS: "" if outcome.httpStatus is None else str(outcome.httpStatus),
+            DlqHeader.ANSWER_ID: outcome.answerId,
+            DlqHeader.ATTEMPT: str(outcome.attempt),
+            DlqHeader.ORIGINAL_TOPIC: where.topic,
+            DlqHeader.ORIGINAL_PARTITION: str(where.partition),
+            DlqHeader.ORIGINAL_OFFSET: str(where.offset),
+            DlqHeader.DEAD_LETTERED_AT: str(now_ms()),
+        }
+        headers = [(str(name), value.encode()) for name, value in context.items()]
+        key = case_id.encode() if case_id else message.key
+        await self.dlq.send(key=key, value=message.value, headers=headers)
+
+    async def case_changed(self, case_id: str, state_json: bytes) -> None:
+        await self.case_state.send(key=case_id.encode(), value=state_json)

@@ -1,0 +1,79 @@
+"""Turn a raw ``answers`` / ``answers.retry`` record into an answer, or say in one line why it is not one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from schemas.answers import Answer, default_answer_id
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
+
+
+class InvalidAnswer(ValueError):
+    """A record that is no answer; ``case_id`` and ``answer_id`` are whatever could still be read."""
+
+    def __init__(self, reason: str, case_id: str | None, answer_id: str) -> None:
+        super().__init__(reason)
+        self.case_id = case_id
+        self.answer_id = answer_id
+
+
+def decode_answer(
+    model: type[AnswerT], key: bytes | None, value: bytes | None, position: tuple[str, int, int]
+) -> AnswerT:
+    """The answer a record carries. Raises InvalidAnswer.
+
+    The key must be the answer's caseId: the case-state table is partitioned by it, and the agent may only
+    touch the table partition its record came from.
+    """
+    try:
+        if value is None:
+            raise ValueError("record has no value")
+        answer = model.model_validate_json(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        reason = f"schema: {where}: {first['msg']} ({error.error_count()} error(s))"
+        if first["type"] == "json_invalid":
+            reason = f"not JSON: {first['msg']}"
+        raise _invalid(reason, key, value, position) from None
+    except ValueError as error:
+        raise _invalid(str(error), key, value, position) from None
+    if key != answer.caseId.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        reason = f"record key {shown!r} is not the answer's caseId {answer.caseId!r}"
+        raise InvalidAnswer(reason, answer.caseId, answer.answer_id)
+    return answer
+
+
+def _invalid(
+    reason: str, key: bytes | None, value: bytes | None, position: tuple[str, int, int]
+) -> InvalidAnswer:
+    body = _json_object(value)
+    case_id = _text(body.get("caseId")) or (key.decode(errors="replace").strip() if key else None) or None
+    answer_id = _text(body.get("answerId"))
+    if answer_id is None:
+        fields = [_text(body.get(name)) for name in ("caseId", "inputRequestId", "providedContext")]
+        if all(fields):
+            answer_id = default_answer_id(*(field or "" for field in fields))
+        else:
+            topic, partition, offset = position
+            answer_id = f"invalid_{topic}_{partition}_{offset}"
+    return InvalidAnswer(reason, case_id, answer_id)
+
+
+def _json_object(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        body = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
