@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import admin_for, bootstrap_list, connection_options
 from offload_bridge.processes import ServiceProcess, running
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicSpec, topic_name
@@ -31,6 +32,23 @@ def unique_group(label: str = "g") -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce these settings in a child process."""
     return settings.as_env()
+
+
+def delete_topics_with_prefix(settings: Settings) -> list[str]:
+    """Delete every topic whose name starts with the settings' prefix; returns their names."""
+    prefix = settings.offload_topic_prefix
+    if not prefix or prefix == "offload.":
+        raise ValueError(f"refusing to delete topics under the shared prefix {prefix!r}")
+    admin = admin_for(settings)
+    try:
+        doomed = [name for name in admin.list_topics() if name.startswith(prefix)]
+        if doomed:
+            admin.delete_topics(doomed)
+        return doomed
+    except KafkaError:
+        return []  # a broker gone at teardown has nothing left to clean
+    finally:
+        admin.close()
 
 
 def free_port() -> int:
@@ -105,6 +123,7 @@ __all__ = [
     "Record",
     "ServiceProcess",
     "consume",
+    "delete_topics_with_prefix",
     "free_port",
     "produce",
     "running",

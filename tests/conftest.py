@@ -9,7 +9,7 @@ import pytest
 from offload_bridge.admin import ensure_topics
 from offload_bridge.local_kafka import LocalBroker
 from offload_bridge.settings import Settings
-from offload_bridge.testing import unique_prefix
+from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +38,15 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def settings(kafka_broker: str, topic_prefix: str) -> Settings:
-    """Settings pointing at the test broker with this test's own topic prefix (topics not yet created)."""
-    return Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=topic_prefix)
+def settings(kafka_broker: str, topic_prefix: str) -> Iterator[Settings]:
+    """Settings pointing at the test broker with this test's own topic prefix (topics not yet created).
+
+    Afterwards every topic under the prefix goes (Faust's changelogs too): thousands of leftover
+    partitions would slow every later test's metadata requests.
+    """
+    settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=topic_prefix)
+    yield settings
+    delete_topics_with_prefix(settings)
 
 
 @pytest.fixture
