@@ -169,3 +169,38 @@ def test_tail_refuses_an_unknown_topic(topics: Settings) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "unknown topic 'nope'" in result.stderr
+
+
+def test_demo_shows_every_scenario_through_to_its_end(topics: Settings, tmp_path: Path) -> None:
+    env = {
+        **topics.as_env(),
+        "OFFLOAD_INGRESS_PORT": str(free_port()),
+        "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
+    }
+    env.pop("OFFLOAD_API_KEY", None)
+    log = tmp_path / "demo.log"
+    demo = ServiceProcess(
+        [
+            "run",
+            "--demo",
+            "--simulator-port",
+            str(free_port()),
+            "--step-ms",
+            "100",
+            "--run-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        log_path=log,
+    )
+    demo.start()
+    try:
+        _wait_for_line(log, "demo       all 5 cases finished", demo)
+    finally:
+        assert demo.stop(grace_s=60) == 0
+    printed = log.read_text()
+    assert printed.count("demo       created case") == 5
+    assert printed.count("demo       answered") == 3, "one question, then two for input_twice_then_complete"
+    assert printed.count("answer-outcomes") == 3 and printed.count(" accepted ans_") == 3
+    assert "COMPLETED result goal_achieved" in printed
+    assert "FAILED result max_retries" in printed and "FAILED result BOUNCED" in printed
