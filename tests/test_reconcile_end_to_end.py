@@ -12,9 +12,11 @@ import httpx
 from kafka import KafkaProducer
 from pydantic import HttpUrl
 
+from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.clients import bootstrap_list, connection_options
 from offload_bridge.settings import Settings
-from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, topic_name
+from offload_bridge.topics import ANSWER_OUTCOMES, CASE_REQUEST_OUTCOMES, CASE_REQUESTS, topic_name
+from schemas.answers import Outcome
 from simulator.testing import case_body, simulator_process
 from tests.ingress_support import read_topic, running_ingress
 from tests.streams_support import Worker, running_workers
@@ -107,15 +109,18 @@ def test_every_case_ends_equal_to_offloads_truth_despite_lost_webhooks(
             # Answer every question as it appears in our state (a dropped case.input_needed shows up
             # only once the reconciler found it), until Offload has finished every case.
             answered: set[tuple[str, str]] = set()
+            answer_ids: list[str] = []
             unfinished = set(case_ids)
             truths: dict[str, dict[str, Any]] = {}
             deadline = time.monotonic() + 300
+            submitter = AnswerSubmitter(settings)
             while unfinished:
                 assert time.monotonic() < deadline, f"{len(unfinished)} cases never finished"
                 for case_id, case in our_cases(worker).items():
                     question = open_question(case)
                     if question is not None and (case_id, question["id"]) not in answered:
-                        sim.answer(case_id, question["id"], f"Yes, go ahead ({question['id'][:8]}).")
+                        text = f"Yes, go ahead ({question['id'][:8]})."
+                        answer_ids.append(submitter.publish(case_id, question["id"], text))
                         answered.add((case_id, question["id"]))
                 for case_id in list(unfinished):
                     truth = sim.truth(case_id)
@@ -151,6 +156,15 @@ def test_every_case_ends_equal_to_offloads_truth_despite_lost_webhooks(
             assert len({case_id for case_id, _ in answered}) == sum(
                 truth["scenario"].startswith("input") for truth in truths.values()
             )
+            # Every answer went through the answer agent, and Offload took it.
+            submitter.close()
+            terminal = {
+                outcome["answerId"]: outcome["outcome"]
+                for outcome in (json.loads(r.value or b"{}") for r in read_topic(settings, ANSWER_OUTCOMES))
+                if outcome["outcome"] != Outcome.RETRYING
+            }
+            assert set(terminal) == set(answer_ids)
+            assert set(terminal.values()) <= {Outcome.ACCEPTED, Outcome.DUPLICATE}, terminal
             print(
                 f"\n{CASES} cases, step {STEP_MS} ms: all finished at Offload after "
                 f"{finished - started:.1f}s, our state equal {converged - finished:.1f}s later; {stats}"
