@@ -20,6 +20,8 @@ from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS
 from simulator.testing import case_body
 from tests.streams_support import SEED_INPUT_NEEDED
 
+SEED_CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
+
 
 def _processes_mentioning(*needles: str) -> list[str]:
     found = []
@@ -93,6 +95,36 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
             state = response.json().get("data") or {} if response.status_code == 200 else {}
             time.sleep(0.3)
         assert state.get("status") == "COMPLETED", "a simulator webhook went through ingress and worker"
+
+        # A seed webhook curled to the printed URL shows up in `tail` and in `case`.
+        cli_env = {**os.environ, **env}
+        tail_command = [sys.executable, "-m", "offload_bridge.cli", "tail", "--json", "--case", SEED_CASE]
+        with subprocess.Popen(
+            tail_command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as tail:
+            try:
+                assert tail.stderr is not None and tail.stdout is not None
+                assert tail.stderr.readline().startswith("following")
+                posted = httpx.post(
+                    f"http://127.0.0.1:{ingress_port}/webhooks/offload/{token}",
+                    content=SEED_INPUT_NEEDED,
+                    headers={"content-type": "application/json"},
+                    timeout=30,
+                )
+                assert posted.status_code == 200, posted.text
+                followed = json.loads(tail.stdout.readline())
+            finally:
+                tail.terminate()
+        assert followed["value"]["event_id"] == json.loads(SEED_INPUT_NEEDED)["event_id"]
+        shown: dict[str, object] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and shown.get("status") != "INPUT_NEEDED":
+            case = subprocess.run(
+                [sys.executable, "-m", "offload_bridge.cli", "case", SEED_CASE],
+                env=cli_env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            shown = json.loads(case.stdout) if case.returncode == 0 else {}
+        assert shown.get("status") == "INPUT_NEEDED"
     finally:
         exit_code = run.stop(grace_s=60)
     assert exit_code == 0, run.log_tail(30)
