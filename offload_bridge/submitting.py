@@ -1,0 +1,154 @@
+"""Publish a message for the worker and wait for its outcome: what answers and case requests share.
+
+A submitter remembers where the outcome topic ended just before it published, so the outcome it waits
+for is this publication's; for an id it did not publish it reads the topic's history instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import BaseModel, ValidationError
+
+from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.settings import Settings, get_settings
+from offload_bridge.topics import TopicMissing, TopicSpec, topic_name
+
+Offsets = dict[TopicPartition, int]
+OutcomeT = TypeVar("OutcomeT", bound=BaseModel)
+
+
+class OutcomeTimeout(TimeoutError):
+    """No terminal outcome arrived in time; the message may still be in flight (see the outcome topic)."""
+
+
+class Submitter(Generic[OutcomeT]):
+    """Publishes to ``input_topic`` (acks=all, idempotent) and reads outcomes from ``outcome_topic``."""
+
+    input_topic: TopicSpec
+    outcome_topic: TopicSpec
+    outcome_model: type[OutcomeT]
+    client_id: str
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._producer: KafkaProducer | None = None
+        self._outcomes_start: dict[str, Offsets] = {}
+
+    # What tells outcomes apart: the id they are about, and whether they are final.
+    def subject_of(self, outcome: OutcomeT) -> str:
+        raise NotImplementedError
+
+    def is_terminal(self, outcome: OutcomeT) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+    def _send(self, subject: str, key: str, value: bytes, timeout_s: float) -> None:
+        """Publish once the broker acknowledged; outcomes of ``subject`` count from here on."""
+        self._outcomes_start[subject] = self._outcome_end_offsets()
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap_list(self.settings),
+                acks="all",
+                enable_idempotence=True,
+                client_id=self.client_id,
+                **connection_options(self.settings),
+            )
+        future = self._producer.send(
+            topic_name(self.input_topic, self.settings), key=key.encode(), value=value
+        )
+        future.get(timeout=timeout_s)
+
+    def wait_for_outcome(
+        self,
+        subject: str,
+        timeout_s: float = 60.0,
+        on_progress: Callable[[OutcomeT], None] | None = None,
+    ) -> OutcomeT:
+        """The first terminal outcome of ``subject``; the ones before it go to ``on_progress``.
+
+        For a subject this submitter published, only outcomes after its publication count. For any other
+        the whole topic is read and the latest terminal outcome wins (else the first new one).
+        """
+        start = self._outcomes_start.get(subject)
+        consumer = self._consumer()
+        try:
+            partitions = self._assign_all(consumer)
+            if start is None:
+                consumer.seek_to_beginning(*partitions)
+            else:
+                for partition in partitions:
+                    consumer.seek(partition, start.get(partition, 0))
+            history_end: Offsets | None = consumer.end_offsets(partitions) if start is None else None
+            found: OutcomeT | None = None
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        outcome = self._parse(record.value)
+                        if outcome is None or self.subject_of(outcome) != subject:
+                            continue
+                        if not self.is_terminal(outcome):
+                            if on_progress is not None:
+                                on_progress(outcome)
+                        elif history_end is None:
+                            return outcome
+                        else:
+                            found = outcome
+                if history_end is not None and _caught_up(consumer, history_end):
+                    if found is not None:
+                        return found
+                    history_end = None  # nothing in the history: the next terminal outcome is the one
+            raise OutcomeTimeout(f"no terminal outcome for {subject} within {timeout_s:g}s")
+        finally:
+            consumer.close()
+
+    def _parse(self, value: bytes | None) -> OutcomeT | None:
+        if value is None:
+            return None
+        try:
+            return self.outcome_model.model_validate_json(value)
+        except ValidationError:
+            return None
+
+    def _consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap_list(self.settings),
+            enable_auto_commit=False,
+            client_id=self.client_id,
+            **connection_options(self.settings),
+        )
+
+    def _assign_all(self, consumer: KafkaConsumer) -> list[TopicPartition]:
+        name = topic_name(self.outcome_topic, self.settings)
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        if not partitions:
+            raise TopicMissing(name)
+        consumer.assign(partitions)
+        return partitions
+
+    def _outcome_end_offsets(self) -> Offsets:
+        consumer = self._consumer()
+        try:
+            offsets: Offsets = consumer.end_offsets(self._assign_all(consumer))
+            return offsets
+        finally:
+            consumer.close()
+
+
+def _caught_up(consumer: KafkaConsumer, end: Offsets) -> bool:
+    return all(consumer.position(partition) >= offset for partition, offset in end.items())
