@@ -6,6 +6,7 @@ for is this publication's; for an id it did not publish it reads the topic's his
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -148,6 +149,22 @@ class Submitter(Generic[OutcomeT]):
             return offsets
         finally:
             consumer.close()
+
+
+def wait_printing(
+    submitter: Submitter[OutcomeT], subject: str, timeout_s: float, line: Callable[[OutcomeT], str]
+) -> OutcomeT | None:
+    """For the CLI: print each outcome of ``subject`` as it comes, return the terminal one (None on
+    timeout, said on stderr)."""
+    try:
+        outcome = submitter.wait_for_outcome(
+            subject, timeout_s=timeout_s, on_progress=lambda progress: print(line(progress), flush=True)
+        )
+    except OutcomeTimeout as error:
+        print(f"offload-bridge: {error}", file=sys.stderr)
+        return None
+    print(line(outcome), flush=True)
+    return outcome
 
 
 def _caught_up(consumer: KafkaConsumer, end: Offsets) -> bool:

@@ -76,6 +76,16 @@ def test_the_same_request_three_times_creates_one_case(topics: Settings, tmp_pat
             assert event["data"]["clientReferenceId"] == "po-77"
             assert announced[0].key == created.caseId.encode()
 
+            # The CLI publishes a file, waits, and says what happened; the same file again is a duplicate.
+            request_file = tmp_path / "case.json"
+            request_file.write_text(json.dumps(case_body(scenario="complete", clientReferenceId="po-78")))
+            by_cli = worker.run_cli("create-case", str(request_file), "--wait", "--timeout", "60")
+            assert by_cli.returncode == 0, by_cli.stderr
+            assert "published requestId=req_" in by_cli.stdout and "created" in by_cli.stdout
+            again_by_cli = worker.run_cli("create-case", str(request_file), "--wait", "--timeout", "60")
+            assert again_by_cli.returncode == 0 and "duplicate" in again_by_cli.stdout
+            assert len(sim_case_ids(sim)) == 2
+
 
 def test_refused_requests_end_rejected_or_dead_lettered(topics: Settings, tmp_path: Path) -> None:
     with simulator_process("--step-ms", "50") as sim:

@@ -37,7 +37,8 @@ def _outcome_line(outcome: AnswerOutcome) -> str:
 def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from offload_bridge.answers.client import AnswerSubmitter, OutcomeTimeout
+    from offload_bridge.answers.client import AnswerSubmitter
+    from offload_bridge.submitting import wait_printing
     from schemas.answers import Outcome
 
     with AnswerSubmitter(settings) as submitter:
@@ -56,16 +57,9 @@ def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
         print(f"published answerId={answer_id}")
         if not args.wait:
             return 0
-        try:
-            outcome = submitter.wait_for_outcome(
-                answer_id,
-                timeout_s=args.timeout,
-                on_progress=lambda progress: print(_outcome_line(progress), flush=True),
-            )
-        except OutcomeTimeout as error:
-            print(f"offload-bridge: {error}", file=sys.stderr)
-            return EXIT_NO_OUTCOME
-    print(_outcome_line(outcome))
+        outcome = wait_printing(submitter, answer_id, args.timeout, _outcome_line)
+    if outcome is None:
+        return EXIT_NO_OUTCOME
     return EXIT_SETTLED if outcome.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE) else EXIT_REFUSED
 
 

@@ -36,8 +36,9 @@ def outcome_line(outcome: CaseRequestOutcome) -> str:
 def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from offload_bridge.case_requests.client import CaseRequestSubmitter, OutcomeTimeout
+    from offload_bridge.case_requests.client import CaseRequestSubmitter
     from offload_bridge.cli import CommandError
+    from offload_bridge.submitting import wait_printing
     from schemas.case_requests import CaseRequestOutcomeKind
 
     try:
@@ -59,16 +60,9 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
         print(f"published requestId={request_id}")
         if not args.wait:
             return 0
-        try:
-            outcome = submitter.wait_for_outcome(
-                request_id,
-                timeout_s=args.timeout,
-                on_progress=lambda progress: print(outcome_line(progress), flush=True),
-            )
-        except OutcomeTimeout as error:
-            print(f"offload-bridge: {error}", file=sys.stderr)
-            return EXIT_NO_OUTCOME
-    print(outcome_line(outcome))
+        outcome = wait_printing(submitter, request_id, args.timeout, outcome_line)
+    if outcome is None:
+        return EXIT_NO_OUTCOME
     created = outcome.outcome is CaseRequestOutcomeKind.CREATED
     duplicate_with_case = outcome.outcome is CaseRequestOutcomeKind.DUPLICATE and outcome.caseId is not None
     return EXIT_CREATED if created or duplicate_with_case else EXIT_REFUSED
