@@ -125,11 +125,24 @@ class Stack:
                 )
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.process.stop()
-        if self.started_broker is not None:
-            self.started_broker.stop()
-            self.started_broker = None
+        """Stop every service, then the broker if we started it; a second Ctrl-C or SIGTERM, or one
+        service failing to stop, must not leave the others running."""
+        previous = {
+            signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            for service in reversed(self.services):
+                try:
+                    service.process.stop()
+                except Exception as error:  # keep going: the rest must stop too
+                    print(f"{service.name}: could not stop cleanly: {error}", file=sys.stderr)
+                    service.process.kill()
+            if self.started_broker is not None:
+                self.started_broker.stop()
+                self.started_broker = None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def banner(self) -> str:
         key = SIMULATOR_KEY if self.uses_simulator else "$OFFLOAD_API_KEY"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -126,6 +127,10 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
             shown = json.loads(case.stdout) if case.returncode == 0 else {}
         assert shown.get("status") == "INPUT_NEEDED"
     finally:
+        # Ctrl-C pressed twice: the second must not cut the clean-up short.
+        run.signal(signal.SIGINT)
+        time.sleep(0.5)
+        run.signal(signal.SIGINT)
         exit_code = run.stop(grace_s=60)
     assert exit_code == 0, run.log_tail(30)
     assert "stopped" in log.read_text()
