@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from offload_bridge.clients import librdkafka_options
+from offload_bridge.partitioning import LIBRDKAFKA_PARTITIONER
 from offload_bridge.settings import Settings
 from offload_bridge.topics import CASE_EVENTS, topic_name
 
@@ -63,6 +64,9 @@ def producer_options(settings: Settings) -> dict[str, Any]:
         # A record nobody waits for any more is still worth delivering late: Offload never resends it.
         "message.timeout.ms": max(int(settings.offload_publish_timeout_s * 1000) * 6, 30_000),
         "linger.ms": settings.offload_ingress_linger_ms,
+        # Kafka's default placement (murmur2), not librdkafka's CRC32: a case's webhooks must share the
+        # partition of everything else keyed by its caseId, whichever client produced it.
+        "partitioner": LIBRDKAFKA_PARTITIONER,
     }
 
 

@@ -13,10 +13,10 @@ import logging
 from typing import Any
 
 import aiohttp
-from aiokafka.partitioner import murmur2
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
+from offload_bridge.partitioning import partition_for
 from streams.app import StreamsApp
 from streams.state.counters import FoldCounters
 
@@ -103,7 +103,7 @@ def register(streams: StreamsApp) -> None:
             for case_id, record in table.items():
                 if status is not None and record.state.status != status:
                     continue
-                if (murmur2(case_id.encode()) & 0x7FFFFFFF) % count not in partitions:
+                if partition_for(case_id, count) not in partitions:
                     continue  # a standby copy of another worker's case
                 if len(cases) == limit:
                     truncated = True

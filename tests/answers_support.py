@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ANSWER_OUTCOMES, topic_name
 from schemas.answers import AnswerOutcome
@@ -17,12 +17,6 @@ from simulator.testing import RunningSimulator, WebhookReceiver
 from tests.streams_support import Worker, publish_webhook
 
 OUTCOME_TIMEOUT_S = 60.0
-
-
-def partition_of(case_id: str, partitions: int) -> int:
-    """The partition the default partitioner puts a caseId key in (Java client, kafka-python, aiokafka)."""
-    hashed: int = murmur2(case_id.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def webhook_body(receiver: WebhookReceiver, case_id: str, event_type: str) -> bytes:
@@ -63,7 +57,7 @@ def case_in_partition(
     """Create simulator cases until one's caseId lands in a partition ``wanted`` accepts."""
     for _ in range(60):
         case_id = sim.create_case(receiver.url, **case)
-        if wanted(partition_of(case_id, partitions)):
+        if wanted(partition_for(case_id, partitions)):
             return case_id
     raise AssertionError("no case id in a wanted partition after 60 cases")
 

@@ -16,6 +16,7 @@ from pydantic import HttpUrl, SecretStr
 from offload_bridge.admin import ensure_topics
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.answers.dlq import list_dead_letters
+from offload_bridge.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, produce, unique_prefix
 from offload_bridge.topics import ANSWERS, CASE_STATE
@@ -24,7 +25,6 @@ from simulator.testing import DEFAULT_API_KEY, RunningSimulator, WebhookReceiver
 from tests.answers_support import (
     case_in_partition,
     open_question,
-    partition_of,
     read_outcomes,
     wait_inputs,
     wait_outcomes,
@@ -297,7 +297,7 @@ def test_a_slow_case_does_not_delay_another_partitions_answer(
 ) -> None:
     partitions = s.offload_topic_partitions
     slow_case, slow_question = open_question(sim, receiver, s, worker, metadata={"simLatencyMs": 8_000})
-    slow_partition = partition_of(slow_case, partitions)
+    slow_partition = partition_for(slow_case, partitions)
     fast_case = case_in_partition(
         sim, receiver, partitions, lambda p: p != slow_partition, scenario="input_then_complete", step_ms=50
     )
@@ -326,7 +326,7 @@ def test_a_long_retry_after_does_not_hold_up_retries_in_the_same_partition(
 ) -> None:
     partitions = s.offload_topic_partitions
     throttled, throttled_question = open_question(sim, receiver, s, worker)
-    partition = partition_of(throttled, partitions)
+    partition = partition_for(throttled, partitions)
     other = case_in_partition(
         sim, receiver, partitions, lambda p: p == partition, scenario="input_then_complete", step_ms=50
     )

@@ -11,9 +11,9 @@ import asyncio
 import logging
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from faust.web import Request, Response, View
 
+from offload_bridge.partitioning import partition_for
 from schemas.answers import now_ms
 from schemas.events import TERMINAL_STATUSES
 from streams.answers.policy import backoff_s
@@ -66,7 +66,7 @@ def stale_open_cases(streams: StreamsApp, now: int) -> list[str]:
         state = record.state
         if state.status in TERMINAL_STATUSES or now - state.updatedAt < stale_ms:
             continue
-        if (murmur2(case_id.encode()) & 0x7FFFFFFF) % count in partitions:
+        if partition_for(case_id, count) in partitions:
             found.append((state.updatedAt, case_id))
     return [case_id for _, case_id in sorted(found)]
 
