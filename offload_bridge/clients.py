@@ -53,6 +53,21 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Connection options of aiokafka clients the project makes besides Faust's own."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_list(settings),
+        "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": ssl_context(settings),
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
 def librdkafka_options(settings: Settings) -> dict[str, str]:
     """Security options of librdkafka clients (confluent-kafka), by librdkafka's own names."""
     options = {"security.protocol": settings.kafka_security_protocol.lower()}

@@ -13,6 +13,9 @@ from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS
 from streams.answers.delivery import AnswerDelivery
 from streams.answers.outputs import AnswerCounters, AnswerOutputs
 from streams.app import StreamsApp
+from streams.journal import OutcomeJournal
+
+ANSWER_JOURNAL_TABLE = "answer_journal"
 
 
 def raw_topic(streams: StreamsApp, name: str) -> Any:
@@ -30,12 +33,18 @@ def create_delivery(streams: StreamsApp) -> AnswerDelivery:
     """The delivery both answer agents share, with its output topics."""
     settings = streams.settings
     counters = AnswerCounters()
+    outcomes = raw_topic(streams, topic_name(ANSWER_OUTCOMES, settings))
+    journal = OutcomeJournal(
+        streams.app, settings, ANSWER_JOURNAL_TABLE, outcomes,
+        help="per caseId, the answer records that have their terminal outcome on answer-outcomes",
+    )  # fmt: skip
     outputs = AnswerOutputs(
-        outcomes=raw_topic(streams, topic_name(ANSWER_OUTCOMES, settings)),
+        outcomes=outcomes,
         retry=raw_topic(streams, topic_name(ANSWERS_RETRY, settings)),
         dlq=raw_topic(streams, topic_name(ANSWERS_DLQ, settings)),
         case_state=streams.case_state,
         counters=counters,
+        journal=journal,
     )
     return AnswerDelivery(settings, streams.table, streams.offload, outputs, counters)
 

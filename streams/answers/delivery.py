@@ -28,6 +28,7 @@ from streams.answers.case_view import (
 from streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
 from streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
 from streams.answers.records import InvalidAnswer, decode_answer
+from streams.journal import ORIGIN_HEADER, header, origin_of
 from streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 
 log = logging.getLogger("streams.answers")
@@ -50,6 +51,7 @@ class AnswerDelivery:
         counters: AnswerCounters,
     ) -> None:
         self.settings = settings
+        self.partitions = settings.offload_topic_partitions
         self.table = table  # faust Table[str, CaseRecord]
         self.api = api
         self.out = outputs
@@ -59,17 +61,21 @@ class AnswerDelivery:
 
     async def on_answer(self, message: Any) -> None:
         try:
-            answer = decode_answer(Answer, message.key, message.value, _position(message))
+            answer = decode_answer(Answer, message.key, message.value, _position(message), self.partitions)
         except InvalidAnswer as invalid:
-            await self._reject_invalid(message, invalid)
+            await self._reject_invalid(message, origin_of(message), invalid)
             return
-        await self.attempt(message, answer, attempt=1, not_waiting_retries=0)
+        await self.attempt(message, origin_of(message), answer, attempt=1, not_waiting_retries=0)
 
     async def on_retry(self, message: Any) -> None:
+        # A retry continues the answer record it came from: that record gets the one terminal outcome.
+        origin = header(message, ORIGIN_HEADER) or origin_of(message)
         try:
-            retry = decode_answer(RetryAnswer, message.key, message.value, _position(message))
+            retry = decode_answer(
+                RetryAnswer, message.key, message.value, _position(message), self.partitions
+            )
         except InvalidAnswer as invalid:
-            await self._reject_invalid(message, invalid)
+            await self._reject_invalid(message, origin, invalid)
             return
         due_in = _due_in_s(retry)
         if due_in > 0:
@@ -79,7 +85,7 @@ class AnswerDelivery:
             if _due_in_s(retry) > 0.001:
                 await self.out.defer(message)
                 return
-        await self.attempt(message, retry, retry.attempt, retry.notWaitingRetries)
+        await self.attempt(message, origin, retry, retry.attempt, retry.notWaitingRetries)
 
     async def on_unexpected(self, message: Any, error: Exception) -> None:
         """Best effort after a bug: the record to the DLQ, and a terminal outcome when an answer was read."""
@@ -100,23 +106,34 @@ class AnswerDelivery:
                 outcome=Outcome.DEAD_LETTERED,
                 message=f"unexpected error: {type(error).__name__}: {error}",
             )
-            await self.out.dead_letter(message, answer.caseId if answer else None, record)
-            if answer is not None:
-                await self.out.outcome(record)
+            if answer is None:
+                await self.out.dead_letter(message, None, record)
+            else:
+                origin = header(message, ORIGIN_HEADER) or origin_of(message)
+                await self.out.terminal(message, origin, record, dead_letter=True)
         except Exception:
             log.exception("%s: could not even dead-letter the record; skipped", Position.of(message))
 
     # --- one attempt ---------------------------------------------------------------------------------
 
-    async def attempt(self, message: Any, answer: Answer, attempt: int, not_waiting_retries: int) -> None:
-        """Call Offload for the ``attempt``-th time (unless our state shows it accepted) and act on it."""
+    async def attempt(
+        self, message: Any, origin: str, answer: Answer, attempt: int, not_waiting_retries: int
+    ) -> None:
+        """Call Offload for the ``attempt``-th time (unless our state shows it accepted) and act on it.
+
+        ``origin``: where the answer record sits on ``answers``; it gets exactly one terminal outcome.
+        """
         case_id = answer.caseId
+        if await self.out.already_done(message, case_id, origin):
+            # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
+            self.counters.redelivered += 1
+            log.info("answer %s (%s): already has its outcome; not sent again", answer.answer_id, origin)
+            return
         if accepted_in_table(self.table.get(case_id), answer):
             view = table_view(self.table.get(case_id), answer)
             message_text = "already accepted by Offload (recorded in the case state); not sent again"
-            await self.out.outcome(
-                self._outcome(answer, Outcome.DUPLICATE, attempt - 1, None, view, message_text)
-            )
+            record = self._outcome(answer, Outcome.DUPLICATE, attempt - 1, None, view, message_text)
+            await self.out.terminal(message, origin, record, dead_letter=False)
             return
         self.counters.calls += 1
         result: Result
@@ -133,7 +150,7 @@ class AnswerDelivery:
             if looked is not None:
                 context, view = merged_context(context, looked), looked
         verdict = judge(result, answer.inputRequestId, context)
-        await self._act(message, answer, attempt, not_waiting_retries, result, verdict, view)
+        await self._act(message, origin, answer, attempt, not_waiting_retries, result, verdict, view)
 
     async def _look_at_case(self, answer: Answer) -> CaseView | None:
         self.counters.case_lookups += 1
@@ -150,6 +167,7 @@ class AnswerDelivery:
     async def _act(
         self,
         message: Any,
+        origin: str,
         answer: Answer,
         attempt: int,
         not_waiting_retries: int,
@@ -161,44 +179,52 @@ class AnswerDelivery:
         described = _describe(result)
         if verdict is Verdict.ACCEPTED:
             view = await self._record_accepted(answer, view)
-            await self.out.outcome(self._outcome(answer, Outcome.ACCEPTED, attempt, result, view, described))
+            record = self._outcome(answer, Outcome.ACCEPTED, attempt, result, view, described)
+            await self.out.terminal(message, origin, record, dead_letter=False)
         elif verdict is Verdict.DUPLICATE:
             text = f"Offload already has this answer ({described})"
-            await self.out.outcome(self._outcome(answer, Outcome.DUPLICATE, attempt, result, view, text))
+            record = self._outcome(answer, Outcome.DUPLICATE, attempt, result, view, text)
+            await self.out.terminal(message, origin, record, dead_letter=False)
         elif verdict is Verdict.CONFLICT:
-            await self.out.outcome(self._outcome(answer, Outcome.CONFLICT, attempt, result, view, described))
+            record = self._outcome(answer, Outcome.CONFLICT, attempt, result, view, described)
+            await self.out.terminal(message, origin, record, dead_letter=False)
         elif verdict is Verdict.REJECTED:
-            await self._finish_in_dlq(message, answer, Outcome.REJECTED, attempt, result, view, described)
+            record = self._outcome(answer, Outcome.REJECTED, attempt, result, view, described)
+            await self.out.terminal(message, origin, record, dead_letter=True)
         elif verdict is Verdict.DEAD_LETTER:
             log.error(
                 "answer %s of case %s: Offload refused our API key (%s); dead-lettered, redrive once fixed",
                 answer.answer_id, answer.caseId, described,
             )  # fmt: skip
-            await self._finish_in_dlq(
-                message, answer, Outcome.DEAD_LETTERED, attempt, result, view, described
-            )
+            record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, described)
+            await self.out.terminal(message, origin, record, dead_letter=True)
         elif verdict is Verdict.RETRY:
             if attempt >= settings.offload_answer_max_attempts:
                 text = f"gave up after {attempt} attempt(s); last: {described}"
-                await self._finish_in_dlq(message, answer, Outcome.DEAD_LETTERED, attempt, result, view, text)
+                record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, text)
+                await self.out.terminal(message, origin, record, dead_letter=True)
                 return
             retry_after = result.retry_after_s if isinstance(result, OffloadReply) else None
             delay = backoff_s(
                 attempt, settings.offload_retry_base_s, settings.offload_retry_max_s, retry_after
             )
-            await self._retry(answer, attempt, not_waiting_retries, delay, result, view, described)
+            await self._retry(origin, answer, attempt, not_waiting_retries, delay, result, view, described)
         else:  # RETRY_NOT_WAITING: our state shows the question pending; the webhook may be in flight
             if not_waiting_retries >= settings.offload_answer_not_waiting_retries:
                 text = f"{described}; still not waiting after {not_waiting_retries} retries"
-                await self.out.outcome(self._outcome(answer, Outcome.CONFLICT, attempt, result, view, text))
+                record = self._outcome(answer, Outcome.CONFLICT, attempt, result, view, text)
+                await self.out.terminal(message, origin, record, dead_letter=False)
                 return
             delay = backoff_s(
                 not_waiting_retries + 1, settings.offload_retry_base_s, settings.offload_retry_max_s
             )
-            await self._retry(answer, attempt, not_waiting_retries + 1, delay, result, view, described)
+            await self._retry(
+                origin, answer, attempt, not_waiting_retries + 1, delay, result, view, described
+            )
 
     async def _retry(
         self,
+        origin: str,
         answer: Answer,
         attempt: int,
         not_waiting_retries: int,
@@ -216,23 +242,9 @@ class AnswerDelivery:
             notBefore=now_ms() + int(delay_s * 1000),
             notWaitingRetries=not_waiting_retries,
         )
-        await self.out.schedule(retry)
+        await self.out.schedule(retry, origin)
         text = f"{described}; attempt {attempt + 1} in {delay_s:.1f}s"
         await self.out.outcome(self._outcome(answer, Outcome.RETRYING, attempt, result, view, text))
-
-    async def _finish_in_dlq(
-        self,
-        message: Any,
-        answer: Answer,
-        outcome: Outcome,
-        attempt: int,
-        result: Result,
-        view: CaseView,
-        text: str,
-    ) -> None:
-        record = self._outcome(answer, outcome, attempt, result, view, text)
-        await self.out.dead_letter(message, answer.caseId, record)
-        await self.out.outcome(record)
 
     async def _record_accepted(self, answer: Answer, view: CaseView) -> CaseView:
         """Note the answer in the case's state (a new value, so the changelog sees it) and publish it.
@@ -259,7 +271,7 @@ class AnswerDelivery:
         current = state.inputRequest.id if state.inputRequest is not None else None
         return CaseView(state.status, current, delivered=True)
 
-    async def _reject_invalid(self, message: Any, invalid: InvalidAnswer) -> None:
+    async def _reject_invalid(self, message: Any, origin: str, invalid: InvalidAnswer) -> None:
         record = AnswerOutcome(
             answerId=invalid.answer_id,
             caseId=invalid.case_id or "",
@@ -267,16 +279,16 @@ class AnswerDelivery:
             errorCode=INVALID_ANSWER,
             message=str(invalid),
         )
-        await self.out.dead_letter(message, invalid.case_id, record)
-        if invalid.case_id is None:
+        if invalid.case_id is not None:
+            await self.out.terminal(message, origin, record, dead_letter=True)
+        else:
+            await self.out.dead_letter(message, None, record)
             self.counters.outcomes[Outcome.REJECTED.value] += 1
             log.warning(
                 "%s: not an answer and no caseId to report to, dead-lettered: %s",
                 Position.of(message),
                 invalid,
             )
-            return
-        await self.out.outcome(record)
 
     def _outcome(
         self,

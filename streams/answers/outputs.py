@@ -1,7 +1,8 @@
 """Where the answer agents write: outcomes, delayed retries, dead letters and the case-state changes.
 
 The app's producer uses acks=all, and Faust flushes it before committing an offset, so everything sent
-while handling a record is acknowledged before that record counts as done.
+while handling a record is acknowledged before that record counts as done. Terminal outcomes go through
+the journal (streams/journal.py): one per answer record, even when the record comes again after a crash.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from offload_bridge.partitioning import partition_for
 from schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
+from streams.journal import ORIGIN_HEADER, OutcomeJournal
 
 log = logging.getLogger("streams.answers")
 
@@ -24,6 +27,7 @@ class AnswerCounters:
     case_lookups: int = 0  # GET /cases/{id} made to classify a 409
     deferred: int = 0  # retry records not yet due, put back on answers.retry
     failed: int = 0  # unexpected errors, each logged
+    redelivered: int = 0  # records seen again after a crash whose outcome was already published
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,15 +50,54 @@ class AnswerOutputs:
     """The topics the answer agents write to (faust TopicT, raw bytes)."""
 
     def __init__(
-        self, outcomes: Any, retry: Any, dlq: Any, case_state: Any, counters: AnswerCounters
+        self,
+        outcomes: Any,
+        retry: Any,
+        dlq: Any,
+        case_state: Any,
+        counters: AnswerCounters,
+        journal: OutcomeJournal,
     ) -> None:
         self.outcomes = outcomes
+        self.journal = journal
         self.retry = retry
         self.dlq = dlq
         self.case_state = case_state
         self.counters = counters
 
     async def outcome(self, record: AnswerOutcome) -> None:
+        """A non-terminal outcome (``retrying``): it may be published again after a crash."""
+        self.note(record)
+        await self.outcomes.send(key=record.caseId.encode(), value=record.model_dump_json().encode())
+
+    async def terminal(self, message: Any, origin: str, record: AnswerOutcome, dead_letter: bool) -> bool:
+        """The one terminal outcome of the answer at ``origin`` (and its dead letter); False when it
+        already has one (the record came again after a crash)."""
+        partition = int(message.partition)
+        if partition_for(record.caseId, self.journal.partitions) != partition:
+            # Only an invalid record sits outside its caseId's partition; the journal keeps to the rule.
+            if dead_letter:
+                await self.dead_letter(message, record.caseId, record)
+            await self.outcome(record)
+            return True
+        async with self.journal.exclusive(partition):
+            if self.journal.done(record.caseId, origin):
+                self.counters.redelivered += 1
+                log.info(
+                    "answer %s (%s): already has its outcome; not published again", record.answerId, origin
+                )
+                return False
+            if dead_letter:
+                await self.dead_letter(message, record.caseId, record)
+            self.note(record)
+            await self.journal.publish(record.caseId, origin, record.model_dump_json().encode(), partition)
+            return True
+
+    async def already_done(self, message: Any, case_id: str, origin: str) -> bool:
+        async with self.journal.exclusive(int(message.partition)):
+            return self.journal.done(case_id, origin)
+
+    def note(self, record: AnswerOutcome) -> None:
         self.counters.outcomes[record.outcome.value] += 1
         level = (
             logging.WARNING if record.outcome in (Outcome.DEAD_LETTERED, Outcome.REJECTED) else logging.INFO
@@ -65,11 +108,13 @@ class AnswerOutputs:
             record.answerId, record.caseId, record.outcome.value, record.attempt, record.httpStatus,
             record.errorCode, record.message,
         )  # fmt: skip
-        await self.outcomes.send(key=record.caseId.encode(), value=record.model_dump_json().encode())
 
-    async def schedule(self, retry: RetryAnswer) -> None:
+    async def schedule(self, retry: RetryAnswer, origin: str) -> None:
+        """The next attempt on answers.retry; it carries the origin of the answer it continues."""
         await self.retry.send(
-            key=retry.caseId.encode(), value=retry.model_dump_json(exclude_none=True).encode()
+            key=retry.caseId.encode(),
+            value=retry.model_dump_json(exclude_none=True).encode(),
+            headers=[(ORIGIN_HEADER, origin.encode())],
         )
 
     async def defer(self, message: Any) -> None:

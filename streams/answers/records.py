@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from offload_bridge.partitioning import partition_for
 from schemas.answers import Answer, default_answer_id
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
@@ -22,12 +23,18 @@ class InvalidAnswer(ValueError):
 
 
 def decode_answer(
-    model: type[AnswerT], key: bytes | None, value: bytes | None, position: tuple[str, int, int]
+    model: type[AnswerT],
+    key: bytes | None,
+    value: bytes | None,
+    position: tuple[str, int, int],
+    partitions: int | None = None,
 ) -> AnswerT:
     """The answer a record carries. Raises InvalidAnswer.
 
     The key must be the answer's caseId: the case-state table is partitioned by it, and the agent may only
-    touch the table partition its record came from.
+    touch the table partition its record came from. With ``partitions``, the record must also sit in the
+    partition Kafka's default partitioner gives the caseId: elsewhere the worker holding it has no state
+    of the case.
     """
     try:
         if value is None:
@@ -45,6 +52,13 @@ def decode_answer(
     if key != answer.caseId.encode():
         shown = key.decode(errors="replace") if key is not None else None
         reason = f"record key {shown!r} is not the answer's caseId {answer.caseId!r}"
+        raise InvalidAnswer(reason, answer.caseId, answer.answer_id)
+    if partitions is not None and (expected := partition_for(answer.caseId, partitions)) != position[1]:
+        reason = (
+            f"record in partition {position[1]}, but Kafka's default partitioner puts caseId "
+            f"{answer.caseId!r} in partition {expected}: produce with Kafka's default (murmur2) partitioner "
+            "(librdkafka: partitioner=murmur2_random)"
+        )
         raise InvalidAnswer(reason, answer.caseId, answer.answer_id)
     return answer
 
