@@ -110,3 +110,6 @@ class CaseRequestRecord(BaseModel):
     errorCode: str | None = None
     message: str = ""
     at: int = Field(default_factory=now_ms, description="unix ms of the last change")
+    origin: str | None = Field(
+        default=None, description="<topic>:<partition>:<offset> of the request record this state belongs to"
+    )

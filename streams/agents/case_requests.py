@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
+from offload_bridge.partitioning import partition_for
 from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, CASE_REQUESTS_DLQ, topic_name
 from schemas.answers import now_ms
 from schemas.case_requests import (
@@ -29,17 +31,29 @@ from streams.answers.policy import backoff_s
 from streams.app import StreamsApp
 from streams.case_requests.policy import Decision, Judgement, judge
 from streams.case_requests.storage import CaseRequestTable, add_case_request_table
+from streams.journal import OutcomeJournal, origin_of
 from streams.offload_api import OffloadApi, OffloadUnreachable
 from streams.reconcile.diff import SOURCE_BRIDGE, build_event
 
 log = logging.getLogger(__name__)
 
 CASE_REQUESTS_TABLE = "case_requests"
+CASE_REQUEST_JOURNAL_TABLE = "case_request_journal"
 DURABLE_WRITE_TIMEOUT_S = 30.0
 _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _DeadLetter:
+    """What the copy on case-requests.dlq says in its headers."""
+
+    kind: CaseRequestOutcomeKind
+    error: str
+    code: str | None
+    http_status: int | None = None
 
 
 class InvalidCaseRequest(ValueError):
@@ -61,41 +75,77 @@ class CaseRequestAgent:
         self.table: CaseRequestTable = add_case_request_table(
             app, CASE_REQUESTS_TABLE, partitions, help="CaseRequestRecord per requestId"
         )
+        self.journal = OutcomeJournal(
+            app, settings, CASE_REQUEST_JOURNAL_TABLE, self.outcomes,
+            help="per requestId, the request records that have their terminal outcome",
+        )  # fmt: skip
         self.counts: dict[str, int] = {kind.value: 0 for kind in CaseRequestOutcomeKind}
         self.counts["failed"] = 0
+        self.counts["redelivered"] = 0
 
     @property
     def api(self) -> OffloadApi:
         return self.streams.offload
 
     async def handle(self, message: Any) -> None:
+        origin = origin_of(message)
         try:
-            request = decode_request(message.key, message.value)
+            request = decode_request(message.key, message.value, message.partition, self.journal.partitions)
         except InvalidCaseRequest as error:
             request_id = _request_id_hint(message)
             log.warning("case-requests %s[%s]@%s rejected: %s", *_position(message), error)
-            await self._dead_letter(message, CaseRequestOutcomeKind.REJECTED, str(error), "INVALID_REQUEST")
-            await self._outcome(
-                request_id, CaseRequestOutcomeKind.REJECTED, errorCode="INVALID_REQUEST", message=str(error)
-            )
+            dead_letter = _DeadLetter(CaseRequestOutcomeKind.REJECTED, str(error), "INVALID_REQUEST")
+            await self._terminal(
+                message, request_id, CaseRequestOutcomeKind.REJECTED, dead_letter,
+                errorCode="INVALID_REQUEST", message=str(error),
+            )  # fmt: skip
             return
         request_id = request.requestId
+        if await self._already_done(message, request_id, origin):
+            return
         known = self.table.get(request_id)
         if known is not None and known.status is CaseRequestStatus.PENDING:
             # The worker died while a call was in flight: Offload may or may not have the case.
             await self._finish(
-                request_id, known, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
+                message, known, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
                 message=f"attempt {known.attempt} was in flight when the worker stopped; "
                 "Offload may or may not have created the case",
             )  # fmt: skip
             return
+        if known is not None and known.status in _FINISHED and known.origin == origin:
+            # This very record ended before a crash, its outcome not yet out: publish that outcome.
+            await self._republish(message, request, known)
+            return
         if known is not None and known.status in _FINISHED:
             text = f"requestId {request_id} was seen before and ended {known.status.value}"
-            await self._outcome(
-                request_id, CaseRequestOutcomeKind.DUPLICATE, caseId=known.caseId, message=text
+            await self._terminal(
+                message, request_id, CaseRequestOutcomeKind.DUPLICATE, None, caseId=known.caseId, message=text
             )
             return
         await self._create(message, request, known.attempt if known is not None else 0)
+
+    async def _already_done(self, message: Any, request_id: str, origin: str) -> bool:
+        async with self.journal.exclusive(int(message.partition)):
+            done = self.journal.done(request_id, origin)
+        if done:
+            # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
+            self.counts["redelivered"] += 1
+            log.info("case request %s (%s): already has its outcome", request_id, origin)
+        return done
+
+    async def _republish(self, message: Any, request: CaseRequest, known: CaseRequestRecord) -> None:
+        kind = CaseRequestOutcomeKind(known.status.value)
+        fields = {
+            "caseId": known.caseId, "httpStatus": known.httpStatus, "errorCode": known.errorCode,
+            "message": known.message,
+        }  # fmt: skip
+        dead_letter = None
+        if kind in (CaseRequestOutcomeKind.REJECTED, CaseRequestOutcomeKind.DEAD_LETTERED):
+            dead_letter = _DeadLetter(kind, known.message, known.errorCode, known.httpStatus)
+        if kind is CaseRequestOutcomeKind.CREATED and known.caseId is not None:
+            # The event may be out already; its event_id is the same, so the fold drops the copy.
+            await self._announce(known.caseId, request, known.at)
+        await self._terminal(message, request.requestId, kind, dead_letter, **fields)
 
     async def _create(self, message: Any, request: CaseRequest, attempt: int) -> None:
         request_id = request.requestId
@@ -106,10 +156,11 @@ class CaseRequestAgent:
         while True:
             attempt += 1
             pending = CaseRequestRecord(
-                requestId=request_id, status=CaseRequestStatus.PENDING, attempt=attempt
-            )
+                requestId=request_id, status=CaseRequestStatus.PENDING, attempt=attempt,
+                origin=origin_of(message), at=now_ms(),
+            )  # fmt: skip
             await self.table.put_durably(request_id, pending, DURABLE_WRITE_TIMEOUT_S)
-            started = now_ms()
+            started = pending.at
             result: Any
             try:
                 result = await self.api.create_case(body)
@@ -119,14 +170,15 @@ class CaseRequestAgent:
             fields = _fields(verdict)
             if verdict.decision is Decision.CREATED:
                 assert verdict.case_id is not None
-                await self._finish(
-                    request_id, pending, CaseRequestStatus.CREATED, CaseRequestOutcomeKind.CREATED, **fields
-                )
+                await self._end(request_id, pending, CaseRequestStatus.CREATED, **fields)
+                # Announced before the outcome: whoever sees ``created`` finds the case in case-events.
+                # ``at`` of the record is when the call started, never later than Offload's createdAt.
                 await self._announce(verdict.case_id, request, started)
+                await self._terminal(message, request_id, CaseRequestOutcomeKind.CREATED, None, **fields)
                 return
             if verdict.decision is Decision.UNKNOWN:
                 await self._finish(
-                    request_id, pending, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN, **fields
+                    message, pending, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN, **fields
                 )
                 return
             if verdict.decision is Decision.RETRY and attempt < max_attempts:
@@ -144,23 +196,61 @@ class CaseRequestAgent:
             if verdict.decision is not Decision.REJECTED:
                 kind, status = CaseRequestOutcomeKind.DEAD_LETTERED, CaseRequestStatus.DEAD_LETTERED
                 fields["message"] = f"after {attempt} attempt(s): {fields['message']}".rstrip(": ")
-            await self._finish(request_id, pending, status, kind, **fields)
-            await self._dead_letter(
-                message, kind, fields["message"], fields["errorCode"], fields["httpStatus"]
-            )
+            dead_letter = _DeadLetter(kind, fields["message"], fields["errorCode"], fields["httpStatus"])
+            await self._finish(message, pending, status, kind, dead_letter, **fields)
             return
 
     async def _finish(
         self,
-        request_id: str,
+        source: Any,
         record: CaseRequestRecord,
         status: CaseRequestStatus,
         kind: CaseRequestOutcomeKind,
+        dead_letter: _DeadLetter | None = None,
         **fields: Any,
     ) -> None:
-        ended = record.model_copy(update={"status": status, "at": now_ms(), **fields})
+        """Record how the request ended, then publish its one terminal outcome."""
+        await self._end(record.requestId, record, status, **fields)
+        await self._terminal(source, record.requestId, kind, dead_letter, **fields)
+
+    async def _end(
+        self, request_id: str, record: CaseRequestRecord, status: CaseRequestStatus, **fields: Any
+    ) -> CaseRequestRecord:
+        """The request's end in the table (with the origin of this record), on the broker before the
+        outcome: after a crash in between, the same record republishes that outcome."""
+        update = {"status": status, **fields}
+        if status is not CaseRequestStatus.CREATED:
+            update["at"] = now_ms()
+        ended = record.model_copy(update=update)
         await self.table.put_durably(request_id, ended, DURABLE_WRITE_TIMEOUT_S)
-        await self._outcome(request_id, kind, **fields)
+        return ended
+
+    async def _terminal(
+        self,
+        source: Any,
+        request_id: str,
+        kind: CaseRequestOutcomeKind,
+        dead_letter: _DeadLetter | None,
+        **fields: Any,
+    ) -> None:
+        """The one terminal outcome of the record (and its dead letter), unless it has one already."""
+        origin = origin_of(source)
+        partition = int(source.partition)
+        outcome = CaseRequestOutcome(requestId=request_id, outcome=kind, **fields)
+        if partition_for(request_id, self.journal.partitions) != partition:
+            # Only an invalid record sits outside its requestId's partition; the journal keeps to the rule.
+            if dead_letter is not None:
+                await self._dead_letter(source, dead_letter)
+            await self._outcome(request_id, kind, **fields)
+            return
+        async with self.journal.exclusive(partition):
+            if self.journal.done(request_id, origin):
+                self.counts["redelivered"] += 1
+                return
+            if dead_letter is not None:
+                await self._dead_letter(source, dead_letter)
+            self._note(outcome)
+            await self.journal.publish(request_id, origin, outcome.model_dump_json().encode(), partition)
 
     async def _announce(self, case_id: str, request: CaseRequest, started: int) -> None:
         """A ``case.created`` event, so the state table (and the reconciler) know the case from birth.
@@ -181,26 +271,28 @@ class CaseRequestAgent:
         await sent
 
     async def _outcome(self, request_id: str, kind: CaseRequestOutcomeKind, **fields: Any) -> None:
+        """An outcome outside the journal (``retrying``)."""
         outcome = CaseRequestOutcome(requestId=request_id, outcome=kind, **fields)
-        self.counts[kind.value] += 1
-        log.info("case request %s: %s %s", request_id, kind.value, outcome.caseId or outcome.message)
+        self._note(outcome)
         sent = await self.outcomes.send(key=request_id.encode(), value=outcome.model_dump_json().encode())
         await sent
 
-    async def _dead_letter(
-        self,
-        message: Any,
-        kind: CaseRequestOutcomeKind,
-        error: str,
-        code: str | None,
-        http_status: int | None = None,
-    ) -> None:
+    def _note(self, outcome: CaseRequestOutcome) -> None:
+        self.counts[outcome.outcome.value] += 1
+        log.info(
+            "case request %s: %s %s",
+            outcome.requestId,
+            outcome.outcome.value,
+            outcome.caseId or outcome.message,
+        )
+
+    async def _dead_letter(self, message: Any, letter: _DeadLetter) -> None:
         topic, partition, offset = _position(message)
         headers = {
-            "outcome": kind.value,
-            "error": error,
-            "error_code": code or "",
-            "http_status": "" if http_status is None else str(http_status),
+            "outcome": letter.kind.value,
+            "error": letter.error,
+            "error_code": letter.code or "",
+            "http_status": "" if letter.http_status is None else str(letter.http_status),
             "original_topic": str(topic),
             "original_partition": str(partition),
             "original_offset": str(offset),
@@ -212,8 +304,14 @@ class CaseRequestAgent:
         await sent
 
 
-def decode_request(key: bytes | None, value: bytes | None) -> CaseRequest:
-    """The request a record carries. Raises InvalidCaseRequest."""
+def decode_request(
+    key: bytes | None, value: bytes | None, partition: int | None = None, partitions: int | None = None
+) -> CaseRequest:
+    """The request a record carries. Raises InvalidCaseRequest.
+
+    With ``partition`` and ``partitions``, the record must sit where Kafka's default partitioner puts
+    its requestId: elsewhere another worker could hold the request's history.
+    """
     if value is None:
         raise InvalidCaseRequest("record has no value")
     try:
@@ -227,6 +325,14 @@ def decode_request(key: bytes | None, value: bytes | None) -> CaseRequest:
     if key != request.requestId.encode():
         shown = key.decode(errors="replace") if key is not None else None
         raise InvalidCaseRequest(f"record key {shown!r} is not the requestId {request.requestId!r}")
+    if partition is not None and partitions is not None:
+        expected = partition_for(request.requestId, partitions)
+        if expected != partition:
+            raise InvalidCaseRequest(
+                f"record in partition {partition}, but Kafka's default partitioner puts requestId "
+                f"{request.requestId!r} in partition {expected}: produce with Kafka's default (murmur2) "
+                "partitioner (librdkafka: partitioner=murmur2_random)"
+            )
     return request
 
 
