@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from faust.web import Request, Response, View
+
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY, topic_name
 from streams.answers.delivery import AnswerDelivery
 from streams.answers.outputs import AnswerCounters, AnswerOutputs
@@ -51,6 +53,11 @@ def create_delivery(streams: StreamsApp) -> AnswerDelivery:
 
 def register(streams: StreamsApp, delivery: AnswerDelivery) -> Any:
     source = raw_topic(streams, topic_name(ANSWERS, streams.settings))
+
+    @streams.app.page("/stats/answers")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True, "data": delivery.counters.as_dict()})
 
     @streams.app.agent(source, name="answers", isolated_partitions=True)
     async def forward_answers(stream: Any) -> None:

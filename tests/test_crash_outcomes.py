@@ -1,0 +1,231 @@
+"""One terminal outcome per answer and per case request, even when the worker is SIGKILLed mid-stream.
+
+Records handled after the last offset commit come again after a restart. These tests kill the worker while
+hundreds of answers (or case requests) are in flight, check that some handled records really were left
+uncommitted, restart it on the same data directory and count the terminal outcomes per record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+from offload_bridge.answers import AnswerSubmitter
+from offload_bridge.case_requests import CaseRequestSubmitter
+from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.settings import Settings
+from offload_bridge.topics import (
+    ANSWER_OUTCOMES,
+    ANSWERS,
+    CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS,
+    TopicSpec,
+    topic_name,
+)
+from simulator.testing import RunningSimulator, case_body, simulator_process
+from tests.streams_support import Worker
+from tests.test_case_requests_worker import with_offload
+
+ANSWERS_IN_FLIGHT = 300
+REQUESTS_IN_FLIGHT = 200
+# Slows every Offload call so the records are handled over several seconds: the kill lands mid-stream.
+LATENCY_MS = 150
+SETTLE_TIMEOUT_S = 240.0
+
+
+def read_records(settings: Settings, topic: TopicSpec) -> list[Any]:
+    """Every record of a topic so far."""
+    name = topic_name(topic, settings)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
+    )
+    try:
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        found: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(p) < end[p] for p in partitions):
+            assert time.monotonic() < deadline, f"{name} could not be read to its end"
+            for records in consumer.poll(timeout_ms=200).values():
+                found.extend(records)
+        return found
+    finally:
+        consumer.close()
+
+
+def terminal_outcomes(settings: Settings, topic: TopicSpec, subject: str) -> list[dict[str, Any]]:
+    outcomes = [json.loads(record.value) for record in read_records(settings, topic)]
+    return [outcome for outcome in outcomes if outcome["outcome"] != "retrying" and outcome.get(subject)]
+
+
+def origins(settings: Settings, topic: TopicSpec) -> list[tuple[int, int]]:
+    """(partition, offset) of the source record of every journaled outcome."""
+    found = []
+    for record in read_records(settings, topic):
+        for name, value in record.headers or ():
+            if name == "origin":
+                _, partition, offset = value.decode().rsplit(":", 2)
+                found.append((int(partition), int(offset)))
+    return found
+
+
+def committed(settings: Settings, topic: TopicSpec) -> tuple[dict[int, int], dict[int, int]]:
+    """The worker group's committed offset of every partition of ``topic``, and the partitions' ends."""
+    name = topic_name(topic, settings)
+    # A consumer of the worker's group that never joins it: it only reads the committed offsets.
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_list(settings),
+        group_id=settings.worker_app_id,
+        enable_auto_commit=False,
+        **connection_options(settings),
+    )
+    try:
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        marks = {tp.partition: consumer.committed(tp) or 0 for tp in partitions}
+        end = {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+        return marks, end
+    finally:
+        consumer.close()
+
+
+def wait_until_committed_to_the_end(settings: Settings, topic: TopicSpec) -> None:
+    """Until the worker's group committed every record of ``topic``: nothing more will be redelivered."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        marks, end = committed(settings, topic)
+        if marks == end:
+            return
+        assert time.monotonic() < deadline, f"{topic.name}: committed {marks} of {end}"
+        time.sleep(0.5)
+
+
+def uncommitted_but_handled(settings: Settings, source: TopicSpec, outcomes: TopicSpec) -> int:
+    """Records of ``source`` whose terminal outcome is out but whose offset the group has not committed."""
+    marks, _ = committed(settings, source)
+    return sum(1 for partition, offset in origins(settings, outcomes) if offset >= marks.get(partition, 0))
+
+
+def kill_when(worker: Worker, enough: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not enough():
+        assert time.monotonic() < deadline, f"the worker never got going\n{worker.service.log_tail(30)}"
+        time.sleep(0.05)
+    worker.service.kill()
+
+
+def open_questions(sim: RunningSimulator, count: int) -> dict[str, str]:
+    """``count`` simulator cases waiting for input: caseId -> inputRequestId."""
+    cases = [sim.create_case(scenario="input_then_complete", step_ms=50) for _ in range(count)]
+    questions: dict[str, str] = {}
+    for case_id in cases:
+        truth = sim.wait_for_truth(case_id, lambda truth: truth["status"] == "INPUT_NEEDED")
+        questions[case_id] = truth["inputRequest"]["id"]
+    return questions
+
+
+def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer(
+    topics: Settings, tmp_path: Path
+) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        settings = with_offload(topics, sim.base_url, offload_retry_base_s=0.2, offload_retry_max_s=1.0)
+        questions = open_questions(sim, ANSWERS_IN_FLIGHT)
+        # Some calls fail after Offload took the answer: their retries meet 409s and retry chains are
+        # in flight at the kill too.
+        sim.set_faults(
+            latency_ms=LATENCY_MS,
+            endpoints={"provide_input": {"rate": 0.1, "error": "503", "when": "after"}},
+        )
+        worker = Worker(settings, tmp_path).start()
+        with AnswerSubmitter(settings) as submitter:
+            answer_ids = {
+                submitter.publish(case_id, question, "Yes, go ahead.")
+                for case_id, question in questions.items()
+            }
+        try:
+            kill_when(
+                worker,
+                lambda: (
+                    len(terminal_outcomes(settings, ANSWER_OUTCOMES, "answerId")) >= ANSWERS_IN_FLIGHT // 5
+                ),
+            )
+            handled_again = uncommitted_but_handled(settings, ANSWERS, ANSWER_OUTCOMES)
+            assert handled_again > 0, "the kill came after a commit: nothing to redeliver"
+            sim.set_faults(latency_ms=0, endpoints={})
+            worker.start()
+            deadline = time.monotonic() + SETTLE_TIMEOUT_S
+            while {
+                o["answerId"] for o in terminal_outcomes(settings, ANSWER_OUTCOMES, "answerId")
+            } != answer_ids:
+                assert time.monotonic() < deadline, worker.service.log_tail(30)
+                time.sleep(0.5)
+            wait_until_committed_to_the_end(settings, ANSWERS)
+            counts = Counter(o["answerId"] for o in terminal_outcomes(settings, ANSWER_OUTCOMES, "answerId"))
+            stats = httpx.get(f"{worker.url}/stats/answers", timeout=10).json()["data"]
+        finally:
+            worker.service.stop()
+    twice = {answer_id: n for answer_id, n in counts.items() if n != 1}
+    assert not twice, (
+        f"{len(twice)} answers with more than one terminal outcome, e.g. {list(twice.items())[:5]}"
+    )
+    assert stats["redelivered"] >= 1, stats
+    print(f"\n{handled_again} answers handled before the kill came again; {stats}")
+
+
+def test_a_sigkill_with_case_requests_in_flight_leaves_one_terminal_outcome_per_request(
+    topics: Settings, tmp_path: Path
+) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        settings = with_offload(topics, sim.base_url)
+        sim.set_faults(latency_ms=LATENCY_MS)
+        worker = Worker(settings, tmp_path).start()
+        with CaseRequestSubmitter(settings) as submitter:
+            request_ids = {
+                submitter.publish(case_body(clientReferenceId=f"crash-{n}"), request_id=f"crash-{n}")
+                for n in range(REQUESTS_IN_FLIGHT)
+            }
+        try:
+            kill_when(
+                worker,
+                lambda: (
+                    len(terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId"))
+                    >= REQUESTS_IN_FLIGHT // 5
+                ),
+            )
+            handled_again = uncommitted_but_handled(settings, CASE_REQUESTS, CASE_REQUEST_OUTCOMES)
+            assert handled_again > 0, "the kill came after a commit: nothing to redeliver"
+            sim.set_faults(latency_ms=0)
+            worker.start()
+            deadline = time.monotonic() + SETTLE_TIMEOUT_S
+            while {
+                o["requestId"] for o in terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId")
+            } < request_ids:
+                assert time.monotonic() < deadline, worker.service.log_tail(30)
+                time.sleep(0.5)
+            wait_until_committed_to_the_end(settings, CASE_REQUESTS)
+            outcomes = terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId")
+            stats = httpx.get(f"{worker.url}/stats/case-requests", timeout=10).json()["data"]
+        finally:
+            worker.service.stop()
+        references = Counter(
+            sim.truth(case_id)["clientReferenceId"]
+            for case_id in sim.http.get("/_sim/cases").json()["data"]["caseIds"]
+        )
+    counts = Counter(outcome["requestId"] for outcome in outcomes)
+    twice = {request_id: n for request_id, n in counts.items() if n != 1}
+    assert not twice, (
+        f"{len(twice)} requests with more than one terminal outcome, e.g. {list(twice.items())[:5]}"
+    )
+    assert {outcome["outcome"] for outcome in outcomes} <= {"created", "unknown"}, Counter(
+        outcome["outcome"] for outcome in outcomes
+    )
+    assert max(references.values()) == 1, "a request created two cases"
+    assert stats["redelivered"] >= 1, stats
+    print(f"\n{handled_again} requests handled before the kill came again; {stats}")
