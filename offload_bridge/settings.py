@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -94,6 +95,22 @@ class Settings(BaseSettings):
     # How other workers reach this one's web server (query routing); unset: http://WEB_HOST:WEB_PORT.
     offload_worker_url: HttpUrl | None = None
     offload_worker_log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+    # Static group membership (Kafka's group.instance.id): a worker restarted with the same id takes its
+    # partitions straight back instead of waiting for the dead member's session to expire. Ids must
+    # differ between the workers of one app id (the broker fences the older of two equal ids). Unset:
+    # derived from the worker URL, which already has to be unique for query routing. Kafka allows
+    # letters, digits, '.', '_' and '-', at most 249 characters.
+    offload_worker_instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=249)
+    # How long the broker waits for a silent worker before moving its partitions to the others. With
+    # static membership a stopped or crashed worker that does not come back holds its partitions this
+    # long (it does not leave the group on stop), so keep it short; too short and a stalled event loop
+    # gets the worker evicted. 6 s is the broker's lower bound (group.min.session.timeout.ms) and Faust
+    # refuses more than its 90 s request timeout.
+    offload_worker_session_timeout_s: float = Field(default=15.0, ge=6, le=90)
+    # Standby copies of each table partition kept on other workers: a worker taking over a partition
+    # from a dead one then serves at once instead of replaying the changelog. Costs one more copy of
+    # the table (memory or disk) and changelog reads per replica; no effect with a single worker.
+    offload_worker_standby_replicas: int = Field(default=1, ge=0, le=10)
 
     # --- Reconciler and case requests (issue 7) ----------------------------------------------------
     # Every interval the worker asks GET /cases/{id} for the open cases of its partitions whose last
@@ -203,6 +220,18 @@ class Settings(BaseSettings):
         if self.offload_worker_url is not None:
             return str(self.offload_worker_url).rstrip("/")
         return f"http://{self.offload_worker_web_host}:{self.offload_worker_web_port}"
+
+    @property
+    def worker_instance_id(self) -> str:
+        """This worker's static group membership id: the configured one, else one from the worker URL.
+
+        The URL is the natural default: other workers route queries to it, so it already names exactly
+        one worker, and it stays the same when that worker restarts on the same host and port.
+        """
+        if self.offload_worker_instance_id is not None:
+            return self.offload_worker_instance_id
+        address = self.worker_url.split("://", 1)[-1]
+        return "worker-" + re.sub(r"[^A-Za-z0-9._-]+", "-", address).strip("-")[:240]
 
     @property
     def uses_external_kafka(self) -> bool:

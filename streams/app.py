@@ -63,6 +63,13 @@ def create_app(settings: Settings) -> StreamsApp:
         topic_replication_factor=settings.offload_topic_replication,
         # A new consumer group folds case-events from the beginning.
         consumer_auto_offset_reset="earliest",
+        # Static membership: a restarted worker rejoins as itself and gets its partitions back at once,
+        # instead of waiting out the session of the member it was before a crash.
+        consumer_group_instance_id=settings.worker_instance_id,
+        broker_session_timeout=settings.offload_worker_session_timeout_s,
+        # Several heartbeats per session, so one late heartbeat does not evict a live worker.
+        broker_heartbeat_interval=settings.offload_worker_session_timeout_s / 5,
+        table_standby_replicas=settings.offload_worker_standby_replicas,
         producer_acks=-1,
         key_serializer="raw",
         value_serializer="raw",

@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from offload_bridge.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
 from offload_bridge.topics import CASE_EVENTS
@@ -55,6 +56,19 @@ def publish_webhook(settings: Settings, body: bytes, received_at: int | None = N
         "source": b"webhook",
     }
     return produce(settings, CASE_EVENTS, body, key=event["data"]["caseId"].encode(), headers=headers)
+
+
+def cases_on_every_partition(label: str, partitions: int, per_partition: int = 2) -> list[str]:
+    """Case ids, ``per_partition`` on each of the partitions (the first ids of ``label-N`` that fit)."""
+    chosen: dict[int, list[str]] = {partition: [] for partition in range(partitions)}
+    n = 0
+    while any(len(ids) < per_partition for ids in chosen.values()):
+        case_id = f"{label}-{n}"
+        ids = chosen[partition_for(case_id, partitions)]
+        if len(ids) < per_partition:
+            ids.append(case_id)
+        n += 1
+    return [case_id for ids in chosen.values() for case_id in ids]
 
 
 class Worker:
@@ -101,6 +115,17 @@ class Worker:
             time.sleep(0.25)
         raise AssertionError(f"case {case_id} never matched; last answer {last}\n{self.service.log_tail(40)}")
 
+    def owned_partitions(self) -> list[int] | None:
+        """The case-events partitions this worker owns now; None while it is not ready."""
+        try:
+            answer = httpx.get(f"{self.url}/cases", timeout=10.0)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        partitions: list[int] = answer.json()["data"]["partitions"]
+        return partitions
+
     def stats(self) -> dict[str, int]:
         counters: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=10.0).json()["data"]["caseEvents"]
         return counters
@@ -121,3 +146,23 @@ def running_workers(*workers: Worker) -> Iterator[None]:
     finally:
         for worker in workers:
             worker.service.stop()
+
+
+def wait_for_spread(
+    workers: Sequence[Worker], partitions: int, timeout_s: float = 120.0
+) -> dict[str, list[int]]:
+    """Wait until the group settled: every worker owns partitions and each partition has exactly one owner.
+
+    Returns each worker's partitions by URL.
+    """
+    deadline = time.monotonic() + timeout_s
+    owned: dict[str, list[int] | None] = {}
+    while time.monotonic() < deadline:
+        owned = {worker.url: worker.owned_partitions() for worker in workers}
+        settled = {url: ps for url, ps in owned.items() if ps}
+        if len(settled) == len(workers) and sorted(p for ps in settled.values() for p in ps) == list(
+            range(partitions)
+        ):
+            return settled
+        time.sleep(0.5)
+    raise AssertionError(f"the partitions never settled over {len(workers)} workers: {owned}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", "broker-without-port"),
         ("OFFLOAD_BASE_URL", "not a url"),
         ("OFFLOAD_TOPIC_PREFIX", "bad prefix/"),
+        ("OFFLOAD_WORKER_INSTANCE_ID", "worker 1"),
+        ("OFFLOAD_WORKER_INSTANCE_ID", "w" * 250),
+        ("OFFLOAD_WORKER_SESSION_TIMEOUT_S", "5"),
+        ("OFFLOAD_WORKER_SESSION_TIMEOUT_S", "120"),
+        ("OFFLOAD_WORKER_STANDBY_REPLICAS", "-1"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -78,3 +84,31 @@ def test_cli_reports_bad_setting_in_one_line() -> None:
 def test_external_cluster_detection(bootstrap: str | None, external: bool) -> None:
     settings = Settings(kafka_bootstrap_servers=bootstrap, offload_kafka_port=9092)
     assert settings.uses_external_kafka is external
+
+
+def test_worker_group_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("KAFKA_", "OFFLOAD_")):
+            monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.offload_worker_session_timeout_s == 15.0
+    assert settings.offload_worker_standby_replicas == 1
+    assert settings.worker_instance_id == "worker-127.0.0.1-6066"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "instance_id"),
+    [
+        ({"offload_worker_web_port": 6067}, "worker-127.0.0.1-6067"),
+        ({"offload_worker_url": "http://worker-2.workers.svc:6066/"}, "worker-worker-2.workers.svc-6066"),
+        ({"offload_worker_url": "http://[::1]:7000"}, "worker-1-7000"),
+        ({"offload_worker_instance_id": "eu-worker-0", "offload_worker_web_port": 6067}, "eu-worker-0"),
+    ],
+)
+def test_worker_instance_id_is_stable_per_worker_address(
+    overrides: dict[str, object], instance_id: str
+) -> None:
+    settings = Settings.model_validate(overrides)
+    assert settings.worker_instance_id == instance_id
+    # The broker accepts only these characters in group.instance.id.
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,249}", settings.worker_instance_id)

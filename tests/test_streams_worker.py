@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from offload_bridge.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, free_port, produce
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE
@@ -17,9 +18,11 @@ from tests.streams_support import (
     SEED_COMPLETED,
     SEED_INPUT_NEEDED,
     Worker,
+    cases_on_every_partition,
     event_body,
     publish_webhook,
     running_workers,
+    wait_for_spread,
 )
 
 SEED_CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
@@ -215,32 +218,32 @@ def test_state_survives_sigkill_and_restart(topics: Settings, tmp_path: Path) ->
 
 
 def test_two_workers_answer_for_every_case(topics: Settings, tmp_path: Path) -> None:
-    one = Worker(topics, tmp_path, name="one")
-    two = Worker(topics, tmp_path, name="two")
-    cases = [f"case-pair-{n}" for n in range(24)]
+    # Without standby copies a worker holds only its own partitions' cases, so an answer for any other
+    # case can only come from routing the request to its owner.
+    settings = topics.model_copy(update={"offload_worker_standby_replicas": 0})
+    partitions = settings.offload_topic_partitions
+    one = Worker(settings, tmp_path, name="one")
+    two = Worker(settings, tmp_path, name="two")
+    cases = cases_on_every_partition("case-pair", partitions)
     with running_workers(one, two):
-        # Wait until the group has settled with partitions on both workers.
-        deadline = time.monotonic() + 120
-        owned: dict[str, list[int]] = {}
-        while time.monotonic() < deadline:
-            owned = {}
-            for worker in (one, two):
-                answer = httpx.get(f"{worker.url}/cases", timeout=10)
-                if answer.status_code == 200:
-                    owned[worker.url] = answer.json()["data"]["partitions"]
-            if len(owned) == 2 and all(owned.values()):
-                break
-            time.sleep(0.5)
-        assert len(owned) == 2 and all(owned.values()), f"partitions never spread: {owned}"
-        assert sorted(owned[one.url] + owned[two.url]) == list(range(topics.offload_topic_partitions))
+        owned = wait_for_spread([one, two], partitions)
+        for worker in (one, two):
+            foreign = [case for case in cases if partition_for(case, partitions) not in owned[worker.url]]
+            assert foreign, f"{worker.url} must be asked for cases it does not own"
 
         for n, case in enumerate(cases):
-            publish_webhook(topics, event_body(case, "case.completed", 1_000 + n, "COMPLETED",
-                                               resultStatus="goal_achieved", result={"n": n}))  # fmt: skip
-        for case in cases:
+            body = event_body(case, "case.completed", 1_000 + n, "COMPLETED", resultStatus="goal_achieved",
+                              result={"n": n})  # fmt: skip
+            assert publish_webhook(settings, body)[0] == partition_for(case, partitions)
+        owner_of = {partition: worker for worker in (one, two) for partition in owned[worker.url]}
+        for n, case in enumerate(cases):
+            owner = owner_of[partition_for(case, partitions)]
+            state = owner.wait_case(case, lambda state: state["status"] == "COMPLETED")
+            assert state["result"] == {"n": n}
             for worker in (one, two):
-                state = worker.wait_case(case, lambda state: state["status"] == "COMPLETED")
-                assert state["caseId"] == case
+                answer = worker.get_case(case)
+                assert answer.status_code == 200, f"{worker.url} for {case}: {answer.text}"
+                assert answer.json()["data"] == state
         for worker in (one, two):
             missing = worker.get_case("never-seen")
             assert missing.status_code == 404
