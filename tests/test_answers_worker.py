@@ -31,6 +31,7 @@ from tests.answers_support import (
     wait_terminal_outcomes,
     webhook_body,
 )
+from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, event_body, publish_webhook
 
 MAX_ATTEMPTS = 3
@@ -253,6 +254,8 @@ def test_always_500_is_dead_lettered_after_max_attempts_and_redrives(
     [_, accepted] = wait_terminal_outcomes(s, answer_id, 2)
     assert accepted.outcome is Outcome.ACCEPTED
     assert accepted.attempt == 1
+    # The retries, the dead letter and the redriven answer sit where Kafka's Java producer puts them.
+    assert_placed_like_kafka(s, expect=("answers", "answers.retry", "answers.dlq", "answer-outcomes"))
 
 
 def test_poison_messages_are_rejected_to_the_dlq_and_later_answers_go_through(

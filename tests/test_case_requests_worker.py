@@ -20,6 +20,7 @@ from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ
 from schemas.case_requests import CaseRequestOutcomeKind
 from simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
 from tests.ingress_support import read_topic
+from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
 
 
@@ -137,6 +138,9 @@ def test_refused_requests_end_rejected_or_dead_lettered(topics: Settings, tmp_pa
             assert by_key[b"req-bad"].value == b"{not json"
             assert by_key[b"req-503"].headers["outcome"] == b"dead_lettered"
             assert by_key[b"req-503"].headers["original_topic"].endswith(b"case-requests")
+            assert_placed_like_kafka(
+                settings, expect=("case-requests", "case-requests.dlq", "case-request-outcomes")
+            )
 
 
 def test_a_refused_connection_is_retried_and_creates_one_case(topics: Settings, tmp_path: Path) -> None:

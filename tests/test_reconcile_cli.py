@@ -8,6 +8,7 @@ from offload_bridge.case_requests import CaseRequestSubmitter
 from offload_bridge.settings import Settings
 from schemas.case_requests import CaseRequestOutcomeKind
 from simulator.testing import case_body, simulator_process
+from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
 from tests.test_case_requests_worker import with_offload
 
@@ -48,3 +49,5 @@ def test_reconcile_all_open_publishes_what_webhooks_never_told(topics: Settings,
             unknown = worker.run_cli("reconcile", "--case", "no-such-case")
             assert unknown.returncode == 1
             assert "no-such-case: not_found: HTTP 404 CASE_NOT_FOUND" in unknown.stdout
+            # The command's event shares the partition of the case's other events (Kafka's placement).
+            assert_placed_like_kafka(settings, expect=("case-events",))

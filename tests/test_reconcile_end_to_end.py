@@ -15,10 +15,17 @@ from pydantic import HttpUrl
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.clients import bootstrap_list, connection_options
 from offload_bridge.settings import Settings
-from offload_bridge.topics import ANSWER_OUTCOMES, CASE_REQUEST_OUTCOMES, CASE_REQUESTS, topic_name
+from offload_bridge.topics import (
+    ANSWER_OUTCOMES,
+    CASE_EVENTS,
+    CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS,
+    topic_name,
+)
 from schemas.answers import Outcome
 from simulator.testing import case_body, simulator_process
 from tests.ingress_support import read_topic, running_ingress
+from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
 from tests.test_case_requests_worker import with_offload
 
@@ -165,6 +172,29 @@ def test_every_case_ends_equal_to_offloads_truth_despite_lost_webhooks(
             }
             assert set(terminal) == set(answer_ids)
             assert set(terminal.values()) <= {Outcome.ACCEPTED, Outcome.DUPLICATE}, terminal
+            # Every producer (the ingress's librdkafka, the worker's aiokafka, kafka-python submitters)
+            # placed each record where Kafka's own Java producer would: one partition per case.
+            checked = assert_placed_like_kafka(
+                settings,
+                expect=(
+                    "case-events", "case-state", "answers", "answer-outcomes", "case-requests",
+                    "case-request-outcomes", "streams-case_state-changelog",
+                ),
+            )  # fmt: skip
+            sources: dict[str, dict[str, set[int]]] = {}
+            for record in read_topic(settings, CASE_EVENTS):
+                source = record.headers["source"].decode()
+                sources.setdefault((record.key or b"").decode(), {}).setdefault(source, set()).add(
+                    record.partition
+                )
+            both = {case: by for case, by in sources.items() if {"webhook", "reconciler"} <= set(by)}
+            assert both, "no case has both a webhook and a reconciler event"
+            for case_id, by_source in both.items():
+                assert len(set().union(*by_source.values())) == 1, (case_id, by_source)
+            print(
+                f"\nrecords placed like Kafka's Java producer: {checked}; "
+                f"{len(both)} cases with webhooks and reconciler events, each in one partition"
+            )
             print(
                 f"\n{CASES} cases, step {STEP_MS} ms: all finished at Offload after "
                 f"{finished - started:.1f}s, our state equal {converged - finished:.1f}s later; {stats}"
