@@ -23,7 +23,7 @@ from ingress.http import (
     published_envelope,
     read_body,
 )
-from ingress.publisher import Published, Publisher, PublishFailed
+from ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
 from schemas.events import parse_event_object
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,10 @@ async def _publish(
     started = time.perf_counter()
     try:
         published = await context.publisher.publish(topic, key, body, headers)
+    except RecordTooLarge as error:
+        # Permanent: the same record can never be written, so a retryable 503 would mislead the sender.
+        log.warning("webhook refused by Kafka for its size, answered 413: %s", error)
+        raise Refusal(413, "PAYLOAD_TOO_LARGE", str(error), "too_large") from None
     except PublishFailed as error:
         log.error("webhook not acknowledged by Kafka, answered 503: %s", error)
         raise Refusal(503, "KAFKA_UNAVAILABLE", str(error), "kafka_unavailable") from None
