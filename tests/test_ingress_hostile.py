@@ -1,11 +1,13 @@
-"""Hostile input the ingress can judge is never a 5xx: a record Kafka refuses for its size is 413, not a
-retryable 503."""
+"""Hostile input the ingress can judge is never a 5xx: JSON nested too deep is 400, ids that cannot be a
+Kafka key or header (lone surrogates, oversized) are quarantined, and a record Kafka refuses for its size
+is 413, not a retryable 503."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +15,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from ingress.bounds import MAX_ID_BYTES, MAX_JSON_DEPTH
 from ingress.publisher import Publisher, PublishFailed, RecordTooLarge
 from offload_bridge.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, topic_name
-from tests.ingress_support import JSON, Ingress, event_body, running_ingress
+from tests.ingress_support import JSON, Ingress, event_body, read_topic, record_at, running_ingress
 
 TOKEN = "tok-hostile-93af"
 MAX_BYTES = 1024 * 1024
@@ -58,6 +61,114 @@ def _nested(depth: int, kind: str, inner: bytes = b'"deep"') -> bytes:
     if kind == "array":
         return b"[" * depth + inner + b"]" * depth
     return b'{"a":' * depth + inner + b"}" * depth
+
+
+# --- deep nesting: a RecursionError escaped json.loads (500; 50,000 levels dropped the connection) ---
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 20_000, 50_000, 150_000])
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_json_nested_too_deep_is_400_invalid_json(
+    ingress: Ingress, hostile_settings: Settings, depth: int, kind: str
+) -> None:
+    marker = f"deep-{uuid.uuid4().hex}"
+    response = _post(ingress, _nested(depth, kind, json.dumps(marker).encode()))
+    assert response.status_code == 400, response.text
+    assert _error_code(response) == "INVALID_JSON"
+    assert f"nested deeper than {MAX_JSON_DEPTH} levels" in response.json()["error"]["message"]
+    if depth < 1000:
+        for spec in (CASE_EVENTS, CASE_EVENTS_INVALID):
+            assert not [r for r in read_topic(hostile_settings, spec) if marker.encode() in (r.value or b"")]
+
+
+def test_an_event_nested_up_to_the_limit_is_published(ingress: Ingress, hostile_settings: Settings) -> None:
+    # The envelope and data take two levels; metadata fills the rest up to the limit exactly.
+    skeleton = json.dumps(event_body(metadata="HOLE")).encode()
+    body = skeleton.replace(b'"HOLE"', _nested(MAX_JSON_DEPTH - 2, "object", b"1"))
+    response = _post(ingress, body)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert record_at(hostile_settings, CASE_EVENTS, data["partition"], data["offset"]).value == body
+
+
+# --- lone surrogates: "\udfff" decodes to a str with no UTF-8 form; encoding the key raised (500) ---
+
+
+def test_a_lone_surrogate_in_case_id_of_a_bad_event_is_quarantined_without_a_key(
+    ingress: Ingress, hostile_settings: Settings
+) -> None:
+    event_id = f"evt_sur_{uuid.uuid4().hex}"
+    body = b'{"event_id":"%s","data":{"caseId":"sur\\udfff"}}' % event_id.encode()
+    response = _post(ingress, body)
+    assert response.status_code == 202, response.text
+    data = response.json()["data"]
+    assert data["quarantined"] is True and data["eventId"] == event_id
+    record = record_at(hostile_settings, CASE_EVENTS_INVALID, data["partition"], data["offset"])
+    assert record.value == body, "the body is kept byte for byte"
+    assert record.key is None
+    assert b"data.caseId" in record.headers["validation_error"]
+
+
+def test_lone_surrogates_in_a_complete_event_quarantine_it(
+    ingress: Ingress, hostile_settings: Settings
+) -> None:
+    cases = [(b"sur\\udfff", b"evt_%s" % uuid.uuid4().hex.encode()), (b"case-1", b"e\\ud800")]
+    for case_id, event_id in cases:
+        body = (
+            b'{"event_id":"%s","event_type":"case.completed","timestamp":1,'
+            b'"data":{"caseId":"%s","status":"COMPLETED"}}' % (event_id, case_id)
+        )
+        response = _post(ingress, body)
+        assert response.status_code == 202, response.text
+        data = response.json()["data"]
+        record = record_at(hostile_settings, CASE_EVENTS_INVALID, data["partition"], data["offset"])
+        assert record.value == body
+        if b"\\u" in case_id:
+            assert record.key is None
+            assert record.headers["event_id"] == event_id
+        else:
+            assert record.key == case_id
+            assert "event_id" not in record.headers, "an id with no UTF-8 form is only in the body"
+            assert data["eventId"] is None
+
+
+# --- an oversized caseId: the Kafka key made the record too large (503 KAFKA_UNAVAILABLE) ---
+
+
+def _near_limit_body(case_id: str) -> bytes:
+    skeleton = json.dumps(event_body(case_id=case_id, padding="")).encode()
+    body = skeleton.replace(b'"padding": ""', b'"padding": "' + b"x" * (MAX_BYTES - len(skeleton)) + b'"')
+    assert len(body) == MAX_BYTES
+    return body
+
+
+def test_a_500_kb_case_id_in_a_body_under_the_limit_is_quarantined_not_503(
+    ingress: Ingress, hostile_settings: Settings
+) -> None:
+    body = _near_limit_body("c" * 500_000)
+    response = _post(ingress, body)
+    assert response.status_code == 202, response.text
+    data = response.json()["data"]
+    assert data["quarantined"] is True
+    record = record_at(hostile_settings, CASE_EVENTS_INVALID, data["partition"], data["offset"])
+    assert record.value == body
+    assert record.key is None, "an oversized caseId is never a key"
+    assert record.headers["validation_error"] == f"data.caseId: longer than {MAX_ID_BYTES} bytes".encode()
+
+
+def test_case_id_and_event_id_are_bounded_at_the_documented_limit(
+    ingress: Ingress, hostile_settings: Settings
+) -> None:
+    longest = "é" * (MAX_ID_BYTES // 2)  # two bytes each: the limit counts UTF-8 bytes
+    response = _post(ingress, json.dumps(event_body(case_id=longest)).encode())
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert record_at(hostile_settings, CASE_EVENTS, data["partition"], data["offset"]).key == longest.encode()
+
+    for body in (event_body(case_id=longest + "c"), event_body(event_id="e" * (MAX_ID_BYTES + 1))):
+        response = _post(ingress, json.dumps(body).encode())
+        assert response.status_code == 202, response.text
+        assert response.json()["data"]["quarantined"] is True
 
 
 # --- a record Kafka refuses for its size: permanent, so 413 and not a retryable 503 ---
