@@ -1,12 +1,14 @@
 """Hostile input the ingress can judge is never a 5xx: JSON nested too deep is 400, ids that cannot be a
 Kafka key or header (lone surrogates, oversized) are quarantined, and a record Kafka refuses for its size
-is 413, not a retryable 503."""
+is 413, not a retryable 503. Also requests the HTTP parser refuses, and odd Content-Length or signature
+headers."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from ingress.auth import SignatureError, secret_key, verify
 from ingress.bounds import MAX_ID_BYTES, MAX_JSON_DEPTH
 from ingress.publisher import Publisher, PublishFailed, RecordTooLarge
 from offload_bridge.admin import ensure_topics
@@ -236,3 +239,44 @@ def test_a_webhook_the_topic_refuses_for_its_size_is_413_not_503(
         assert _error_code(response) == "PAYLOAD_TOO_LARGE"
         assert "Retry-After" not in response.headers
         assert "MSG_SIZE_TOO_LARGE" in response.json()["error"]["message"]
+
+
+# --- requests that never reach the application, and headers int() cannot read ---
+
+
+def _raw(ingress: Ingress, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", ingress.port), timeout=20) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 2\r\nContent-Length: 3\r\n",
+        b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: -2\r\n",
+        b"Content-Length: 99999999999999999999999999\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n",
+    ],
+    ids=["two-lengths", "length-and-chunked", "negative", "overflow", "bad-chunk-size"],
+)
+def test_a_request_the_http_parser_refuses_is_400_in_the_envelope(ingress: Ingress, framing: bytes) -> None:
+    head = b"POST /webhooks/offload/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % (
+        TOKEN.encode()
+    )
+    answer = _raw(ingress, head + framing + b"\r\n{}")
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 4"), answer[:300]
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["ok"] is False and set(body["error"]) == {"code", "message"}
+
+
+def test_a_signature_timestamp_int_cannot_read_is_a_signature_error() -> None:
+    for timestamp in ["²", "1" * 5000, "\u0661\u0666\u0661\u0664"]:  # Arabic-Indic digits
+        headers = {"webhook-id": "m", "webhook-timestamp": timestamp, "webhook-signature": "v1,x"}
+        with pytest.raises(SignatureError, match="unix time"):
+            verify(secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), headers, b"{}", now_s=1)
