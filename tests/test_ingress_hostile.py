@@ -280,3 +280,10 @@ def test_a_signature_timestamp_int_cannot_read_is_a_signature_error() -> None:
         headers = {"webhook-id": "m", "webhook-timestamp": timestamp, "webhook-signature": "v1,x"}
         with pytest.raises(SignatureError, match="unix time"):
             verify(secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), headers, b"{}", now_s=1)
+
+
+def test_a_trailing_slash_is_404_in_the_envelope_not_a_bodiless_redirect(ingress: Ingress) -> None:
+    for path in ("/webhooks/offload/", f"/webhooks/offload/{TOKEN}/"):
+        response = httpx.post(ingress.url + path, content=b"{}", headers=JSON, follow_redirects=False)
+        assert response.status_code == 404, response.text
+        assert _error_code(response) == "NOT_FOUND"
