@@ -58,7 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await publisher.stop()
 
     app = FastAPI(
-        title="offload-bridge ingress", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="offload-bridge ingress",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # A path with a trailing slash is 404 in the envelope, not a bodiless 307 that a webhook sender
+        # would not follow (and that would only lead to the token-less path).
+        redirect_slashes=False,
     )
     app.state.ingress = context
     app.include_router(router)

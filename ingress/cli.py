@@ -49,6 +49,9 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         # The access log would print the secret path token.
         "access_log": False,
         "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
+        # httptools' parser, answering a request it cannot parse in Offload's envelope (by name: each
+        # worker process imports it).
+        "http": "ingress.protocol:EnvelopeHttpToolsProtocol",
     }
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metric values here so /metrics can sum them over all workers.

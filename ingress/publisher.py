@@ -45,6 +45,24 @@ class PublishFailed(RuntimeError):
     """The broker did not acknowledge in time or refused the record; the message says why."""
 
 
+class RecordTooLarge(PublishFailed):
+    """Kafka refused the record for its size: sending it again can never succeed, so this is the
+    request's fault (413), not an outage (503). Raised by librdkafka's own check before sending, or from
+    the broker when the topic's ``max.message.bytes`` is smaller than the record."""
+
+
+# Refusals that say the record itself can never be written, whatever the broker's health.
+_RECORD_SIZE_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+
+def refused(error: KafkaError) -> PublishFailed:
+    """The exception for a record Kafka refused, permanent for its size or otherwise."""
+    message = f"Kafka refused the record: {error.name()}: {error.str()}"
+    if error.code() in _RECORD_SIZE_ERRORS:
+        return RecordTooLarge(message)
+    return PublishFailed(message)
+
+
 @dataclass(frozen=True)
 class Published:
     partition: int
@@ -84,7 +102,7 @@ def _resolve(reports: list[tuple[Delivery, KafkaError | None, int, int]]) -> Non
         if error is None:
             delivery.set_result(Published(partition, offset))
         else:
-            delivery.set_exception(PublishFailed(f"Kafka refused the record: {error.name()}: {error.str()}"))
+            delivery.set_exception(refused(error))
 
 
 class _Connection:
@@ -218,7 +236,7 @@ class Publisher:
         except BufferError:
             raise PublishFailed("the producer's buffer is full: Kafka has not acknowledged lately") from None
         except KafkaException as error:
-            raise PublishFailed(f"Kafka refused the record: {error.args[0].str()}") from None
+            raise refused(error.args[0]) from None
         # Once the record is in the producer's buffer a timeout only stops our waiting: the record may
         # still land, and consumers deduplicate by event_id.
         self._waiting.append((loop.time() + self._timeout_s, delivery))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from starlette.responses import Response
 
 from ingress import metrics
 from ingress.auth import SignatureError, token_accepted, verify
+from ingress.bounds import UnusableId, encode_id, load_json, usable_id
 from ingress.http import (
     Refusal,
     envelope,
@@ -23,7 +23,7 @@ from ingress.http import (
     published_envelope,
     read_body,
 )
-from ingress.publisher import Published, Publisher, PublishFailed
+from ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
 from schemas.events import parse_event_object
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
         except SignatureError as error:
             raise Refusal(401, "INVALID_SIGNATURE", str(error), "invalid_signature") from None
     try:
-        payload = json.loads(body)
+        payload = load_json(body)
     except ValueError as error:  # includes UnicodeDecodeError
         raise Refusal(400, "INVALID_JSON", f"the body is not JSON: {error}", "invalid_json") from None
     if not isinstance(payload, dict):
@@ -118,43 +118,59 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
     try:
         event = parse_event_object(payload)
     except ValidationError as error:
-        return await _quarantine(context, payload, body, received_at, error)
+        return await _quarantine(context, payload, body, received_at, _problems(error))
+    try:
+        key = encode_id("data.caseId", event.data.caseId)
+        event_id = encode_id("event_id", event.event_id)
+        event_type = encode_id("event_type", event.event_type)
+    except UnusableId as error:
+        # Valid by the schema but not writable as a key or header: kept like any other bad event.
+        return await _quarantine(context, payload, body, received_at, str(error))
     headers = [
-        ("event_type", event.event_type.encode()),
-        ("event_id", event.event_id.encode()),
+        ("event_type", event_type),
+        ("event_id", event_id),
         ("received_at", received_at),
         ("source", b"webhook"),
     ]
-    published = await _publish(context, context.events_topic, event.data.caseId.encode(), body, headers)
+    published = await _publish(context, context.events_topic, key, body, headers)
     metrics.count("published")
     return published_envelope(event.event_id, published.partition, published.offset)
 
 
-async def _quarantine(
-    context: IngressContext, payload: dict[str, Any], body: bytes, received_at: bytes, error: ValidationError
-) -> Response:
-    """An authenticated object that fails the schema is kept, not refused: Offload would never resend it."""
-    problems = "; ".join(
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
         f"{'.'.join(str(part) for part in issue['loc']) or '(body)'}: {issue['msg']}"
         for issue in error.errors()
-    )[:_MAX_ERROR_HEADER]
-    event_id = payload.get("event_id") if isinstance(payload.get("event_id"), str) else None
-    event_type = payload.get("event_type")
+    )
+
+
+async def _quarantine(
+    context: IngressContext, payload: dict[str, Any], body: bytes, received_at: bytes, problems: str
+) -> Response:
+    """An authenticated object that fails the schema is kept, not refused: Offload would never resend it.
+
+    Its ids go into the key and headers only when they are usable (UTF-8, at most MAX_ID_BYTES): the body
+    keeps them as sent, and the record always fits Kafka's limit.
+    """
+    # Backslash escapes keep a lone surrogate (or any text) writable, and the header readable.
+    problem_bytes = problems[:_MAX_ERROR_HEADER].encode(errors="backslashreplace")
+    event_id = usable_id(payload.get("event_id"))
+    event_type = usable_id(payload.get("event_type"))
     data = payload.get("data")
-    case_id = data.get("caseId") if isinstance(data, dict) else None
-    key = case_id.encode() if isinstance(case_id, str) and case_id else None
-    headers = [("validation_error", problems.encode()), ("received_at", received_at), ("source", b"webhook")]
+    key = usable_id(data.get("caseId")) if isinstance(data, dict) else None
+    headers = [("validation_error", problem_bytes), ("received_at", received_at), ("source", b"webhook")]
     if event_id is not None:
-        headers.append(("event_id", event_id.encode()))
-    if isinstance(event_type, str):
-        headers.append(("event_type", event_type.encode()))
-    published = await _publish(context, context.invalid_topic, key, body, headers)
+        headers.append(("event_id", event_id))
+    if event_type is not None:
+        headers.append(("event_type", event_type))
+    published = await _publish(context, context.invalid_topic, key or None, body, headers)
     metrics.count("quarantined")
-    log.warning("quarantined webhook event_id=%s: %s", event_id, problems)
+    shown_id = event_id.decode() if event_id is not None else None
+    log.warning("quarantined webhook event_id=%s: %s", shown_id, problem_bytes.decode())
     return envelope(
         202,
         {
-            "eventId": event_id,
+            "eventId": shown_id,
             "partition": published.partition,
             "offset": published.offset,
             "quarantined": True,
@@ -169,6 +185,10 @@ async def _publish(
     started = time.perf_counter()
     try:
         published = await context.publisher.publish(topic, key, body, headers)
+    except RecordTooLarge as error:
+        # Permanent: the same record can never be written, so a retryable 503 would mislead the sender.
+        log.warning("webhook refused by Kafka for its size, answered 413: %s", error)
+        raise Refusal(413, "PAYLOAD_TOO_LARGE", str(error), "too_large") from None
     except PublishFailed as error:
         log.error("webhook not acknowledged by Kafka, answered 503: %s", error)
         raise Refusal(503, "KAFKA_UNAVAILABLE", str(error), "kafka_unavailable") from None
