@@ -37,6 +37,14 @@ class TopicContract:
     bridge_receives: bool = False
 
 
+# On a terminal outcome, and on a retry: where the record it ends (or continues) sits. The worker reads it
+# back after a crash so that no record gets a second terminal outcome.
+ORIGIN_HEADER = "origin"
+ORIGIN_HEADERS = {
+    ORIGIN_HEADER: "on terminal outcomes only: <topic>:<partition>:<offset> of the record this outcome ends"
+}
+
+
 CONTRACTS: tuple[TopicContract, ...] = (
     TopicContract(
         "case-events",
@@ -70,9 +78,10 @@ CONTRACTS: tuple[TopicContract, ...] = (
     TopicContract(
         "answer-outcomes",
         "Answer outcome",
-        "What became of an answer; exactly one terminal outcome per answer.",
+        "What became of an answer; exactly one terminal outcome per answer record.",
         AnswerOutcome,
         "caseId",
+        ORIGIN_HEADERS,
     ),
     TopicContract(
         "answers.retry",
@@ -80,6 +89,7 @@ CONTRACTS: tuple[TopicContract, ...] = (
         "An answer waiting for its next attempt.",
         RetryAnswer,
         "caseId",
+        {ORIGIN_HEADER: "<topic>:<partition>:<offset> of the answer record this retry continues"},
         bridge_receives=True,
     ),
     TopicContract(
@@ -102,9 +112,10 @@ CONTRACTS: tuple[TopicContract, ...] = (
     TopicContract(
         "case-request-outcomes",
         "Case request outcome",
-        "What became of a case request.",
+        "What became of a case request; exactly one terminal outcome per request record.",
         CaseRequestOutcome,
         "requestId",
+        ORIGIN_HEADERS,
     ),
     TopicContract(
         "case-requests.dlq",

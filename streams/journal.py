@@ -40,10 +40,10 @@ from pydantic import BaseModel, Field
 from offload_bridge.clients import aiokafka_options
 from offload_bridge.partitioning import partition_for
 from offload_bridge.settings import Settings
+from schemas.contracts import ORIGIN_HEADER
 
 log = logging.getLogger(__name__)
 
-ORIGIN_HEADER = "origin"
 # Origins remembered per key: a case sees a few answers, a requestId one request. Older origins are
 # only needed while their source offsets are uncommitted, a few seconds at most.
 MAX_ORIGINS_PER_KEY = 64

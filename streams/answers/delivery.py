@@ -16,6 +16,7 @@ from typing import Any
 from offload_bridge.settings import Settings
 from schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
 from schemas.case_state import AnswerRecord, CaseRecord, CaseState
+from schemas.contracts import ORIGIN_HEADER
 from streams.answers.case_view import (
     PENDING,
     CaseView,
@@ -28,7 +29,7 @@ from streams.answers.case_view import (
 from streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
 from streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
 from streams.answers.records import InvalidAnswer, decode_answer
-from streams.journal import ORIGIN_HEADER, header, origin_of
+from streams.journal import header, origin_of
 from streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 
 log = logging.getLogger("streams.answers")

@@ -13,7 +13,8 @@ from typing import Any
 
 from offload_bridge.partitioning import partition_for
 from schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
-from streams.journal import ORIGIN_HEADER, OutcomeJournal
+from schemas.contracts import ORIGIN_HEADER
+from streams.journal import OutcomeJournal
 
 log = logging.getLogger("streams.answers")
 
