@@ -288,6 +288,18 @@ class RunningSimulator:
                 raise TimeoutError(f"case {case_id} did not get there within {timeout_s}s: {truth['status']}")
             time.sleep(0.05)
 
+    def wait_in_flight(self, endpoint: str, count: int = 1, timeout_s: float = 30.0) -> None:
+        """Wait until ``count`` calls of ``endpoint`` (e.g. ``create_case``) have reached the simulator and
+        are not answered yet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            in_flight = self.http.get("/_sim/health").json()["data"]["inFlight"]
+            if in_flight.get(endpoint, 0) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} {endpoint} calls not under way within {timeout_s}s: {in_flight}")
+            time.sleep(0.05)
+
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         response = self.http.put("/_sim/faults", json=changes)
         response.raise_for_status()

@@ -212,6 +212,17 @@ def test_added_latency(sim: RunningSimulator) -> None:
     assert time.monotonic() - started >= 0.4
 
 
+def test_health_shows_the_calls_under_way(sim: RunningSimulator) -> None:
+    case_id = sim.create_case(step_ms=60_000)
+    sim.set_faults(latency_ms=2_000)
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(sim.get_case, case_id) for _ in range(2)]
+        sim.wait_in_flight("get_case", count=2, timeout_s=10)
+        for call in calls:
+            call.result()
+    assert sim.http.get("/_sim/health").json()["data"]["inFlight"] == {}
+
+
 def test_faults_can_be_read_and_changed_at_run_time(sim: RunningSimulator) -> None:
     before = sim.http.get("/_sim/faults").json()["data"]
     assert before["seed"] == 1234
