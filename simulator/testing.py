@@ -239,6 +239,22 @@ class WebhookReceiver:
         return found[nth - 1]
 
 
+def planned_deliveries(webhook: dict[str, Any]) -> int:
+    """How many times the simulator decided to send one webhook of a truth (faults applied)."""
+    if webhook["dropped"] or webhook["url"] is None:
+        return 0
+    return 2 if webhook["duplicated"] else 1
+
+
+def deliveries_done(truth: dict[str, Any]) -> bool:
+    """Every webhook of a case's truth has the outcome of each delivery it was to get.
+
+    The simulator records an outcome once the receiver answered, so from then on a WebhookReceiver holds
+    every webhook of the case it will ever get.
+    """
+    return all(len(webhook["deliveries"]) == planned_deliveries(webhook) for webhook in truth["webhooks"])
+
+
 class RunningSimulator:
     """A simulator process and a small client for it."""
 
@@ -356,6 +372,8 @@ __all__: Sequence[str] = (
     "RunningSimulator",
     "WebhookReceiver",
     "case_body",
+    "deliveries_done",
+    "planned_deliveries",
     "signature_ok",
     "simulator_process",
 )
