@@ -55,6 +55,20 @@ async def _guarded(
 ) -> Response:
     """Latency, gateway faults and authentication around one endpoint's handler."""
     sim = _sim(request)
+    sim.in_flight[endpoint] += 1
+    try:
+        return await _checked(request, sim, endpoint, handle, on_fault)
+    finally:
+        sim.in_flight[endpoint] -= 1
+
+
+async def _checked(
+    request: Request,
+    sim: Simulator,
+    endpoint: Endpoint,
+    handle: Callable[[Simulator, str], Awaitable[Response]],
+    on_fault: Callable[[Simulator, EndpointFault], None] | None,
+) -> Response:
     if sim.faults.config.latency_ms:
         await asyncio.sleep(sim.faults.config.latency_ms / 1000)
     fault = sim.faults.endpoint_fault(endpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator.engine import Engine
-from simulator.faults import Faults
+from simulator.faults import Endpoint, Faults
 from simulator.models import error
 from simulator.settings import SimulatorSettings
 from simulator.store import CaseStore
@@ -32,6 +33,9 @@ class Simulator:
         self.faults = Faults(self.initial_faults, self.initial_seed)
         self.sender = WebhookSender(self.faults, settings.signing_key, settings.webhook_timeout_s)
         self.engine = Engine(self.sender)
+        # Calls of each API endpoint under way (latency included): lets a test see that a call has reached
+        # Offload and not yet been answered, instead of guessing how long the caller takes to send it.
+        self.in_flight: Counter[Endpoint] = Counter()
 
     def reset(self) -> None:
         """Forget every case, stop every pending step and webhook, restore the startup faults and seed."""

@@ -1,6 +1,6 @@
 """``/_sim``: the simulator's own control surface for tests (no API key needed).
 
-- ``GET /_sim/health``
+- ``GET /_sim/health``: case count, step, seed, and ``inFlight``: the API calls under way per endpoint.
 - ``GET /_sim/faults``, ``PUT /_sim/faults``: the fault knobs and seed; PUT changes only the fields it names,
   and a ``seed`` restarts the random streams.
 - ``GET /_sim/cases``: every case id; ``GET /_sim/cases/{id}``: the truth, with every input received and
@@ -37,7 +37,11 @@ def _faults_view(sim: Simulator) -> dict[str, Any]:
 @router.get("/health")
 async def health(request: Request) -> Response:
     sim = _sim(request)
-    return ok({"cases": len(sim.store.cases), "stepMs": sim.settings.step_ms, "seed": sim.faults.seed})
+    in_flight = {endpoint: count for endpoint, count in sim.in_flight.items() if count}
+    return ok(
+        {"cases": len(sim.store.cases), "stepMs": sim.settings.step_ms, "seed": sim.faults.seed,
+         "inFlight": in_flight}
+    )  # fmt: skip
 
 
 @router.get("/faults")

@@ -12,16 +12,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from offload_bridge.testing import ServiceProcess, free_port
 
@@ -100,49 +101,94 @@ class ReceivedRequest:
 
 
 class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records every POST and answers ``status`` (default 200)."""
+    """A real HTTP server on 127.0.0.1 that records every POST and answers ``status`` (default 200).
+
+    It is uvicorn, run on its own event loop in a background thread: the same server the ingress runs, so
+    it accepts connections the way a real webhook endpoint does. The stdlib ``ThreadingHTTPServer`` it
+    replaces listened with a backlog of 5; a burst of concurrent deliveries overflowed that queue, the kernel
+    fell back to SYN cookies, and connections whose cookie it then refused were reset after the sender had
+    written its request. The simulator counts those as failed deliveries (it never retries), so tests lost
+    webhooks the simulator had sent correctly.
+    """
+
+    # Far above any client's idle expiry (httpx closes idle connections after 5 s): the client, not the
+    # server, always ends an idle keep-alive connection, so no request is written onto a connection the
+    # server is closing at that instant.
+    KEEP_ALIVE_S = 75
+    BACKLOG = 2048
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
         self._requests: list[ReceivedRequest] = []
         self._changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                with receiver._changed:
-                    receiver._requests.append(
-                        ReceivedRequest(self.path, headers, body, time.time_ns() // 1_000_000)
-                    )
-                    receiver._changed.notify_all()
-                self.send_response(receiver.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        # Bound now, so that ``url`` is known before ``start()``; uvicorn calls listen() with BACKLOG.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            self._app,
+            interface="asgi3",  # a bound method is not recognised as ASGI 3 by uvicorn's guess
+            lifespan="off",
+            proxy_headers=False,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            backlog=self.BACKLOG,
+            timeout_keep_alive=self.KEEP_ALIVE_S,
+            timeout_graceful_shutdown=5,
         )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="webhook-receiver", daemon=True
+        )
+
+    async def _app(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                   send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:  # fmt: skip
+        if scope["type"] != "http":
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status = self.status
+        if scope["method"] == "POST":
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = scope["path"] + (f"?{query}" if query else "")
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+            request = ReceivedRequest(path, headers, b"".join(chunks), time.time_ns() // 1_000_000)
+            with self._changed:
+                self._requests.append(request)
+                self._changed.notify_all()
+        else:
+            status = 405
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         return f"http://{host!s}:{port}/webhooks"
 
-    def start(self) -> WebhookReceiver:
+    def start(self, timeout_s: float = 30.0) -> WebhookReceiver:
         self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the webhook receiver stopped while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the webhook receiver did not start within {timeout_s}s")
+            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self._socket.close()
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
@@ -193,6 +239,22 @@ class WebhookReceiver:
         return found[nth - 1]
 
 
+def planned_deliveries(webhook: dict[str, Any]) -> int:
+    """How many times the simulator decided to send one webhook of a truth (faults applied)."""
+    if webhook["dropped"] or webhook["url"] is None:
+        return 0
+    return 2 if webhook["duplicated"] else 1
+
+
+def deliveries_done(truth: dict[str, Any]) -> bool:
+    """Every webhook of a case's truth has the outcome of each delivery it was to get.
+
+    The simulator records an outcome once the receiver answered, so from then on a WebhookReceiver holds
+    every webhook of the case it will ever get.
+    """
+    return all(len(webhook["deliveries"]) == planned_deliveries(webhook) for webhook in truth["webhooks"])
+
+
 class RunningSimulator:
     """A simulator process and a small client for it."""
 
@@ -240,6 +302,18 @@ class RunningSimulator:
                 return truth
             if time.monotonic() > deadline:
                 raise TimeoutError(f"case {case_id} did not get there within {timeout_s}s: {truth['status']}")
+            time.sleep(0.05)
+
+    def wait_in_flight(self, endpoint: str, count: int = 1, timeout_s: float = 30.0) -> None:
+        """Wait until ``count`` calls of ``endpoint`` (e.g. ``create_case``) have reached the simulator and
+        are not answered yet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            in_flight = self.http.get("/_sim/health").json()["data"]["inFlight"]
+            if in_flight.get(endpoint, 0) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} {endpoint} calls not under way within {timeout_s}s: {in_flight}")
             time.sleep(0.05)
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
@@ -298,6 +372,8 @@ __all__: Sequence[str] = (
     "RunningSimulator",
     "WebhookReceiver",
     "case_body",
+    "deliveries_done",
+    "planned_deliveries",
     "signature_ok",
     "simulator_process",
 )

@@ -27,11 +27,27 @@ def sign(key: bytes, message_id: str, timestamp_s: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+# Deliveries in flight at once. The rest wait their turn here, outside httpx, without a deadline.
+MAX_CONCURRENT_DELIVERIES = 100
+
+
 class WebhookSender:
     def __init__(self, faults: Faults, signing_key: bytes | None, timeout_s: float) -> None:
         self.faults = faults
         self.signing_key = signing_key
-        self.client = httpx.AsyncClient(timeout=timeout_s)
+        # The timeout covers one delivery's connect, write and read, never the time a webhook waits behind
+        # others of this simulator: a burst must not turn into failed deliveries the receiver never caused.
+        # A webhook waiting in httpx's own pool would count against the timeout, and the pool re-scans every
+        # waiting request whenever a connection frees up (hundreds of queued webhooks took a minute), so the
+        # queue is a FIFO semaphore sized to the pool: httpx never has a request waiting.
+        # Each delivery opens its own connection (no keep-alive): a pooled connection can be closed by the
+        # receiver's idle timeout just as a webhook is written onto it (uvicorn's and httpx's are both 5 s),
+        # and that webhook would be lost to a race of ours, not to the receiver.
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=MAX_CONCURRENT_DELIVERIES, max_keepalive_connections=0),
+        )
+        self.gate = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -83,11 +99,15 @@ class WebhookSender:
                         "webhook-signature": sign(self.signing_key, event_id, timestamp_s, body),
                     }
                 )
-            delivery: dict[str, Any] = {"at": now_ms()}
-            try:
-                response = await self.client.post(url, content=body, headers=headers)
-                delivery.update(httpStatus=response.status_code, ok=response.is_success)
-            except httpx.HTTPError as error:
-                # One attempt only: a failed delivery is recorded and never retried.
-                delivery.update(httpStatus=None, ok=False, error=f"{type(error).__name__}: {error}")
-            record["deliveries"].append(delivery)
+            async with self.gate:
+                await self._post(url, body, headers, record)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], record: dict[str, Any]) -> None:
+        delivery: dict[str, Any] = {"at": now_ms()}
+        try:
+            response = await self.client.post(url, content=body, headers=headers)
+            delivery.update(httpStatus=response.status_code, ok=response.is_success)
+        except httpx.HTTPError as error:
+            # One attempt only: a failed delivery is recorded and never retried.
+            delivery.update(httpStatus=None, ok=False, error=f"{type(error).__name__}: {error}")
+        record["deliveries"].append(delivery)

@@ -310,7 +310,7 @@ def test_a_slow_case_does_not_delay_another_partitions_answer(
     ]
 
     slow_answer = publish(s, slow_case, slow_question, "Slow.")
-    time.sleep(0.5)  # the slow call is under way
+    sim.wait_in_flight("provide_input")  # the slow call has reached Offload, which holds it 8 s
     published_at = time.time() * 1000
     fast_answer = publish(s, fast_case, fast_question, "Fast.")
     [fast] = wait_outcomes(s, fast_answer, worker=worker)

@@ -196,7 +196,8 @@ def test_a_crash_during_the_call_ends_unknown_not_a_second_case(topics: Settings
         with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
             request_id = submitter.publish(case_body(), request_id="req-crash")
             _changelog_shows_pending(settings, request_id, timeout_s=30)
-            time.sleep(1.0)  # the call starts right after pending is acknowledged; Offload holds it 4 s
+            # Offload holds the call 4 s; freeze the worker only once the call has reached it.
+            sim.wait_in_flight("create_case", timeout_s=30)
             # Freeze the worker while POST /cases is in flight, so its connection stays open and Offload
             # finishes the call (the simulator drops a request whose client went away); then SIGKILL it
             # before it can read the answer.

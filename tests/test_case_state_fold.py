@@ -130,9 +130,52 @@ def test_received_at_falls_back_to_the_event_timestamp() -> None:
     assert record.state.firstSeenAt == 1_234
 
 
-def test_fold_is_deterministic() -> None:
-    bodies = (question(), SEED_COMPLETED.replace(b"case_123", b"c1"), question(at=500, request_id="x"))
-    assert folded(*bodies) == folded(*bodies)
+def test_fold_depends_on_the_events_and_headers_only() -> None:
+    """Replaying case-events must rebuild the same table, so the fold's output is compared with a record
+    written out by hand rather than with a second fold: two folds a microsecond apart agree even when both
+    stamp the wall clock. Every timestamp below comes from an event or a received_at header, and the headers
+    are far from today's clock, so a field taken from time.time() or datetime.now() cannot match."""
+    events = [
+        (question(at=1_000), b"5000"),
+        (SEED_COMPLETED.replace(b"case_123", b"c1"), b"6000"),
+        (question(at=500, request_id="x"), b"7000"),  # stale: counted, changes no field
+    ]
+    record: CaseRecord | None = None
+    for body, at in events:
+        record, _ = fold(record, parse_event(body), {"received_at": at})
+    assert record is not None
+    assert record.model_dump(mode="json") == {
+        "state": {
+            "caseId": "c1",
+            "clientReferenceId": "vendor_2048",
+            "status": "COMPLETED",
+            "channel": "EMAIL",
+            "attemptCount": 2,
+            "resultStatus": "goal_achieved",
+            "result": {
+                "signedW9Received": True,
+                "taxId": "12-3456789",
+                "documentUrl": "https://files.example.com/w9.pdf",
+            },
+            "failureReason": None,
+            "metadata": None,
+            "attachments": [],
+            "inputRequest": None,
+            "lastEventId": "evt_c1_case_completed_1774131900000",
+            "lastEventType": "case.completed",
+            "lastEventAt": 1774131900000,
+            "firstSeenAt": 5000,
+            "updatedAt": 6000,
+            "eventCount": 3,
+            "staleEventCount": 1,
+            "answers": {},
+        },
+        "recentEventIds": [
+            "evt_c1_case_input_needed_1000",
+            "evt_c1_case_completed_1774131900000",
+            "evt_c1_case_input_needed_500",
+        ],
+    }
 
 
 def test_invalid_records_are_named() -> None:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from simulator.testing import RunningSimulator, WebhookReceiver, case_body, signature_ok, simulator_process
+from simulator.testing import (
+    RunningSimulator,
+    WebhookReceiver,
+    case_body,
+    deliveries_done,
+    signature_ok,
+    simulator_process,
+)
 
 # The two example payloads of Offload's docs (quickstart and input-needed guide), verbatim.
 SEED_COMPLETED: dict[str, Any] = {
@@ -75,10 +82,13 @@ def expected_event_id(event: dict[str, Any]) -> str:
 
 
 def settle(sim: RunningSimulator, receiver: WebhookReceiver, case_id: str) -> list[dict[str, Any]]:
-    """Wait until every webhook the truth lists for the case arrived, then return the case's events."""
-    truth = sim.wait_for_truth(case_id, lambda t: t["status"] in ("COMPLETED", "FAILED"), timeout_s=60)
-    receiver.wait_until(lambda _: len(receiver.events(case_id)) >= len(truth["webhooks"]), timeout_s=30)
-    time.sleep(0.3)  # anything extra (a retry, a stray event) would show up now
+    """The case's events once it ended and every delivery the simulator made has its outcome: nothing more
+    will come, so a retry or a stray event is already among them."""
+    truth = sim.wait_for_truth(
+        case_id, lambda t: t["status"] in ("COMPLETED", "FAILED") and deliveries_done(t), timeout_s=60
+    )
+    failed = [d for webhook in truth["webhooks"] for d in webhook["deliveries"] if not d["ok"]]
+    assert failed == [], failed
     return receiver.events(case_id)
 
 
