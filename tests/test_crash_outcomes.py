@@ -1,8 +1,9 @@
-"""One terminal outcome per answer and per case request, even when the worker is SIGKILLed mid-stream.
+"""One terminal outcome per answer and per case request, even when records come again after a crash.
 
-Records handled after the last offset commit come again after a restart. These tests kill the worker while
-hundreds of answers (or case requests) are in flight, check that some handled records really were left
-uncommitted, restart it on the same data directory and count the terminal outcomes per record.
+Records handled after the last offset commit come again after a restart. One test kills the worker while
+hundreds of answers are in flight, checks that some handled records really were left uncommitted, restarts
+it on the same data directory and counts the terminal outcomes per answer. Another rewinds the committed
+offsets of case requests that all ended, so that every one of them comes again.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
+import pytest
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.admin import MemberToRemove
 
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import admin_for, bootstrap_list, connection_options
 from offload_bridge.settings import Settings
 from offload_bridge.topics import (
     ANSWER_OUTCOMES,
@@ -33,10 +36,11 @@ from tests.streams_support import Worker
 from tests.test_case_requests_worker import with_offload
 
 ANSWERS_IN_FLIGHT = 300
-REQUESTS_IN_FLIGHT = 200
+REQUESTS_REWOUND = 60
 # Slows every Offload call so the records are handled over several seconds: the kill lands mid-stream.
 LATENCY_MS = 150
 SETTLE_TIMEOUT_S = 240.0
+TERMINAL = {"accepted", "duplicate", "conflict", "rejected", "dead_lettered", "created", "unknown"}
 
 
 def read_records(settings: Settings, topic: TopicSpec) -> list[Any]:
@@ -113,9 +117,18 @@ def uncommitted_but_handled(settings: Settings, source: TopicSpec, outcomes: Top
     return sum(1 for partition, offset in origins(settings, outcomes) if offset >= marks.get(partition, 0))
 
 
-def kill_when(worker: Worker, enough: Any, timeout_s: float = 120.0) -> None:
+def kill_when_done(worker: Worker, stats_path: str, count: int, timeout_s: float = 120.0) -> None:
+    """SIGKILL the worker once its counters show ``count`` terminal outcomes (a cheap HTTP poll, so the
+    kill lands while the rest are still in flight)."""
     deadline = time.monotonic() + timeout_s
-    while not enough():
+    while True:
+        try:
+            data = httpx.get(f"{worker.url}{stats_path}", timeout=5).json()["data"]
+        except httpx.HTTPError:
+            data = {}
+        counts = data.get("outcomes", data)
+        if sum(n for kind, n in counts.items() if kind in TERMINAL) >= count:
+            break
         assert time.monotonic() < deadline, f"the worker never got going\n{worker.service.log_tail(30)}"
         time.sleep(0.05)
     worker.service.kill()
@@ -131,11 +144,18 @@ def open_questions(sim: RunningSimulator, count: int) -> dict[str, str]:
     return questions
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer(
-    topics: Settings, tmp_path: Path
+    topics: Settings, tmp_path: Path, store: str
 ) -> None:
     with simulator_process("--step-ms", "50") as sim:
-        settings = with_offload(topics, sim.base_url, offload_retry_base_s=0.2, offload_retry_max_s=1.0)
+        settings = with_offload(
+            topics,
+            sim.base_url,
+            offload_retry_base_s=0.2,
+            offload_retry_max_s=1.0,
+            offload_worker_store=store,
+        )
         questions = open_questions(sim, ANSWERS_IN_FLIGHT)
         # Some calls fail after Offload took the answer: their retries meet 409s and retry chains are
         # in flight at the kill too.
@@ -143,19 +163,15 @@ def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer
             latency_ms=LATENCY_MS,
             endpoints={"provide_input": {"rate": 0.1, "error": "503", "when": "after"}},
         )
-        worker = Worker(settings, tmp_path).start()
+        # The whole backlog waits before the worker starts, so the kill finds most of it in flight.
         with AnswerSubmitter(settings) as submitter:
             answer_ids = {
                 submitter.publish(case_id, question, "Yes, go ahead.")
                 for case_id, question in questions.items()
             }
+        worker = Worker(settings, tmp_path).start()
         try:
-            kill_when(
-                worker,
-                lambda: (
-                    len(terminal_outcomes(settings, ANSWER_OUTCOMES, "answerId")) >= ANSWERS_IN_FLIGHT // 5
-                ),
-            )
+            kill_when_done(worker, "/stats/answers", ANSWERS_IN_FLIGHT // 5)
             handled_again = uncommitted_but_handled(settings, ANSWERS, ANSWER_OUTCOMES)
             assert handled_again > 0, "the kill came after a commit: nothing to redeliver"
             sim.set_faults(latency_ms=0, endpoints={})
@@ -179,30 +195,37 @@ def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer
     print(f"\n{handled_again} answers handled before the kill came again; {stats}")
 
 
-def test_a_sigkill_with_case_requests_in_flight_leaves_one_terminal_outcome_per_request(
+def rewind(settings: Settings, topic: TopicSpec, instance_id: str) -> None:
+    """Commit offset 0 for every partition of ``topic`` in the (stopped) worker's group: every record is
+    delivered again, as after a crash right after the outcomes went out and before the commit."""
+    name = topic_name(topic, settings)
+    admin = admin_for(settings)
+    try:
+        # A stopped static member stays in the group until its session expires; take it out now.
+        admin.remove_group_members(settings.worker_app_id, [MemberToRemove(group_instance_id=instance_id)])
+        offsets = {
+            TopicPartition(name, p): OffsetAndMetadata(0, "", -1)
+            for p in range(settings.offload_topic_partitions)
+        }
+        admin.alter_group_offsets(settings.worker_app_id, offsets)
+    finally:
+        admin.close()
+    marks, _ = committed(settings, topic)
+    assert set(marks.values()) == {0}, marks
+
+
+def test_case_requests_delivered_again_get_no_second_outcome_and_no_second_case(
     topics: Settings, tmp_path: Path
 ) -> None:
     with simulator_process("--step-ms", "50") as sim:
-        settings = with_offload(topics, sim.base_url)
-        sim.set_faults(latency_ms=LATENCY_MS)
-        worker = Worker(settings, tmp_path).start()
+        settings = with_offload(topics, sim.base_url, offload_worker_instance_id="rewound")
         with CaseRequestSubmitter(settings) as submitter:
             request_ids = {
-                submitter.publish(case_body(clientReferenceId=f"crash-{n}"), request_id=f"crash-{n}")
-                for n in range(REQUESTS_IN_FLIGHT)
+                submitter.publish(case_body(clientReferenceId=f"again-{n}"), request_id=f"again-{n}")
+                for n in range(REQUESTS_REWOUND)
             }
+        worker = Worker(settings, tmp_path).start()
         try:
-            kill_when(
-                worker,
-                lambda: (
-                    len(terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId"))
-                    >= REQUESTS_IN_FLIGHT // 5
-                ),
-            )
-            handled_again = uncommitted_but_handled(settings, CASE_REQUESTS, CASE_REQUEST_OUTCOMES)
-            assert handled_again > 0, "the kill came after a commit: nothing to redeliver"
-            sim.set_faults(latency_ms=0)
-            worker.start()
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
             while {
                 o["requestId"] for o in terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId")
@@ -210,22 +233,20 @@ def test_a_sigkill_with_case_requests_in_flight_leaves_one_terminal_outcome_per_
                 assert time.monotonic() < deadline, worker.service.log_tail(30)
                 time.sleep(0.5)
             wait_until_committed_to_the_end(settings, CASE_REQUESTS)
+            worker.service.stop()
+            rewind(settings, CASE_REQUESTS, "rewound")
+            worker.start()
+            wait_until_committed_to_the_end(settings, CASE_REQUESTS)
             outcomes = terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId")
             stats = httpx.get(f"{worker.url}/stats/case-requests", timeout=10).json()["data"]
         finally:
             worker.service.stop()
-        references = Counter(
-            sim.truth(case_id)["clientReferenceId"]
-            for case_id in sim.http.get("/_sim/cases").json()["data"]["caseIds"]
-        )
+        cases = sim.http.get("/_sim/cases").json()["data"]["caseIds"]
     counts = Counter(outcome["requestId"] for outcome in outcomes)
+    assert set(counts) == request_ids
     twice = {request_id: n for request_id, n in counts.items() if n != 1}
-    assert not twice, (
-        f"{len(twice)} requests with more than one terminal outcome, e.g. {list(twice.items())[:5]}"
-    )
-    assert {outcome["outcome"] for outcome in outcomes} <= {"created", "unknown"}, Counter(
-        outcome["outcome"] for outcome in outcomes
-    )
-    assert max(references.values()) == 1, "a request created two cases"
-    assert stats["redelivered"] >= 1, stats
-    print(f"\n{handled_again} requests handled before the kill came again; {stats}")
+    assert not twice, f"{len(twice)} requests with several terminal outcomes, e.g. {list(twice.items())[:5]}"
+    assert {outcome["outcome"] for outcome in outcomes} == {"created"}
+    assert len(cases) == REQUESTS_REWOUND, "a request delivered again created a second case"
+    assert stats["redelivered"] == REQUESTS_REWOUND, stats
+    assert stats["created"] == 0, stats
