@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import MemberToRemove
 
@@ -144,9 +143,8 @@ def open_questions(sim: RunningSimulator, count: int) -> dict[str, str]:
     return questions
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer(
-    topics: Settings, tmp_path: Path, store: str
+    topics: Settings, tmp_path: Path
 ) -> None:
     with simulator_process("--step-ms", "50") as sim:
         settings = with_offload(
