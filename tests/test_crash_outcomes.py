@@ -152,7 +152,6 @@ def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer
             sim.base_url,
             offload_retry_base_s=0.2,
             offload_retry_max_s=1.0,
-            offload_worker_store=store,
         )
         questions = open_questions(sim, ANSWERS_IN_FLIGHT)
         # Some calls fail after Offload took the answer: their retries meet 409s and retry chains are
