@@ -134,6 +134,11 @@ class OutcomeJournal:
                     self._caught_up.add(partition)
             yield
 
+    async def seen(self, key: str, origin: str, partition: int) -> bool:
+        """``done``, once caught up with partition ``partition``: to skip a record before any work."""
+        async with self.exclusive(partition):
+            return self.done(key, origin)
+
     def done(self, key: str, origin: str) -> bool:
         """True when the record at ``origin`` already has its terminal outcome."""
         entry = self.table.get(key)

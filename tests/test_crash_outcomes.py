@@ -30,7 +30,9 @@ from offload_bridge.topics import (
     TopicSpec,
     topic_name,
 )
+from schemas.contracts import ORIGIN_HEADER
 from simulator.testing import RunningSimulator, case_body, simulator_process
+from tests.ingress_support import read_topic
 from tests.streams_support import Worker
 from tests.test_case_requests_worker import with_offload
 
@@ -42,41 +44,18 @@ SETTLE_TIMEOUT_S = 240.0
 TERMINAL = {"accepted", "duplicate", "conflict", "rejected", "dead_lettered", "created", "unknown"}
 
 
-def read_records(settings: Settings, topic: TopicSpec) -> list[Any]:
-    """Every record of a topic so far."""
-    name = topic_name(topic, settings)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
-    try:
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        found: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(p) < end[p] for p in partitions):
-            assert time.monotonic() < deadline, f"{name} could not be read to its end"
-            for records in consumer.poll(timeout_ms=200).values():
-                found.extend(records)
-        return found
-    finally:
-        consumer.close()
-
-
 def terminal_outcomes(settings: Settings, topic: TopicSpec, subject: str) -> list[dict[str, Any]]:
-    outcomes = [json.loads(record.value) for record in read_records(settings, topic)]
+    outcomes = [json.loads(record.value or b"{}") for record in read_topic(settings, topic)]
     return [outcome for outcome in outcomes if outcome["outcome"] != "retrying" and outcome.get(subject)]
 
 
 def origins(settings: Settings, topic: TopicSpec) -> list[tuple[int, int]]:
     """(partition, offset) of the source record of every journaled outcome."""
     found = []
-    for record in read_records(settings, topic):
-        for name, value in record.headers or ():
-            if name == "origin":
-                _, partition, offset = value.decode().rsplit(":", 2)
-                found.append((int(partition), int(offset)))
+    for record in read_topic(settings, topic):
+        if (origin := record.headers.get(ORIGIN_HEADER)) is not None:
+            _, partition, offset = origin.decode().rsplit(":", 2)
+            found.append((int(partition), int(offset)))
     return found
 
 

@@ -125,8 +125,7 @@ class CaseRequestAgent:
         await self._create(message, request, known.attempt if known is not None else 0)
 
     async def _already_done(self, message: Any, request_id: str, origin: str) -> bool:
-        async with self.journal.exclusive(int(message.partition)):
-            done = self.journal.done(request_id, origin)
+        done = await self.journal.seen(request_id, origin, int(message.partition))
         if done:
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
             self.counts["redelivered"] += 1

@@ -125,7 +125,7 @@ class AnswerDelivery:
         ``origin``: where the answer record sits on ``answers``; it gets exactly one terminal outcome.
         """
         case_id = answer.caseId
-        if await self.out.already_done(message, case_id, origin):
+        if await self.out.journal.seen(case_id, origin, int(message.partition)):
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
             self.counters.redelivered += 1
             log.info("answer %s (%s): already has its outcome; not sent again", answer.answer_id, origin)

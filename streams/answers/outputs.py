@@ -94,10 +94,6 @@ class AnswerOutputs:
             await self.journal.publish(record.caseId, origin, record.model_dump_json().encode(), partition)
             return True
 
-    async def already_done(self, message: Any, case_id: str, origin: str) -> bool:
-        async with self.journal.exclusive(int(message.partition)):
-            return self.journal.done(case_id, origin)
-
     def note(self, record: AnswerOutcome) -> None:
         self.counters.outcomes[record.outcome.value] += 1
         level = (
