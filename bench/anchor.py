@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.events import parse_event_object
+from offload_bridge.schemas.events import parse_event_object
 
 
 def create_app() -> FastAPI:

@@ -30,11 +30,11 @@ from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.admin import ensure_topics
 from offload_bridge.clients import admin_for
+from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, topic_name
-from schemas.answers import Answer, AnswerOutcome, Outcome
-from simulator.testing import DEFAULT_API_KEY, case_body
 
 LOCAL_BROKER = "127.0.0.1:9092"
 Question = tuple[str, str]  # (caseId, inputRequestId)

@@ -156,7 +156,7 @@ def serve_anchor(port: int) -> None:
     """Run the anchor app with exactly the options ``offload-bridge ingress`` gives uvicorn."""
     import uvicorn
 
-    from ingress.logs import log_config
+    from offload_bridge.ingress.logs import log_config
 
     uvicorn.run(
         "bench.anchor:create_app", host="127.0.0.1", port=port, workers=1, factory=True,

@@ -17,10 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingress.auth import secret_key
-from ingress.http import error_envelope, redact_path
-from ingress.publisher import Publisher
-from ingress.routes import IngressContext, router
+from offload_bridge.ingress.auth import secret_key
+from offload_bridge.ingress.http import error_envelope, redact_path
+from offload_bridge.ingress.publisher import Publisher
+from offload_bridge.ingress.routes import IngressContext, router
 from offload_bridge.settings import Settings, get_settings
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, topic_name
 

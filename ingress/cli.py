@@ -22,9 +22,9 @@ def register(commands: Subcommands) -> None:
 def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from ingress.logs import log_config
     from offload_bridge.admin import TopicCreationFailed, ensure_topics
     from offload_bridge.clients import KafkaUnreachable
+    from offload_bridge.ingress.logs import log_config
     from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
 
     host = args.host or settings.offload_ingress_host
@@ -51,13 +51,13 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
         # httptools' parser, answering a request it cannot parse in Offload's envelope (by name: each
         # worker process imports it).
-        "http": "ingress.protocol:EnvelopeHttpToolsProtocol",
+        "http": "offload_bridge.ingress.protocol:EnvelopeHttpToolsProtocol",
     }
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metric values here so /metrics can sum them over all workers.
         with tempfile.TemporaryDirectory(prefix="offload-ingress-metrics-") as directory:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-            uvicorn.run("ingress.app:create_app", **options)
+            uvicorn.run("offload_bridge.ingress.app:create_app", **options)
         return 0
-    uvicorn.run("ingress.app:create_app", **options)
+    uvicorn.run("offload_bridge.ingress.app:create_app", **options)
     return 0

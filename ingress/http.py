@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from ingress.metrics import Outcome
+from offload_bridge.ingress.metrics import Outcome
 
 
 class Refusal(Exception):

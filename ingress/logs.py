@@ -43,7 +43,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
     shared = logging_dict(settings)
     config["formatters"]["default"] = config["formatters"]["access"] = shared["formatters"]["bridge"]
     config.setdefault("filters", {}).update(shared["filters"])
-    config["filters"]["throttle"] = {"()": "ingress.logs.Throttle"}
+    config["filters"]["throttle"] = {"()": "offload_bridge.ingress.logs.Throttle"}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["handlers"]["throttled"] = {**config["handlers"]["default"], "filters": ["redact", "throttle"]}

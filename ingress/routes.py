@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingress import metrics
-from ingress.auth import SignatureError, token_accepted, verify
-from ingress.bounds import UnusableId, encode_id, load_json, usable_id
-from ingress.http import (
+from offload_bridge.ingress import metrics
+from offload_bridge.ingress.auth import SignatureError, token_accepted, verify
+from offload_bridge.ingress.bounds import UnusableId, encode_id, load_json, usable_id
+from offload_bridge.ingress.http import (
     Refusal,
     envelope,
     error_envelope,
@@ -23,8 +23,8 @@ from ingress.http import (
     published_envelope,
     read_body,
 )
-from ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
-from schemas.events import parse_event_object
+from offload_bridge.ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
+from offload_bridge.schemas.events import parse_event_object
 
 log = logging.getLogger(__name__)
 

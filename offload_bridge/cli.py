@@ -20,10 +20,10 @@ from offload_bridge.case_requests import cli as case_requests_cli
 from offload_bridge.clients import KafkaUnreachable, connection_options, metadata_ok
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
+from offload_bridge.simulator.cli import register as register_simulator
+from offload_bridge.streams.cli import register as register_streams
+from offload_bridge.streams.reconcile.cli import register as register_reconcile
 from offload_bridge.topics import TopicMissing
-from simulator.cli import register as register_simulator
-from streams.cli import register as register_streams
-from streams.reconcile.cli import register as register_reconcile
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -206,7 +206,7 @@ def register_core(commands: Subcommands) -> None:
 # `offload-bridge kafka status` stays fast.
 def _register_ingress(commands: Subcommands) -> None:
     # Imported late: ingress.cli imports this module for its types.
-    from ingress.cli import register
+    from offload_bridge.ingress.cli import register
 
     register(commands)
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import yaml
 
-import schemas
-from offload_bridge import __version__
-from schemas.contracts import CONTRACTS, TopicContract
+from offload_bridge import __version__, schemas
+from offload_bridge.schemas.contracts import CONTRACTS, TopicContract
 
 SCHEMAS_DIR = Path(schemas.__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.yaml"

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.answers import now_ms
+from offload_bridge.schemas.answers import now_ms
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

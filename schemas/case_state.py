@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Attachment
+from offload_bridge.schemas.events import Attachment
 
 # How many event ids per case the fold remembers for deduplication. Offload sends a handful of
 # webhooks per case; a duplicate older than the last 64 distinct events of its case is no longer

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from schemas.answers import Answer, AnswerOutcome, DlqHeader, RetryAnswer
-from schemas.case_requests import CaseRequest, CaseRequestOutcome
-from schemas.case_state import CaseState
-from schemas.events import CaseEvent
+from offload_bridge.schemas.answers import Answer, AnswerOutcome, DlqHeader, RetryAnswer
+from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome
+from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.events import CaseEvent
 
 EVENT_HEADERS = {
     "event_type": "the envelope's event_type, e.g. case.input_needed",

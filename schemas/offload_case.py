@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Attachment
+from offload_bridge.schemas.events import Attachment
 
 
 class OffloadInputRequest(BaseModel):

@@ -20,11 +20,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from simulator.app import Simulator
-from simulator.engine import DEFAULT_SCENARIO, SCENARIOS
-from simulator.faults import Endpoint, EndpointFault, error_response
-from simulator.models import CreateCaseRequest, ProvideInputRequest, describe, error, ok
-from simulator.store import Case, now_ms
+from offload_bridge.simulator.app import Simulator
+from offload_bridge.simulator.engine import DEFAULT_SCENARIO, SCENARIOS
+from offload_bridge.simulator.faults import Endpoint, EndpointFault, error_response
+from offload_bridge.simulator.models import CreateCaseRequest, ProvideInputRequest, describe, error, ok
+from offload_bridge.simulator.store import Case, now_ms
 
 router = APIRouter()
 

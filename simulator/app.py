@@ -12,12 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from simulator.engine import Engine
-from simulator.faults import Endpoint, Faults
-from simulator.models import error
-from simulator.settings import SimulatorSettings
-from simulator.store import CaseStore
-from simulator.webhooks import WebhookSender
+from offload_bridge.simulator.engine import Engine
+from offload_bridge.simulator.faults import Endpoint, Faults
+from offload_bridge.simulator.models import error
+from offload_bridge.simulator.settings import SimulatorSettings
+from offload_bridge.simulator.store import CaseStore
+from offload_bridge.simulator.webhooks import WebhookSender
 
 _CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "INVALID_REQUEST"}
 
@@ -50,8 +50,8 @@ class Simulator:
 
 
 def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
-    from simulator.api import router as api_router
-    from simulator.control import router as control_router
+    from offload_bridge.simulator.api import router as api_router
+    from offload_bridge.simulator.control import router as control_router
 
     settings = settings or SimulatorSettings()
 

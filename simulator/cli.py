@@ -17,8 +17,8 @@ def cmd_simulator(args: argparse.Namespace, _settings: Any) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from simulator.app import create_app
-    from simulator.settings import SimulatorSettings
+    from offload_bridge.simulator.app import create_app
+    from offload_bridge.simulator.settings import SimulatorSettings
 
     overrides = {field: getattr(args, field) for field in _FIELDS if getattr(args, field) is not None}
     if args.fault_error:

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from simulator.app import Simulator
-from simulator.faults import FaultConfig
-from simulator.models import describe, error, ok
+from offload_bridge.simulator.app import Simulator
+from offload_bridge.simulator.faults import FaultConfig
+from offload_bridge.simulator.models import describe, error, ok
 
 router = APIRouter(prefix="/_sim")
 

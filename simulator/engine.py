@@ -32,11 +32,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator.models import NO_ACTION_AT
-from simulator.store import COMPLETED_EVENT, FAILED_EVENT, INPUT_NEEDED_EVENT, Case, now_ms
-from simulator.webhooks import WebhookSender
+from offload_bridge.simulator.models import NO_ACTION_AT
+from offload_bridge.simulator.store import COMPLETED_EVENT, FAILED_EVENT, INPUT_NEEDED_EVENT, Case, now_ms
+from offload_bridge.simulator.webhooks import WebhookSender
 
-log = logging.getLogger("simulator.engine")
+log = logging.getLogger("offload_bridge.simulator.engine")
 
 QUESTIONS = (
     "The counterparty asked whether a signed PDF is acceptable. How should I respond?",

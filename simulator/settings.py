@@ -11,7 +11,7 @@ import secrets
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from simulator.faults import FaultConfig, parse_error_spec
+from offload_bridge.simulator.faults import FaultConfig, parse_error_spec
 
 SECRET_PREFIX = "whsec_"
 

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.models import NO_ACTION_AT, CreateCaseRequest
+from offload_bridge.simulator.models import NO_ACTION_AT, CreateCaseRequest
 
 INPUT_NEEDED_EVENT = "case.input_needed"
 COMPLETED_EVENT = "case.completed"

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from simulator.faults import Faults
-from simulator.store import Case, now_ms
+from offload_bridge.simulator.faults import Faults
+from offload_bridge.simulator.store import Case, now_ms
 
 
 def sign(key: bytes, message_id: str, timestamp_s: int, body: bytes) -> str:

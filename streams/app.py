@@ -13,12 +13,12 @@ import faust
 
 from offload_bridge.clients import faust_credentials
 from offload_bridge.settings import Settings
+from offload_bridge.streams.metrics import WorkerMetrics
+from offload_bridge.streams.metrics import register_view as register_metrics_view
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.state.counters import FoldCounters
+from offload_bridge.streams.state.storage import add_case_state_table
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE, topic_name
-from streams.metrics import WorkerMetrics
-from streams.metrics import register_view as register_metrics_view
-from streams.offload_api import OffloadApi
-from streams.state.counters import FoldCounters
-from streams.state.storage import add_case_state_table
 
 CASE_STATE_TABLE = "case_state"
 
@@ -100,8 +100,8 @@ def create_app(settings: Settings) -> StreamsApp:
         await streams.offload.aclose()
 
     # Imported here: the agents and views need the app to exist.
-    from streams import views
-    from streams.agents import answer_retries, answers, case_requests, case_state, reconciler
+    from offload_bridge.streams import views
+    from offload_bridge.streams.agents import answer_retries, answers, case_requests, case_state, reconciler
 
     case_state.register(streams)
     delivery = answers.create_delivery(streams)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from offload_bridge.cli import CommandError
-    from streams.worker import WorkerSetupError, run_worker
+    from offload_bridge.streams.worker import WorkerSetupError, run_worker
 
     try:
         return run_worker(settings)

@@ -39,8 +39,8 @@ from pydantic import BaseModel, Field
 
 from offload_bridge.clients import aiokafka_options
 from offload_bridge.partitioning import partition_for
+from offload_bridge.schemas.contracts import ORIGIN_HEADER
 from offload_bridge.settings import Settings
-from schemas.contracts import ORIGIN_HEADER
 
 log = logging.getLogger(__name__)
 

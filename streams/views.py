@@ -17,8 +17,8 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from offload_bridge.partitioning import partition_for
-from streams.app import StreamsApp
-from streams.state.counters import FoldCounters
+from offload_bridge.streams.app import StreamsApp
+from offload_bridge.streams.state.counters import FoldCounters
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def run_worker(settings: Settings) -> int:
     prepare_topics(settings)
     import faust
 
-    from streams.app import create_app
+    from offload_bridge.streams.app import create_app
 
     # Faust creates only the last level of its data directory.
     settings.offload_worker_data_dir.mkdir(parents=True, exist_ok=True)

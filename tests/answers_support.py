@@ -10,10 +10,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from offload_bridge.clients import bootstrap_list, connection_options
 from offload_bridge.partitioning import partition_for
+from offload_bridge.schemas.answers import AnswerOutcome
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import RunningSimulator, WebhookReceiver
 from offload_bridge.topics import ANSWER_OUTCOMES, topic_name
-from schemas.answers import AnswerOutcome
-from simulator.testing import RunningSimulator, WebhookReceiver
 from tests.streams_support import Worker, publish_webhook
 
 OUTCOME_TIMEOUT_S = 60.0

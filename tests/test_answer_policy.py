@@ -9,8 +9,14 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from streams.answers.policy import AnswerContext, Verdict, backoff_s, judge, needs_delivery_check
-from streams.offload_api import OffloadReply, OffloadUnreachable, parse_retry_after, read_reply
+from offload_bridge.streams.answers.policy import (
+    AnswerContext,
+    Verdict,
+    backoff_s,
+    judge,
+    needs_delivery_check,
+)
+from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable, parse_retry_after, read_reply
 
 
 def _reply(status: int, code: str | None = None, retry_after: float | None = None) -> OffloadReply:

@@ -6,11 +6,16 @@ import json
 
 import pytest
 
-from schemas.answers import Answer, RetryAnswer, default_answer_id
-from schemas.case_state import AnswerRecord, CaseRecord, CaseState, InputRequest
-from streams.answers.case_view import accepted_in_table, merged_context, offload_view, table_context
-from streams.answers.records import InvalidAnswer, decode_answer
-from streams.offload_api import OffloadReply
+from offload_bridge.schemas.answers import Answer, RetryAnswer, default_answer_id
+from offload_bridge.schemas.case_state import AnswerRecord, CaseRecord, CaseState, InputRequest
+from offload_bridge.streams.answers.case_view import (
+    accepted_in_table,
+    merged_context,
+    offload_view,
+    table_context,
+)
+from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
+from offload_bridge.streams.offload_api import OffloadReply
 
 WHERE = ("offload.answers", 2, 17)
 

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from offload_bridge.answers import AnswerSubmitter, OutcomeTimeout
 from offload_bridge.answers.dlq import REDRIVEN_FROM_HEADER, list_dead_letters, redrive_all, redrive_answer
+from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, default_answer_id
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, produce, settings_env
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ
-from schemas.answers import AnswerOutcome, DlqHeader, Outcome, default_answer_id
 
 
 def _report(settings: Settings, answer_id: str, outcome: Outcome, case_id: str = "case-1") -> None:

@@ -17,11 +17,16 @@ from offload_bridge.admin import ensure_topics
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.answers.dlq import list_dead_letters
 from offload_bridge.partitioning import partition_for
+from offload_bridge.schemas.answers import DlqHeader, Outcome
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import (
+    DEFAULT_API_KEY,
+    RunningSimulator,
+    WebhookReceiver,
+    simulator_process,
+)
 from offload_bridge.testing import consume, produce, unique_prefix
 from offload_bridge.topics import ANSWERS, CASE_STATE
-from schemas.answers import DlqHeader, Outcome
-from simulator.testing import DEFAULT_API_KEY, RunningSimulator, WebhookReceiver, simulator_process
 from tests.answers_support import (
     case_in_partition,
     open_question,

@@ -14,11 +14,11 @@ from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.case_requests import CaseRequestSubmitter
 from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
 from offload_bridge.testing import free_port, produce
 from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ
-from schemas.case_requests import CaseRequestOutcomeKind
-from simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
 from tests.ingress_support import read_topic
 from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.case_state import RECENT_EVENT_IDS, CaseRecord
-from schemas.events import parse_event
-from streams.state.fold import FoldOutcome, fold
-from streams.state.records import InvalidRecord, decode_event
+from offload_bridge.schemas.case_state import RECENT_EVENT_IDS, CaseRecord
+from offload_bridge.schemas.events import parse_event
+from offload_bridge.streams.state.fold import FoldOutcome, fold
+from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from tests.streams_support import SEED_COMPLETED, SEED_INPUT_NEEDED, event_body
 
 HEADERS = {"received_at": b"5000"}

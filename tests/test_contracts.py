@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from offload_bridge import contracts
+from offload_bridge.schemas.contracts import CONTRACTS
 from offload_bridge.topics import ALL_TOPICS
-from schemas.contracts import CONTRACTS
 
 
 def test_every_topic_has_exactly_one_contract() -> None:

@@ -21,7 +21,9 @@ from kafka.admin import MemberToRemove
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
 from offload_bridge.clients import admin_for, bootstrap_list, connection_options
+from offload_bridge.schemas.contracts import ORIGIN_HEADER
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import RunningSimulator, case_body, simulator_process
 from offload_bridge.topics import (
     ANSWER_OUTCOMES,
     ANSWERS,
@@ -30,8 +32,6 @@ from offload_bridge.topics import (
     TopicSpec,
     topic_name,
 )
-from schemas.contracts import ORIGIN_HEADER
-from simulator.testing import RunningSimulator, case_body, simulator_process
 from tests.ingress_support import read_topic
 from tests.streams_support import Worker
 from tests.test_case_requests_worker import with_offload

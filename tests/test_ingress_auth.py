@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ingress.auth import SignatureError, secret_key, sign, token_accepted, verify
-from ingress.http import is_json_media_type, redact_path
+from offload_bridge.ingress.auth import SignatureError, secret_key, sign, token_accepted, verify
+from offload_bridge.ingress.http import is_json_media_type, redact_path
 from offload_bridge.settings import Settings, SettingsError, load_settings
 
 # The Standard Webhooks specification's example.

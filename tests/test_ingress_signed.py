@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from ingress.auth import secret_key, sign
+from offload_bridge.ingress.auth import secret_key, sign
 from offload_bridge.settings import Settings
 from offload_bridge.testing import unique_prefix
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID

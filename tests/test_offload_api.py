@@ -9,9 +9,9 @@ import pytest
 from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import RunningSimulator, WebhookReceiver, simulator_process
+from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 from offload_bridge.testing import free_port
-from simulator.testing import RunningSimulator, WebhookReceiver, simulator_process
-from streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 
 
 @pytest.fixture(scope="module")

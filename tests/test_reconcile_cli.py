@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from offload_bridge.case_requests import CaseRequestSubmitter
+from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
-from schemas.case_requests import CaseRequestOutcomeKind
-from simulator.testing import case_body, simulator_process
+from offload_bridge.simulator.testing import case_body, simulator_process
 from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
 from tests.test_case_requests_worker import with_offload

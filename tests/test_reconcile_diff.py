@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from schemas.case_state import CaseRecord, CaseState
-from schemas.events import parse_event
-from schemas.offload_case import OffloadCase
-from streams.case_requests.policy import Decision, judge
-from streams.offload_api import OffloadReply, OffloadUnreachable
-from streams.reconcile.diff import Verdict, compare
-from streams.reconcile.ratelimit import TokenBucket
-from streams.state.fold import FoldOutcome, fold
+from offload_bridge.schemas.case_state import CaseRecord, CaseState
+from offload_bridge.schemas.events import parse_event
+from offload_bridge.schemas.offload_case import OffloadCase
+from offload_bridge.streams.case_requests.policy import Decision, judge
+from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.reconcile.diff import Verdict, compare
+from offload_bridge.streams.reconcile.ratelimit import TokenBucket
+from offload_bridge.streams.state.fold import FoldOutcome, fold
 
 CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
 

@@ -14,7 +14,9 @@ from pydantic import HttpUrl
 
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.schemas.answers import Outcome
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import case_body, simulator_process
 from offload_bridge.topics import (
     ANSWER_OUTCOMES,
     CASE_EVENTS,
@@ -22,8 +24,6 @@ from offload_bridge.topics import (
     CASE_REQUESTS,
     topic_name,
 )
-from schemas.answers import Outcome
-from simulator.testing import case_body, simulator_process
 from tests.ingress_support import read_topic, running_ingress
 from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers

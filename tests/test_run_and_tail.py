@@ -15,10 +15,10 @@ import httpx
 
 from offload_bridge.processes import ServiceProcess
 from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import case_body
 from offload_bridge.tail import TailRecord, human_line
 from offload_bridge.testing import free_port, produce
 from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS
-from simulator.testing import case_body
 from tests.streams_support import SEED_INPUT_NEEDED
 
 SEED_CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.testing import RunningSimulator, case_body, simulator_process
+from offload_bridge.simulator.testing import RunningSimulator, case_body, simulator_process
 
 SENTINEL = 253402300799999
 DOCUMENTED_CASE_FIELDS = {

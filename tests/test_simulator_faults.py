@@ -16,7 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.testing import RunningSimulator, WebhookReceiver, deliveries_done, simulator_process
+from offload_bridge.simulator.testing import (
+    RunningSimulator,
+    WebhookReceiver,
+    deliveries_done,
+    simulator_process,
+)
 
 
 @pytest.fixture(scope="module")

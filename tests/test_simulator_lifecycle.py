@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from simulator.testing import (
+from offload_bridge.simulator.testing import (
     RunningSimulator,
     WebhookReceiver,
     case_body,

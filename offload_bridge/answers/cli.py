@@ -11,7 +11,7 @@ from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
     from offload_bridge.cli import Subcommands
-    from schemas.answers import AnswerOutcome
+    from offload_bridge.schemas.answers import AnswerOutcome
 
 # Exit codes of `answer --wait`, so scripts can branch on the outcome.
 EXIT_SETTLED = 0  # accepted or duplicate: Offload has the answer
@@ -38,8 +38,8 @@ def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from offload_bridge.answers.client import AnswerSubmitter
+    from offload_bridge.schemas.answers import Outcome
     from offload_bridge.submitting import wait_printing
-    from schemas.answers import Outcome
 
     with AnswerSubmitter(settings) as submitter:
         try:

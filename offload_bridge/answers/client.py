@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from offload_bridge.schemas.answers import Answer, AnswerOutcome
 from offload_bridge.submitting import OutcomeTimeout, Submitter
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS
-from schemas.answers import Answer, AnswerOutcome
 
 __all__ = ["AnswerSubmitter", "OutcomeTimeout"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.schemas.answers import DlqHeader, Outcome
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ANSWERS, ANSWERS_DLQ, TopicMissing, topic_name
-from schemas.answers import DlqHeader, Outcome
 
 REDRIVEN_FROM_HEADER = "redriven_from"
 

@@ -12,7 +12,7 @@ from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
     from offload_bridge.cli import Subcommands
-    from schemas.case_requests import CaseRequestOutcome
+    from offload_bridge.schemas.case_requests import CaseRequestOutcome
 
 EXIT_CREATED = 0  # created, or duplicate of a request that created its case
 EXIT_REFUSED = 1  # rejected, dead_lettered, unknown, or a duplicate without a case
@@ -38,8 +38,8 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
 
     from offload_bridge.case_requests.client import CaseRequestSubmitter
     from offload_bridge.cli import CommandError
+    from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
     from offload_bridge.submitting import wait_printing
-    from schemas.case_requests import CaseRequestOutcomeKind
 
     try:
         body = json.loads(Path(args.file).read_text())

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.submitting import OutcomeTimeout, Submitter
 from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS
-from schemas.case_requests import CaseRequest, CaseRequestOutcome, CaseRequestOutcomeKind
 
 __all__ = ["CaseRequestSubmitter", "OutcomeTimeout", "default_request_id"]
 

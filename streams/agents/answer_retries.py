@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from offload_bridge.streams.agents.answers import raw_topic
+from offload_bridge.streams.answers.delivery import AnswerDelivery
+from offload_bridge.streams.app import StreamsApp
 from offload_bridge.topics import ANSWERS_RETRY, topic_name
-from streams.agents.answers import raw_topic
-from streams.answers.delivery import AnswerDelivery
-from streams.app import StreamsApp
 
 
 def register(streams: StreamsApp, delivery: AnswerDelivery) -> Any:

@@ -11,11 +11,11 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from offload_bridge.streams.answers.delivery import AnswerDelivery
+from offload_bridge.streams.answers.outputs import AnswerCounters, AnswerOutputs
+from offload_bridge.streams.app import StreamsApp
+from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY, topic_name
-from streams.answers.delivery import AnswerDelivery
-from streams.answers.outputs import AnswerCounters, AnswerOutputs
-from streams.app import StreamsApp
-from streams.journal import OutcomeJournal
 
 ANSWER_JOURNAL_TABLE = "answer_journal"
 

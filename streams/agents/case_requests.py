@@ -18,22 +18,22 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from offload_bridge.partitioning import partition_for
-from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, CASE_REQUESTS_DLQ, topic_name
-from schemas.answers import now_ms
-from schemas.case_requests import (
+from offload_bridge.schemas.answers import now_ms
+from offload_bridge.schemas.case_requests import (
     CaseRequest,
     CaseRequestOutcome,
     CaseRequestOutcomeKind,
     CaseRequestRecord,
     CaseRequestStatus,
 )
-from streams.answers.policy import backoff_s
-from streams.app import StreamsApp
-from streams.case_requests.policy import Decision, Judgement, judge
-from streams.case_requests.storage import CaseRequestTable, add_case_request_table
-from streams.journal import OutcomeJournal, origin_of
-from streams.offload_api import OffloadApi, OffloadUnreachable
-from streams.reconcile.diff import SOURCE_BRIDGE, build_event
+from offload_bridge.streams.answers.policy import backoff_s
+from offload_bridge.streams.app import StreamsApp
+from offload_bridge.streams.case_requests.policy import Decision, Judgement, judge
+from offload_bridge.streams.case_requests.storage import CaseRequestTable, add_case_request_table
+from offload_bridge.streams.journal import OutcomeJournal, origin_of
+from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
+from offload_bridge.streams.reconcile.diff import SOURCE_BRIDGE, build_event
+from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, CASE_REQUESTS_DLQ, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streams.app import StreamsApp
-from streams.state.fold import FoldOutcome, fold
-from streams.state.records import InvalidRecord, decode_event
+from offload_bridge.streams.app import StreamsApp
+from offload_bridge.streams.state.fold import FoldOutcome, fold
+from offload_bridge.streams.state.records import InvalidRecord, decode_event
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from offload_bridge.partitioning import partition_for
-from schemas.answers import now_ms
-from schemas.events import TERMINAL_STATUSES
-from streams.answers.policy import backoff_s
-from streams.app import StreamsApp
-from streams.offload_api import OffloadApi
-from streams.reconcile.counters import ReconcileCounters
-from streams.reconcile.diff import SOURCE_RECONCILER, Verdict, compare
-from streams.reconcile.fetch import Fetch, fetch_case
-from streams.reconcile.ratelimit import TokenBucket
+from offload_bridge.schemas.answers import now_ms
+from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.streams.answers.policy import backoff_s
+from offload_bridge.streams.app import StreamsApp
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.reconcile.counters import ReconcileCounters
+from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, Verdict, compare
+from offload_bridge.streams.reconcile.fetch import Fetch, fetch_case
+from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def register(streams: StreamsApp) -> ReconcileCounters:
 def stale_open_cases(streams: StreamsApp, now: int) -> list[str]:
     """Open cases of this worker's active partitions untouched for OFFLOAD_RECONCILE_STALE_S, oldest
     first."""
-    from streams.views import local_partitions
+    from offload_bridge.streams.views import local_partitions
 
     partitions = local_partitions(streams)
     count = streams.settings.offload_topic_partitions

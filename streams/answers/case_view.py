@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.answers import Answer, Outcome
-from schemas.case_state import CaseRecord
-from streams.answers.policy import AnswerContext
-from streams.offload_api import OffloadReply
+from offload_bridge.schemas.answers import Answer, Outcome
+from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.streams.answers.policy import AnswerContext
+from offload_bridge.streams.offload_api import OffloadReply
 
 PENDING = "PENDING"
 

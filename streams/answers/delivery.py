@@ -13,11 +13,11 @@ import logging
 import time
 from typing import Any
 
+from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
+from offload_bridge.schemas.case_state import AnswerRecord, CaseRecord, CaseState
+from offload_bridge.schemas.contracts import ORIGIN_HEADER
 from offload_bridge.settings import Settings
-from schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
-from schemas.case_state import AnswerRecord, CaseRecord, CaseState
-from schemas.contracts import ORIGIN_HEADER
-from streams.answers.case_view import (
+from offload_bridge.streams.answers.case_view import (
     PENDING,
     CaseView,
     accepted_in_table,
@@ -26,13 +26,13 @@ from streams.answers.case_view import (
     table_context,
     table_view,
 )
-from streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
-from streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
-from streams.answers.records import InvalidAnswer, decode_answer
-from streams.journal import header, origin_of
-from streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
+from offload_bridge.streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
+from offload_bridge.streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
+from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
+from offload_bridge.streams.journal import header, origin_of
+from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 
-log = logging.getLogger("streams.answers")
+log = logging.getLogger("offload_bridge.streams.answers")
 
 INVALID_ANSWER = "INVALID_ANSWER"
 # How long a retry record not yet due may hold up its partition, counted from when it was written: a

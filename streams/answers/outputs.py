@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from offload_bridge.partitioning import partition_for
-from schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
-from schemas.contracts import ORIGIN_HEADER
-from streams.journal import OutcomeJournal
+from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
+from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.streams.journal import OutcomeJournal
 
-log = logging.getLogger("streams.answers")
+log = logging.getLogger("offload_bridge.streams.answers")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
 
 CASE_NOT_WAITING_FOR_INPUT = "CASE_NOT_WAITING_FOR_INPUT"
 INPUT_REQUEST_NOT_PENDING = "INPUT_REQUEST_NOT_PENDING"

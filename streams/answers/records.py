@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from offload_bridge.partitioning import partition_for
-from schemas.answers import Answer, default_answer_id
+from offload_bridge.schemas.answers import Answer, default_answer_id
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
 

@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.serializers.codecs import Codec
 
-from schemas.case_requests import CaseRequestRecord
+from offload_bridge.schemas.case_requests import CaseRequestRecord
 
 
 class CaseRequestRecordCodec(Codec):

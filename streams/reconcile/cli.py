@@ -16,7 +16,7 @@ from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
     from offload_bridge.cli import Subcommands
-    from schemas.case_state import CaseState
+    from offload_bridge.schemas.case_state import CaseState
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1  # some case could not be checked (404, 403, throttled, unusable answer)
@@ -28,8 +28,8 @@ def read_case_states(settings: Settings, timeout_s: float = 60.0) -> dict[str, C
     from pydantic import ValidationError
 
     from offload_bridge.clients import bootstrap_list, connection_options
+    from offload_bridge.schemas.case_state import CaseState
     from offload_bridge.topics import CASE_STATE, TopicMissing, topic_name
-    from schemas.case_state import CaseState
 
     name = topic_name(CASE_STATE, settings)
     consumer = KafkaConsumer(
@@ -70,12 +70,12 @@ async def reconcile_cases(
     from kafka import KafkaProducer
 
     from offload_bridge.clients import bootstrap_list, connection_options
+    from offload_bridge.schemas.answers import now_ms
+    from offload_bridge.streams.offload_api import OffloadApi
+    from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, compare
+    from offload_bridge.streams.reconcile.fetch import Fetch, fetch_case
+    from offload_bridge.streams.reconcile.ratelimit import TokenBucket
     from offload_bridge.topics import CASE_EVENTS, topic_name
-    from schemas.answers import now_ms
-    from streams.offload_api import OffloadApi
-    from streams.reconcile.diff import SOURCE_RECONCILER, compare
-    from streams.reconcile.fetch import Fetch, fetch_case
-    from streams.reconcile.ratelimit import TokenBucket
 
     api = OffloadApi(settings)
     bucket = TokenBucket(settings.offload_reconcile_rps)
@@ -119,7 +119,7 @@ async def reconcile_cases(
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.events import TERMINAL_STATUSES
+    from offload_bridge.schemas.events import TERMINAL_STATUSES
 
     states = read_case_states(settings)
     if args.case:

@@ -23,9 +23,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from schemas.case_state import CaseState
-from schemas.events import COMPLETED, EVENT_TYPE_PATTERN, FAILED, INPUT_NEEDED, parse_event_object
-from schemas.offload_case import OffloadCase
+from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.events import (
+    COMPLETED,
+    EVENT_TYPE_PATTERN,
+    FAILED,
+    INPUT_NEEDED,
+    parse_event_object,
+)
+from offload_bridge.schemas.offload_case import OffloadCase
 
 SOURCE_RECONCILER = "reconciler"
 SOURCE_BRIDGE = "bridge"

@@ -7,9 +7,9 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from schemas.offload_case import OffloadCase
-from streams.answers.policy import RETRYABLE_STATUSES
-from streams.offload_api import OffloadApi, OffloadUnreachable
+from offload_bridge.schemas.offload_case import OffloadCase
+from offload_bridge.streams.answers.policy import RETRYABLE_STATUSES
+from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
 
 
 class Fetch(StrEnum):

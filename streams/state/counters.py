@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from streams.state.fold import FoldOutcome
+from offload_bridge.streams.state.fold import FoldOutcome
 
 
 @dataclass

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from schemas.case_state import RECENT_EVENT_IDS, CaseRecord, CaseState, InputRequest
-from schemas.events import (
+from offload_bridge.schemas.case_state import RECENT_EVENT_IDS, CaseRecord, CaseState, InputRequest
+from offload_bridge.schemas.events import (
     KNOWN_STATUSES,
     TERMINAL_STATUSES,
     CaseEvent,

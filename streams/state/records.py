@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from schemas.events import CaseEvent, parse_event
+from offload_bridge.schemas.events import CaseEvent, parse_event
 
 
 class InvalidRecord(ValueError):

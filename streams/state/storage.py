@@ -11,7 +11,7 @@ from typing import Any
 import faust
 from faust.serializers.codecs import Codec
 
-from schemas.case_state import CaseRecord
+from offload_bridge.schemas.case_state import CaseRecord
 
 
 class CaseRecordCodec(Codec):
