@@ -11,19 +11,48 @@ from offload_bridge.local_kafka import LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 
+_BROKER_STARTED = pytest.StashKey[LocalBroker]()
+
+
+def _distributes(config: pytest.Config) -> bool:
+    """True in the controller of a pytest-xdist run (``-n N`` with N > 0)."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", 0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist the controller owns the local broker, so that no worker stops it under another."""
+    if not _distributes(config):
+        return
+    settings = Settings()
+    if settings.uses_external_kafka:
+        return
+    broker = LocalBroker.from_settings(settings)
+    if broker.start(timeout_s=settings.offload_kafka_start_timeout_s):
+        config.stash[_BROKER_STARTED] = broker
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    broker = config.stash.get(_BROKER_STARTED, None)
+    if broker is not None:
+        broker.stop()
+
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[str]:
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """The bootstrap address of a real broker: the configured cluster, or the local one.
 
     A local broker that was already running is left running; one this session started is stopped
-    at the end, so a test run leaves no process behind.
+    at the end, so a test run leaves no process behind. Under pytest-xdist the controller started it
+    (``pytest_configure``) and stops it once every worker is done.
     """
     settings = Settings()
     if settings.uses_external_kafka:
         yield settings.bootstrap_servers
         return
     broker = LocalBroker.from_settings(settings)
+    if hasattr(request.config, "workerinput"):
+        yield broker.bootstrap
+        return
     started = broker.start(timeout_s=settings.offload_kafka_start_timeout_s)
     try:
         yield broker.bootstrap
