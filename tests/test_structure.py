@@ -1,7 +1,7 @@
 """The shape of the code: one import root, and no import cycles between its modules.
 
-The import graph is read from the source with ``ast``, imports inside functions included: a cycle held together
-by an import placed inside a function is still a cycle, it only fails later.
+The import graph is read from the source with ``ast``, imports inside functions included: a cycle held
+together by an import placed inside a function is still a cycle, it only fails later.
 """
 
 from __future__ import annotations
