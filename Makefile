@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck kafka-start kafka-stop clean
 
-# A virtualenv with the project and its dev tools, rebuilt when pyproject.toml changes.
+# A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

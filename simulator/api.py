@@ -20,10 +20,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from offload_bridge.simulator.app import Simulator
 from offload_bridge.simulator.engine import DEFAULT_SCENARIO, SCENARIOS
 from offload_bridge.simulator.faults import Endpoint, EndpointFault, error_response
 from offload_bridge.simulator.models import CreateCaseRequest, ProvideInputRequest, describe, error, ok
+from offload_bridge.simulator.state import Simulator, simulator_of
 from offload_bridge.simulator.store import Case, now_ms
 
 router = APIRouter()
@@ -42,11 +42,6 @@ async def _case_latency(sim: Simulator, case_id: str) -> None:
         await asyncio.sleep(latency / 1000)
 
 
-def _sim(request: Request) -> Simulator:
-    sim: Simulator = request.app.state.sim
-    return sim
-
-
 async def _guarded(
     request: Request,
     endpoint: Endpoint,
@@ -54,7 +49,7 @@ async def _guarded(
     on_fault: Callable[[Simulator, EndpointFault], None] | None = None,
 ) -> Response:
     """Latency, gateway faults and authentication around one endpoint's handler."""
-    sim = _sim(request)
+    sim = simulator_of(request)
     sim.in_flight[endpoint] += 1
     try:
         return await _checked(request, sim, endpoint, handle, on_fault)

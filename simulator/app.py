@@ -1,8 +1,7 @@
-"""The simulator's FastAPI application: its state, the envelope for every error, the routes."""
+"""The simulator's FastAPI application: its state (``state.py``), the envelope for every error, the routes."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,47 +11,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from offload_bridge.simulator.engine import Engine
-from offload_bridge.simulator.faults import Endpoint, Faults
+from offload_bridge.simulator.api import router as api_router
+from offload_bridge.simulator.control import router as control_router
 from offload_bridge.simulator.models import error
 from offload_bridge.simulator.settings import SimulatorSettings
-from offload_bridge.simulator.store import CaseStore
-from offload_bridge.simulator.webhooks import WebhookSender
+from offload_bridge.simulator.state import Simulator
 
 _CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "INVALID_REQUEST"}
 
 
-class Simulator:
-    """Everything one simulator process holds."""
-
-    def __init__(self, settings: SimulatorSettings) -> None:
-        self.settings = settings
-        self.store = CaseStore()
-        self.initial_faults = settings.fault_config()
-        self.initial_seed = settings.effective_seed()
-        self.faults = Faults(self.initial_faults, self.initial_seed)
-        self.sender = WebhookSender(self.faults, settings.signing_key, settings.webhook_timeout_s)
-        self.engine = Engine(self.sender)
-        # Calls of each API endpoint under way (latency included): lets a test see that a call has reached
-        # Offload and not yet been answered, instead of guessing how long the caller takes to send it.
-        self.in_flight: Counter[Endpoint] = Counter()
-
-    def reset(self) -> None:
-        """Forget every case, stop every pending step and webhook, restore the startup faults and seed."""
-        self.engine.cancel_all()
-        self.sender.cancel_all()
-        self.store.clear()
-        self.faults.replace(self.initial_faults, self.initial_seed)
-
-    async def close(self) -> None:
-        await self.engine.close()
-        await self.sender.close()
-
-
 def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
-    from offload_bridge.simulator.api import router as api_router
-    from offload_bridge.simulator.control import router as control_router
-
     settings = settings or SimulatorSettings()
 
     @asynccontextmanager

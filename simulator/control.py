@@ -18,16 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from offload_bridge.simulator.app import Simulator
 from offload_bridge.simulator.faults import FaultConfig
 from offload_bridge.simulator.models import describe, error, ok
+from offload_bridge.simulator.state import Simulator, simulator_of
 
 router = APIRouter(prefix="/_sim")
-
-
-def _sim(request: Request) -> Simulator:
-    sim: Simulator = request.app.state.sim
-    return sim
 
 
 def _faults_view(sim: Simulator) -> dict[str, Any]:
@@ -36,7 +31,7 @@ def _faults_view(sim: Simulator) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(request: Request) -> Response:
-    sim = _sim(request)
+    sim = simulator_of(request)
     in_flight = {endpoint: count for endpoint, count in sim.in_flight.items() if count}
     return ok(
         {"cases": len(sim.store.cases), "stepMs": sim.settings.step_ms, "seed": sim.faults.seed,
@@ -46,12 +41,12 @@ async def health(request: Request) -> Response:
 
 @router.get("/faults")
 async def get_faults(request: Request) -> Response:
-    return ok(_faults_view(_sim(request)))
+    return ok(_faults_view(simulator_of(request)))
 
 
 @router.put("/faults")
 async def put_faults(request: Request) -> Response:
-    sim = _sim(request)
+    sim = simulator_of(request)
     try:
         changes = json.loads(await request.body())
     except ValueError:
@@ -71,12 +66,12 @@ async def put_faults(request: Request) -> Response:
 
 @router.get("/cases")
 async def list_cases(request: Request) -> Response:
-    return ok({"caseIds": list(_sim(request).store.cases)})
+    return ok({"caseIds": list(simulator_of(request).store.cases)})
 
 
 @router.get("/cases/{case_id}")
 async def case_truth(request: Request, case_id: str) -> Response:
-    case = _sim(request).store.get(case_id)
+    case = simulator_of(request).store.get(case_id)
     if case is None:
         return error(404, "CASE_NOT_FOUND", f"case {case_id} not found")
     return ok(case.truth())
@@ -84,14 +79,14 @@ async def case_truth(request: Request, case_id: str) -> Response:
 
 @router.post("/reset")
 async def reset(request: Request) -> Response:
-    sim = _sim(request)
+    sim = simulator_of(request)
     sim.reset()
     return ok(_faults_view(sim))
 
 
 @router.get("/files/{attachment_id}")
 async def attachment_file(request: Request, attachment_id: str) -> Response:
-    for case in _sim(request).store.cases.values():
+    for case in simulator_of(request).store.cases.values():
         for attachment in case.attachments:
             if attachment["attachmentId"] == attachment_id:
                 content = f"simulated {attachment['name']} of case {case.case_id}\n".encode()

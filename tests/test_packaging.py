@@ -1,4 +1,5 @@
-"""docker-compose.yml and the Dockerfile name things that exist: the broker version, our CLI commands."""
+"""docker-compose.yml and the Dockerfile name things that exist: the broker version, our CLI commands; the
+image installs the server stack, and the client for teams installs light."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ import yaml
 
 from offload_bridge.cli import build_parser
 from offload_bridge.local_kafka import KAFKA_VERSION
-from offload_bridge.testing import free_port
+from offload_bridge.schemas.answers import AnswerOutcome, Outcome
+from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
+from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import case_body
+from offload_bridge.testing import free_port, produce, settings_env
+from offload_bridge.topics import ANSWER_OUTCOMES, CASE_REQUEST_OUTCOMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,10 +190,42 @@ class ImageBuild:
         return [str(self.python.parent / executable), *rest, *(args or self.cmd)]
 
 
-def test_dockerfile_builds_an_image_whose_entrypoint_works(tmp_path: Path, kafka_broker: str) -> None:
-    image = ImageBuild(tmp_path)
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> ImageBuild:
+    """The Dockerfile carried out once for this module's tests."""
+    built = ImageBuild(tmp_path_factory.mktemp("image"))
     for instruction in dockerfile_instructions():
-        image.run(instruction)
+        built.run(instruction)
+    return built
+
+
+# Top-level names the offload-bridge distribution installs into site-packages, and the packages of the
+# server stack, as a JSON object; run by an installed Python.
+INSTALLED_NAMES = """
+import importlib.util, json, sys
+from importlib.metadata import distribution
+files = distribution("offload-bridge").files or []
+top = {f.parts[0] for f in files if f.parts[0] != ".." and not f.parts[0].endswith(".dist-info")}
+names = ["faust", "aiokafka", "confluent_kafka", "httpx", "fastapi", "starlette", "uvicorn", "yaml",
+         "ingress", "streams", "schemas", "simulator"]
+print(json.dumps({"top": sorted(top), "importable": [n for n in names if importlib.util.find_spec(n)]}))
+"""
+SERVER_PACKAGES = ["aiokafka", "confluent_kafka", "fastapi", "faust", "httpx", "starlette", "uvicorn", "yaml"]
+
+
+def installed_names(python: Path, cwd: Path) -> dict[str, list[str]]:
+    shown = subprocess.run(
+        [str(python), "-c", INSTALLED_NAMES], cwd=cwd, env={"PATH": os.defpath, "HOME": str(cwd)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    names: dict[str, list[str]] = json.loads(shown.stdout)
+    return names
+
+
+def test_dockerfile_builds_an_image_whose_entrypoint_works(
+    image: ImageBuild, tmp_path: Path, kafka_broker: str
+) -> None:
     # Only the runtime stage's own site-packages: nothing leaks in from this checkout or its virtualenv.
     env = {"PATH": os.defpath, "HOME": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": kafka_broker}
     cwd = tmp_path
@@ -205,14 +243,19 @@ def test_dockerfile_builds_an_image_whose_entrypoint_works(tmp_path: Path, kafka
     assert kafka_broker in status.stdout
     # Every package and the generated contracts are in the installed wheel, not only what --help imports.
     check = (
-        "import ingress.app, streams.app, simulator.app, schemas, offload_bridge.cli\n"
+        "import offload_bridge.ingress.app, offload_bridge.streams.app, offload_bridge.simulator.app\n"
+        "import offload_bridge.schemas, offload_bridge.cli\n"
         "from importlib.resources import files\n"
-        "assert files('schemas').joinpath('case-events.schema.json').is_file()"
+        "assert files('offload_bridge.schemas').joinpath('case-events.schema.json').is_file()"
     )
     imported = subprocess.run(
         [str(image.python), "-c", check], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
     assert imported.returncode == 0, imported.stderr
+    # The server install puts the project on the import path under offload_bridge only.
+    names = installed_names(image.python, cwd)
+    assert names["top"] == ["offload_bridge"]
+    assert sorted(names["importable"]) == SERVER_PACKAGES
     port = free_port()
     with subprocess.Popen(image.command("simulator", "--port", str(port)), cwd=cwd, env=env) as simulator:
         try:
@@ -241,3 +284,69 @@ def test_services_have_health_checks_and_start_after_the_topics(compose: dict[st
     assert services["worker"]["environment"]["OFFLOAD_WORKER_WEB_HOST"] == "0.0.0.0"
     assert "/readyz" in " ".join(services["ingress"]["healthcheck"]["test"])
     assert "/ready" in " ".join(services["worker"]["healthcheck"]["test"])
+
+
+# The README's Python examples, as a team runs them; the test plays the worker's part and reports outcomes.
+CLIENT_SCRIPT = """
+import json, sys
+from offload_bridge.answers import AnswerSubmitter
+from offload_bridge.case_requests import CaseRequestSubmitter
+
+with AnswerSubmitter() as submitter:
+    answer_id = submitter.publish("case-1", "req-1", "Yes. Signed PDFs are acceptable.")
+    print(answer_id, flush=True)
+    outcome = submitter.wait_for_outcome(answer_id, timeout_s=60)
+    print(outcome.outcome.value, flush=True)
+
+with CaseRequestSubmitter() as submitter:
+    request_id = submitter.publish(json.loads(sys.argv[1]))
+    print(request_id, flush=True)
+    outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
+    print(outcome.outcome.value, outcome.caseId, flush=True)
+"""
+MAX_CLIENT_DISTRIBUTIONS = 10
+
+
+def test_the_client_for_teams_installs_light_and_runs_the_readme_examples(
+    image: ImageBuild, tmp_path: Path, topics: Settings
+) -> None:
+    # The wheels the image's build stage made, the project's among them: installed without the network.
+    wheels = image.path("/wheels", image.stages["build"])
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "--quiet", "install", "--no-index", "--find-links", str(wheels),
+         "offload-bridge"],
+        check=True, timeout=300,
+    )  # fmt: skip
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    )
+    distributions = {d["name"].lower() for d in json.loads(listed.stdout)} - {"pip", "setuptools", "wheel"}
+    assert "offload-bridge" in distributions
+    assert len(distributions) <= MAX_CLIENT_DISTRIBUTIONS, sorted(distributions)
+    names = installed_names(python, tmp_path)
+    assert names["top"] == ["offload_bridge"]
+    assert names["importable"] == [], "the client install brings in the server stack"
+
+    env = {"PATH": os.defpath, "HOME": str(tmp_path), **settings_env(topics)}
+    body = json.dumps(case_body())
+    with subprocess.Popen(
+        [str(python), "-c", CLIENT_SCRIPT, body], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    ) as client:
+        assert client.stdout is not None
+        answer_id = client.stdout.readline().strip()
+        assert answer_id.startswith("ans_"), answer_id
+        reported = AnswerOutcome(
+            answerId=answer_id, caseId="case-1", inputRequestId="req-1", outcome=Outcome.ACCEPTED, attempt=1
+        )
+        produce(topics, ANSWER_OUTCOMES, reported.model_dump_json().encode(), key=b"case-1")
+        assert client.stdout.readline().strip() == "accepted"
+        request_id = client.stdout.readline().strip()
+        assert request_id.startswith("req_"), request_id
+        created = CaseRequestOutcome(
+            requestId=request_id, outcome=CaseRequestOutcomeKind.CREATED, caseId="case-2", httpStatus=201
+        )
+        produce(topics, CASE_REQUEST_OUTCOMES, created.model_dump_json().encode(), key=request_id.encode())
+        assert client.stdout.readline().strip() == "created case-2"
+        assert client.wait(timeout=60) == 0
