@@ -25,6 +25,7 @@ from offload_bridge.ingress.http import (
 )
 from offload_bridge.ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
 from offload_bridge.schemas.events import parse_event_object
+from offload_bridge.schemas.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
     try:
         event = parse_event_object(payload)
     except ValidationError as error:
-        return await _quarantine(context, payload, body, received_at, _problems(error))
+        problems = describe_validation_error(error, root="(body)")
+        return await _quarantine(context, payload, body, received_at, problems)
     try:
         key = encode_id("data.caseId", event.data.caseId)
         event_id = encode_id("event_id", event.event_id)
@@ -135,13 +137,6 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
     published = await _publish(context, context.events_topic, key, body, headers)
     metrics.count("published")
     return published_envelope(event.event_id, published.partition, published.offset)
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or '(body)'}: {issue['msg']}"
-        for issue in error.errors()
-    )
 
 
 async def _quarantine(
