@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, DlqHeader, RetryAnswer
-from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome
+from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
 from offload_bridge.schemas.case_state import CaseState
 from offload_bridge.schemas.events import CaseEvent
 from offload_bridge.schemas.headers import (
@@ -232,6 +232,17 @@ CASE_REQUEST_OUTCOMES = TopicSpec(
     partitioning=BY_REQUEST,
     headers=ORIGIN_HEADERS,
 )
+CASE_REQUESTS_RETRY = TopicSpec(
+    "case-requests.retry",
+    "Case request retry",
+    "A case request that provably did not reach Offload, waiting for its next attempt.",
+    "requestId",
+    RetryCaseRequest,
+    writers=(Party.CASE_REQUEST_AGENT,),
+    readers=(Party.CASE_REQUEST_AGENT,),
+    partitioning=BY_REQUEST,
+    headers={ORIGIN_HEADER: "<topic>:<partition>:<offset> of the request record this retry continues"},
+)
 CASE_REQUESTS_DLQ = TopicSpec(
     "case-requests.dlq",
     "Dead-lettered case request",
@@ -254,6 +265,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ANSWERS_DLQ,
     CASE_REQUESTS,
     CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS_RETRY,
     CASE_REQUESTS_DLQ,
 )
 
