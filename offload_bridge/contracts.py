@@ -49,6 +49,13 @@ def _channel_description(spec: TopicSpec) -> str:
     return f"{spec.summary}{internal} The prefix is OFFLOAD_TOPIC_PREFIX."
 
 
+def _topic_configuration(spec: TopicSpec) -> dict[str, Any]:
+    """What ``topics create`` sets, in the Kafka binding's terms (it wants numbers as numbers)."""
+    return {
+        name: [value] if name == "cleanup.policy" else int(value) for name, value in spec.config().items()
+    }
+
+
 def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -59,6 +66,13 @@ def asyncapi() -> dict[str, Any]:
             "address": f"{DEFAULT_PREFIX}{spec.name}",
             "description": _channel_description(spec),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "bindings": {
+                "kafka": {"topicConfiguration": _topic_configuration(spec), "bindingVersion": "0.5.0"}
+            },
+            # Extensions: what the registry knows that AsyncAPI has no field for.
+            "x-partitioning": spec.partitioning,
+            "x-writers": [str(party) for party in spec.writers],
+            "x-readers": [str(party) for party in spec.readers],
         }
         message: dict[str, Any] = {
             "name": name,

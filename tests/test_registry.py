@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
+from offload_bridge import contracts
 from offload_bridge.faust_topics import faust_topic
 from offload_bridge.schemas.answers import Answer, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, RetryCaseRequest
@@ -81,3 +82,16 @@ def test_the_registry_and_the_schemas_need_no_kafka_client() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_asyncapi_channels_say_what_topics_create_sets_and_who_uses_each_topic() -> None:
+    channels = {channel["address"]: channel for channel in contracts.asyncapi()["channels"].values()}
+    for spec in ALL_TOPICS:
+        channel = channels[f"{contracts.DEFAULT_PREFIX}{spec.name}"]
+        configured = channel["bindings"]["kafka"]["topicConfiguration"]
+        as_admin = {
+            name: str(value[0] if isinstance(value, list) else value) for name, value in configured.items()
+        }
+        assert as_admin == spec.config()
+        assert channel["x-writers"] == [str(party) for party in spec.writers]
+        assert channel["x-readers"] == [str(party) for party in spec.readers]
