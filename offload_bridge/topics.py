@@ -70,6 +70,8 @@ BY_REQUEST = (
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """One topic, as every part of the project and every team sees it."""
+
     name: str  # after OFFLOAD_TOPIC_PREFIX
     title: str
     summary: str
@@ -119,7 +121,7 @@ EVENT_HEADERS = {
 ORIGIN_HEADERS = {
     ORIGIN_HEADER: "on terminal outcomes only: <topic>:<partition>:<offset> of the record this outcome ends"
 }
-# Answer id and attempt describe an answer's delivery; a case request is never re-sent on its own.
+# The case-request agent's dead letters carry every DLQ header but the answer's id and attempt.
 _ANSWER_ONLY_DLQ_HEADERS = (DlqHeader.ANSWER_ID, DlqHeader.ATTEMPT)
 ANSWER_DLQ_HEADERS = {header.value: header.name.lower().replace("_", " ") for header in DlqHeader}
 CASE_REQUEST_DLQ_HEADERS = {
@@ -136,7 +138,8 @@ CASE_EVENTS = TopicSpec(
     "An Offload webhook body, byte for byte as received (source of truth).",
     "caseId",
     CaseEvent,
-    writers=(Party.INGRESS, Party.RECONCILER, Party.CLI),  # the CLI: `offload-bridge reconcile`
+    # The case-request agent writes case.created for a case it made; the CLI: `offload-bridge reconcile`.
+    writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.CLI),
     readers=(Party.STATE_AGENT,),
     partitioning=BY_CASE,
     headers=EVENT_HEADERS,
