@@ -25,6 +25,14 @@ from offload_bridge.ingress.http import (
 )
 from offload_bridge.ingress.publisher import Published, Publisher, PublishFailed, RecordTooLarge
 from offload_bridge.schemas.events import parse_event_object
+from offload_bridge.schemas.headers import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    RECEIVED_AT_HEADER,
+    SOURCE_HEADER,
+    VALIDATION_ERROR_HEADER,
+)
+from offload_bridge.schemas.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +126,8 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
     try:
         event = parse_event_object(payload)
     except ValidationError as error:
-        return await _quarantine(context, payload, body, received_at, _problems(error))
+        problems = describe_validation_error(error, root="(body)")
+        return await _quarantine(context, payload, body, received_at, problems)
     try:
         key = encode_id("data.caseId", event.data.caseId)
         event_id = encode_id("event_id", event.event_id)
@@ -127,21 +136,14 @@ async def _receive(context: IngressContext, request: Request, token: str | None)
         # Valid by the schema but not writable as a key or header: kept like any other bad event.
         return await _quarantine(context, payload, body, received_at, str(error))
     headers = [
-        ("event_type", event_type),
-        ("event_id", event_id),
-        ("received_at", received_at),
-        ("source", b"webhook"),
+        (EVENT_TYPE_HEADER, event_type),
+        (EVENT_ID_HEADER, event_id),
+        (RECEIVED_AT_HEADER, received_at),
+        (SOURCE_HEADER, b"webhook"),
     ]
     published = await _publish(context, context.events_topic, key, body, headers)
     metrics.count("published")
     return published_envelope(event.event_id, published.partition, published.offset)
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or '(body)'}: {issue['msg']}"
-        for issue in error.errors()
-    )
 
 
 async def _quarantine(
@@ -158,11 +160,15 @@ async def _quarantine(
     event_type = usable_id(payload.get("event_type"))
     data = payload.get("data")
     key = usable_id(data.get("caseId")) if isinstance(data, dict) else None
-    headers = [("validation_error", problem_bytes), ("received_at", received_at), ("source", b"webhook")]
+    headers = [
+        (VALIDATION_ERROR_HEADER, problem_bytes),
+        (RECEIVED_AT_HEADER, received_at),
+        (SOURCE_HEADER, b"webhook"),
+    ]
     if event_id is not None:
-        headers.append(("event_id", event_id))
+        headers.append((EVENT_ID_HEADER, event_id))
     if event_type is not None:
-        headers.append(("event_type", event_type))
+        headers.append((EVENT_TYPE_HEADER, event_type))
     published = await _publish(context, context.invalid_topic, key or None, body, headers)
     metrics.count("quarantined")
     shown_id = event_id.decode() if event_id is not None else None

@@ -1,7 +1,7 @@
 """Render the contracts for other teams: one JSON Schema per topic value, and an AsyncAPI 3.0 document.
 
-Generated from ``schemas.contracts.CONTRACTS`` and the pydantic models; ``offload-bridge schemas export``
-writes them into ``schemas/``.
+Generated from the topic registry (``offload_bridge.topics``) and the pydantic models it names;
+``offload-bridge schemas export`` writes them into ``schemas/``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 import yaml
 
 from offload_bridge import __version__, schemas
-from offload_bridge.schemas.contracts import CONTRACTS, TopicContract
+from offload_bridge.topics import ALL_TOPICS, TopicSpec
 
 SCHEMAS_DIR = Path(schemas.__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.yaml"
 DEFAULT_PREFIX = "offload."
 
 
-def schema_file(contract: TopicContract) -> str:
-    return f"{contract.topic}.schema.json"
+def schema_file(spec: TopicSpec) -> str:
+    return f"{spec.name}.schema.json"
 
 
 def _camel(topic: str) -> str:
@@ -29,55 +29,73 @@ def _camel(topic: str) -> str:
     return words[0] + "".join(word.capitalize() for word in words[1:])
 
 
-def json_schema(contract: TopicContract) -> dict[str, Any]:
+def json_schema(spec: TopicSpec) -> dict[str, Any]:
     header = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": schema_file(contract),
-        "title": contract.title,
-        "description": contract.summary,
+        "$id": schema_file(spec),
+        "title": spec.title,
+        "description": spec.summary,
     }
-    if contract.model is None:
-        return {**header, "description": f"{contract.summary} Any bytes: no schema applies."}
-    generated = contract.model.model_json_schema()
+    if spec.model is None:
+        return {**header, "description": f"{spec.summary} Any bytes: no schema applies."}
+    generated = spec.model.model_json_schema()
     generated.pop("title", None)
     generated.pop("description", None)
     return {**header, **generated}
+
+
+def _channel_description(spec: TopicSpec) -> str:
+    internal = " Internal: written and read by the worker only." if spec.internal else ""
+    return f"{spec.summary}{internal} The prefix is OFFLOAD_TOPIC_PREFIX."
+
+
+def _topic_configuration(spec: TopicSpec) -> dict[str, Any]:
+    """What ``topics create`` sets, in the Kafka binding's terms (it wants numbers as numbers)."""
+    return {
+        name: [value] if name == "cleanup.policy" else int(value) for name, value in spec.config().items()
+    }
 
 
 def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    for contract in CONTRACTS:
-        name = _camel(contract.topic)
+    for spec in ALL_TOPICS:
+        name = _camel(spec.name)
         channels[name] = {
-            "address": f"{DEFAULT_PREFIX}{contract.topic}",
-            "description": f"{contract.summary} The prefix is OFFLOAD_TOPIC_PREFIX.",
+            "address": f"{DEFAULT_PREFIX}{spec.name}",
+            "description": _channel_description(spec),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "bindings": {
+                "kafka": {"topicConfiguration": _topic_configuration(spec), "bindingVersion": "0.5.0"}
+            },
+            # Extensions: what the registry knows that AsyncAPI has no field for.
+            "x-partitioning": spec.partitioning,
+            "x-writers": [str(party) for party in spec.writers],
+            "x-readers": [str(party) for party in spec.readers],
         }
         message: dict[str, Any] = {
             "name": name,
-            "title": contract.title,
-            "summary": contract.summary,
-            "contentType": "application/json" if contract.model is not None else "application/octet-stream",
-            "payload": {"$ref": schema_file(contract)},
+            "title": spec.title,
+            "summary": spec.summary,
+            "contentType": "application/json" if spec.model is not None else "application/octet-stream",
+            "payload": {"$ref": schema_file(spec)},
             "bindings": {
                 "kafka": {
-                    "key": {"type": "string", "description": contract.key},
+                    "key": {"type": "string", "description": spec.key_description},
                     "bindingVersion": "0.5.0",
                 }
             },
         }
-        if contract.headers:
+        if spec.headers:
             message["headers"] = {
                 "type": "object",
                 "properties": {
-                    header: {"type": "string", "description": text}
-                    for header, text in contract.headers.items()
+                    header: {"type": "string", "description": text} for header, text in spec.headers.items()
                 },
             }
         messages[name] = message
-        for action, wanted in (("send", contract.bridge_sends), ("receive", contract.bridge_receives)):
+        for action, wanted in (("send", spec.service_writes), ("receive", spec.service_reads)):
             if wanted:
                 operations[f"{action}{name[0].upper()}{name[1:]}"] = {
                     "action": action,
@@ -100,9 +118,7 @@ def asyncapi() -> dict[str, Any]:
 
 def render() -> dict[str, str]:
     """Every generated file's name and text."""
-    files = {
-        schema_file(contract): json.dumps(json_schema(contract), indent=2) + "\n" for contract in CONTRACTS
-    }
+    files = {schema_file(spec): json.dumps(json_schema(spec), indent=2) + "\n" for spec in ALL_TOPICS}
     files[ASYNCAPI_FILE] = (
         "# Generated by `offload-bridge schemas export` from the pydantic models; do not edit.\n"
         + yaml.safe_dump(asyncapi(), sort_keys=False, width=100)

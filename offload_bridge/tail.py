@@ -12,6 +12,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.schemas.headers import SOURCE_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, TopicMissing, TopicSpec, topic_name
 
@@ -85,7 +86,7 @@ def _summary(record: TailRecord) -> str:
             parts.append(f"asks {data['inputRequest']!r} ({data.get('inputRequestId')})")
         if data.get("resultStatus"):
             parts.append(f"result {data['resultStatus']}")
-        source = record.headers.get("source")
+        source = record.headers.get(SOURCE_HEADER)
         if source and source != "webhook":
             parts.append(f"[{source}]")
         return " ".join(parts)

@@ -1,25 +1,88 @@
 """The topic registry: every topic of the design contract, declared once.
 
+Each ``TopicSpec`` says everything about one topic: its name, key, value model, headers, how its records
+are partitioned, its broker configuration, and who writes and reads it. Everything else is derived from
+it: ``topics create`` (``offload_bridge.admin``), the worker's Faust topics
+(``offload_bridge.faust_topics``), and the JSON Schemas and AsyncAPI document other teams read
+(``offload_bridge.contracts``, ``offload-bridge schemas export``).
+
 Names are relative (``case-events``); the full name carries ``OFFLOAD_TOPIC_PREFIX`` in front
-(``offload.case-events``). Code asks ``topic_name(CASE_EVENTS, settings)`` and never spells a
-topic name itself.
+(``offload.case-events``). Code asks ``topic_name(CASE_EVENTS, settings)`` and never spells a topic name
+itself. Only pydantic models are imported here, no Kafka or Faust client: a team's light install uses it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
+from pydantic import BaseModel
+
+from offload_bridge.schemas.answers import Answer, AnswerOutcome, DlqHeader, RetryAnswer
+from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
+from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.events import CaseEvent
+from offload_bridge.schemas.headers import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    ORIGIN_HEADER,
+    RECEIVED_AT_HEADER,
+    SOURCE_HEADER,
+    VALIDATION_ERROR_HEADER,
+)
 from offload_bridge.settings import Settings
 
 KeyKind = Literal["caseId", "requestId"]
 
 
+class Party(StrEnum):
+    """Who writes or reads a topic.
+
+    The service is the ingress and the worker's agents; the CLI and other teams' code are its clients.
+    The AsyncAPI document describes the service, so only service parties make its send and receive
+    operations.
+    """
+
+    INGRESS = "ingress"
+    STATE_AGENT = "case-state agent (worker)"
+    ANSWER_AGENT = "answer agents (worker)"  # answers and answers.retry share one delivery
+    CASE_REQUEST_AGENT = "case-request agent (worker)"
+    RECONCILER = "reconciler (worker)"
+    CLI = "offload-bridge CLI"
+    TEAMS = "other teams"
+
+    @property
+    def in_service(self) -> bool:
+        return self not in (Party.CLI, Party.TEAMS)
+
+
+# Kafka's default partitioner on the key; DESIGN.md asks it of every producer, whatever its library.
+BY_CASE = (
+    "Kafka's default partitioner on the caseId (murmur2 % OFFLOAD_TOPIC_PARTITIONS), like every caseId-keyed"
+    " topic: the worker's tables stay co-partitioned with case-events"
+)
+BY_REQUEST = (
+    "Kafka's default partitioner on the requestId (murmur2 % OFFLOAD_TOPIC_PARTITIONS): the worker remembers"
+    " each request in the partition it came from"
+)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
-    name: str
+    """One topic, as every part of the project and every team sees it."""
+
+    name: str  # after OFFLOAD_TOPIC_PREFIX
+    title: str
+    summary: str
     key: KeyKind
-    value: str
+    # None: the value is whatever arrived, byte for byte (the event log, quarantine and dead letters).
+    model: type[BaseModel] | None
+    writers: tuple[Party, ...]
+    readers: tuple[Party, ...]
+    partitioning: str
+    headers: dict[str, str] = field(default_factory=dict)  # name -> what it holds
+    key_always_set: bool = True  # False: a record may have no key (it could not be read from the value)
     compacted: bool = False
     extra_config: dict[str, str] = field(default_factory=dict)
 
@@ -30,35 +93,169 @@ class TopicSpec:
         policy = {"cleanup.policy": "compact"} if self.compacted else {"cleanup.policy": "delete"}
         return {**policy, **self.extra_config}
 
+    @property
+    def key_description(self) -> str:
+        return self.key if self.key_always_set else f"{self.key} when readable, else none"
+
+    @property
+    def service_writes(self) -> bool:
+        return any(party.in_service for party in self.writers)
+
+    @property
+    def service_reads(self) -> bool:
+        return any(party.in_service for party in self.readers)
+
+    @property
+    def internal(self) -> bool:
+        """Written and read by the worker alone: no team has a reason to touch it."""
+        parties = (*self.writers, *self.readers)
+        return all(party.in_service and party is not Party.INGRESS for party in parties)
+
+
+EVENT_HEADERS = {
+    EVENT_TYPE_HEADER: "the envelope's event_type, e.g. case.input_needed",
+    EVENT_ID_HEADER: "the envelope's event_id: evt_<caseId>_<event_type with . -> _>_<updatedAt>",
+    RECEIVED_AT_HEADER: "unix ms when offload-bridge received or made the event, as ASCII digits",
+    SOURCE_HEADER: "webhook (the ingress), reconciler (synthesized from GET /cases/{id}) or bridge",
+}
+ORIGIN_HEADERS = {
+    ORIGIN_HEADER: "on terminal outcomes only: <topic>:<partition>:<offset> of the record this outcome ends"
+}
+# The case-request agent's dead letters carry every DLQ header but the answer's id and attempt.
+_ANSWER_ONLY_DLQ_HEADERS = (DlqHeader.ANSWER_ID, DlqHeader.ATTEMPT)
+ANSWER_DLQ_HEADERS = {header.value: header.name.lower().replace("_", " ") for header in DlqHeader}
+CASE_REQUEST_DLQ_HEADERS = {
+    name: text for name, text in ANSWER_DLQ_HEADERS.items() if name not in _ANSWER_ONLY_DLQ_HEADERS
+}
 
 # Webhook bodies go in unchanged, up to OFFLOAD_WEBHOOK_MAX_BYTES (at most 2 MiB), plus headers; the
 # broker's default record limit (1 MiB) would refuse a body near the default cap.
 _WEBHOOK_RECORD_LIMIT = {"max.message.bytes": str(2 * 1024 * 1024 + 64 * 1024)}
+
 CASE_EVENTS = TopicSpec(
     "case-events",
+    "Case event",
+    "An Offload webhook body, byte for byte as received (source of truth).",
     "caseId",
-    "webhook body byte for byte; headers event_type, event_id, received_at, source",
+    CaseEvent,
+    # The case-request agent writes case.created for a case it made; the CLI: `offload-bridge reconcile`.
+    writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.CLI),
+    readers=(Party.STATE_AGENT,),
+    partitioning=BY_CASE,
+    headers=EVENT_HEADERS,
     extra_config=_WEBHOOK_RECORD_LIMIT,
 )
 CASE_EVENTS_INVALID = TopicSpec(
     "case-events.invalid",
+    "Quarantined webhook",
+    "An authenticated webhook body that failed the event schema, as received.",
     "caseId",
-    "body as received; headers with the validation error",
+    None,
+    writers=(Party.INGRESS, Party.STATE_AGENT),
+    readers=(Party.CLI,),  # operators, with `offload-bridge tail`
+    partitioning=f"{BY_CASE}; records without a key are spread over the partitions",
+    headers={VALIDATION_ERROR_HEADER: "why the body failed the schema", **EVENT_HEADERS},
+    key_always_set=False,
     extra_config=_WEBHOOK_RECORD_LIMIT,
 )
-CASE_STATE = TopicSpec("case-state", "caseId", "CaseState JSON, latest per case", compacted=True)
-ANSWERS = TopicSpec("answers", "caseId", "{caseId, inputRequestId, providedContext, answerId?, submittedBy?}")
-ANSWER_OUTCOMES = TopicSpec("answer-outcomes", "caseId", "one terminal outcome per answer")
-ANSWERS_RETRY = TopicSpec("answers.retry", "caseId", "the answer + attempt, notBefore")
-ANSWERS_DLQ = TopicSpec(
-    "answers.dlq", "caseId", "the raw message; headers with error, original topic/partition/offset"
+CASE_STATE = TopicSpec(
+    "case-state",
+    "Case state",
+    "The latest state of one case (compacted).",
+    "caseId",
+    CaseState,
+    writers=(Party.STATE_AGENT, Party.ANSWER_AGENT),
+    readers=(Party.TEAMS, Party.CLI),  # the CLI: `offload-bridge reconcile`
+    partitioning=BY_CASE,
+    compacted=True,
 )
-CASE_REQUESTS = TopicSpec("case-requests", "requestId", "create-case body + requestId")
+ANSWERS = TopicSpec(
+    "answers",
+    "Answer",
+    "An answer to one of Offload's questions.",
+    "caseId",
+    Answer,
+    writers=(Party.TEAMS, Party.CLI),  # the CLI: `answer`, `dlq redrive`
+    readers=(Party.ANSWER_AGENT,),
+    partitioning=BY_CASE,
+)
+ANSWER_OUTCOMES = TopicSpec(
+    "answer-outcomes",
+    "Answer outcome",
+    "What became of an answer; exactly one terminal outcome per answer record.",
+    "caseId",
+    AnswerOutcome,
+    writers=(Party.ANSWER_AGENT,),
+    # The answer agents read their own outcomes back after a crash (see ORIGIN_HEADER).
+    readers=(Party.TEAMS, Party.CLI, Party.ANSWER_AGENT),
+    partitioning=BY_CASE,
+    headers=ORIGIN_HEADERS,
+)
+ANSWERS_RETRY = TopicSpec(
+    "answers.retry",
+    "Answer retry",
+    "An answer waiting for its next attempt.",
+    "caseId",
+    RetryAnswer,
+    writers=(Party.ANSWER_AGENT,),
+    readers=(Party.ANSWER_AGENT,),
+    partitioning=BY_CASE,
+    headers={ORIGIN_HEADER: "<topic>:<partition>:<offset> of the answer record this retry continues"},
+)
+ANSWERS_DLQ = TopicSpec(
+    "answers.dlq",
+    "Dead-lettered answer",
+    "The original message byte for byte; headers say why and where it came from.",
+    "caseId",
+    None,
+    writers=(Party.ANSWER_AGENT,),
+    readers=(Party.CLI,),  # `dlq list|redrive`
+    partitioning=BY_CASE,
+    headers=ANSWER_DLQ_HEADERS,
+)
+CASE_REQUESTS = TopicSpec(
+    "case-requests",
+    "Case request",
+    "A create-case body plus requestId.",
+    "requestId",
+    CaseRequest,
+    writers=(Party.TEAMS, Party.CLI),  # the CLI: `case-request`
+    readers=(Party.CASE_REQUEST_AGENT,),
+    partitioning=BY_REQUEST,
+)
 CASE_REQUEST_OUTCOMES = TopicSpec(
-    "case-request-outcomes", "requestId", "{requestId, outcome, caseId?, httpStatus, errorCode, message, at}"
+    "case-request-outcomes",
+    "Case request outcome",
+    "What became of a case request; exactly one terminal outcome per request record.",
+    "requestId",
+    CaseRequestOutcome,
+    writers=(Party.CASE_REQUEST_AGENT,),
+    # The case-request agent reads its own outcomes back after a crash (see ORIGIN_HEADER).
+    readers=(Party.TEAMS, Party.CLI, Party.CASE_REQUEST_AGENT),
+    partitioning=BY_REQUEST,
+    headers=ORIGIN_HEADERS,
+)
+CASE_REQUESTS_RETRY = TopicSpec(
+    "case-requests.retry",
+    "Case request retry",
+    "A case request that provably did not reach Offload, waiting for its next attempt.",
+    "requestId",
+    RetryCaseRequest,
+    writers=(Party.CASE_REQUEST_AGENT,),
+    readers=(Party.CASE_REQUEST_AGENT,),
+    partitioning=BY_REQUEST,
+    headers={ORIGIN_HEADER: "<topic>:<partition>:<offset> of the request record this retry continues"},
 )
 CASE_REQUESTS_DLQ = TopicSpec(
-    "case-requests.dlq", "requestId", "the raw request; headers with error, original topic/partition/offset"
+    "case-requests.dlq",
+    "Dead-lettered case request",
+    "The original request byte for byte; headers say why and where it came from.",
+    "requestId",
+    None,
+    writers=(Party.CASE_REQUEST_AGENT,),
+    readers=(Party.CLI,),  # operators redrive on purpose (DESIGN.md: at most once)
+    partitioning=BY_REQUEST,
+    headers=CASE_REQUEST_DLQ_HEADERS,
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -71,6 +268,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ANSWERS_DLQ,
     CASE_REQUESTS,
     CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS_RETRY,
     CASE_REQUESTS_DLQ,
 )
 

@@ -66,6 +66,21 @@ class CaseRequest(CreateCase):
     requestId: NonBlank
 
 
+class RetryCaseRequest(CaseRequest):
+    """A message on ``case-requests.retry``: the request, the attempt about to be made, and when.
+
+    Only requests that provably did not reach Offload are retried (see ``CaseRequestOutcomeKind``); the
+    retry waits on its own topic so that later requests of the same partition do not wait behind it.
+    """
+
+    attempt: int = Field(ge=1)
+    notBefore: int = Field(ge=0, description="unix ms before which the attempt must not be made")
+
+    def offload_body(self) -> dict[str, Any]:
+        """The body the requester sent: the retry's own fields are not Offload's."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"requestId", "attempt", "notBefore"})
+
+
 class CaseRequestOutcomeKind(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"

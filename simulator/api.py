@@ -20,9 +20,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from offload_bridge.schemas.validation import describe_validation_error
 from offload_bridge.simulator.engine import DEFAULT_SCENARIO, SCENARIOS
 from offload_bridge.simulator.faults import Endpoint, EndpointFault, error_response
-from offload_bridge.simulator.models import CreateCaseRequest, ProvideInputRequest, describe, error, ok
+from offload_bridge.simulator.models import CreateCaseRequest, ProvideInputRequest, error, ok
 from offload_bridge.simulator.state import Simulator, simulator_of
 from offload_bridge.simulator.store import Case, now_ms
 
@@ -134,7 +135,7 @@ async def create_case(request: Request) -> Response:
         try:
             body = CreateCaseRequest.model_validate(payload)
         except ValidationError as invalid:
-            return error(400, "INVALID_REQUEST", describe(invalid))
+            return error(400, "INVALID_REQUEST", describe_validation_error(invalid))
         knobs = _scenario_knobs(body.metadata, sim.settings.step_ms)
         if isinstance(knobs, str):
             return error(400, "INVALID_REQUEST", knobs)
@@ -204,7 +205,7 @@ def _provide_input(sim: Simulator, key: str, case_id: str, raw: bytes) -> Respon
     try:
         body = ProvideInputRequest.model_validate_json(raw)
     except ValidationError as invalid:
-        return error(400, "INVALID_REQUEST", describe(invalid))
+        return error(400, "INVALID_REQUEST", describe_validation_error(invalid))
     active = case.input_request
     if case.status != "INPUT_NEEDED" or active is None:
         return error(409, "CASE_NOT_WAITING_FOR_INPUT", f"case is {case.status}, not INPUT_NEEDED")

@@ -17,6 +17,7 @@ def cmd_simulator(args: argparse.Namespace, _settings: Any) -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from offload_bridge.schemas.validation import describe_validation_error
     from offload_bridge.simulator.app import create_app
     from offload_bridge.simulator.settings import SimulatorSettings
 
@@ -26,9 +27,8 @@ def cmd_simulator(args: argparse.Namespace, _settings: Any) -> int:
     try:
         settings = SimulatorSettings(**overrides)
     except ValidationError as invalid:
-        problems = "; ".join(
-            f"SIMULATOR_{'_'.join(str(p) for p in issue['loc']).upper()}: {issue['msg']}"
-            for issue in invalid.errors()
+        problems = describe_validation_error(
+            invalid, location=lambda where: "SIMULATOR_" + "_".join(str(part) for part in where).upper()
         )
         print(f"offload-bridge simulator: invalid setting: {problems}", file=sys.stderr)
         return 2

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from offload_bridge.schemas.validation import describe_validation_error
 from offload_bridge.simulator.faults import FaultConfig
-from offload_bridge.simulator.models import describe, error, ok
+from offload_bridge.simulator.models import error, ok
 from offload_bridge.simulator.state import Simulator, simulator_of
 
 router = APIRouter(prefix="/_sim")
@@ -59,7 +60,7 @@ async def put_faults(request: Request) -> Response:
     try:
         config = FaultConfig.model_validate({**sim.faults.config.model_dump(), **changes})
     except ValidationError as invalid:
-        return error(400, "INVALID_REQUEST", describe(invalid))
+        return error(400, "INVALID_REQUEST", describe_validation_error(invalid))
     sim.faults.replace(config, seed)
     return ok(_faults_view(sim))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 NO_ACTION_AT = 253402300799999  # nextActionAt when nothing is scheduled (9999-12-31T23:59:59.999Z)
 
@@ -96,15 +96,6 @@ class ProvideInputRequest(_Body):
         if not value:
             raise ValueError("must not be blank")
         return value
-
-
-def describe(error: ValidationError) -> str:
-    """One line naming every invalid field, e.g. ``goal.objective: Field required``."""
-    parts = []
-    for issue in error.errors():
-        where = ".".join(str(part) for part in issue["loc"]) or "body"
-        parts.append(f"{where}: {issue['msg']}")
-    return "; ".join(parts)
 
 
 def ok(data: dict[str, Any], status_code: int = 200) -> JSONResponse:

@@ -21,7 +21,7 @@ from kafka.admin import MemberToRemove
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
 from offload_bridge.clients import admin_for, bootstrap_list, connection_options
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import RunningSimulator, case_body, simulator_process
 from offload_bridge.topics import (

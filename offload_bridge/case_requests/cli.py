@@ -39,6 +39,7 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
     from offload_bridge.case_requests.client import CaseRequestSubmitter
     from offload_bridge.cli import CommandError
     from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
+    from offload_bridge.schemas.validation import describe_validation_error
     from offload_bridge.submitting import wait_printing
 
     try:
@@ -51,10 +52,7 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
         try:
             request_id = submitter.publish(body, request_id=args.request_id)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in issue['loc']) or 'body'}: {issue['msg']}"
-                for issue in error.errors()
-            )
+            problems = describe_validation_error(error)
             print(f"offload-bridge: invalid case request: {problems}", file=sys.stderr)
             return 2
         print(f"published requestId={request_id}")
