@@ -24,10 +24,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The test session starts the local broker if none answers and stops it again at the end.
+# The test session starts the local broker if none answers and stops it again at the end. The test files are
+# spread over TEST_WORKERS processes (most tests wait on the broker, not the CPU); TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 4
 test: $(STAMP) lint typecheck
 	$(BIN)/offload-bridge kafka fetch
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 kafka-start: $(STAMP)
 	$(BIN)/offload-bridge kafka start
