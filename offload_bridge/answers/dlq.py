@@ -8,15 +8,15 @@ remembers how far it got in the consumer group ``<prefix>dlq-redrive``, so each 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata
 
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_consumer, kafka_producer
+from offload_bridge.reading import assign_all, read_to_end
 from offload_bridge.schemas.answers import DlqHeader, Outcome
 from offload_bridge.settings import Settings
-from offload_bridge.topics import ANSWERS, ANSWERS_DLQ, TopicMissing, topic_name
+from offload_bridge.topics import ANSWERS, ANSWERS_DLQ, topic_name
 
 REDRIVEN_FROM_HEADER = "redriven_from"
 
@@ -53,38 +53,22 @@ class RedriveReport:
 
 
 def _consumer(settings: Settings, group_id: str | None = None) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings),
-        group_id=group_id,
-        enable_auto_commit=False,
-        client_id="offload-bridge-dlq",
-        **connection_options(settings),
-    )
+    return kafka_consumer(settings, group_id=group_id, client_id="offload-bridge-dlq")
 
 
 def _read(consumer: KafkaConsumer, settings: Settings, committed_only: bool) -> list[DeadLetter]:
     """Every record up to the current end, from the beginning or from the group's committed offsets."""
-    name = topic_name(ANSWERS_DLQ, settings)
-    partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-    if not partitions:
-        raise TopicMissing(name)
-    consumer.assign(partitions)
+    partitions = assign_all(consumer, topic_name(ANSWERS_DLQ, settings))
     consumer.seek_to_beginning(*partitions)
     if committed_only:
         for partition in partitions:
             committed = consumer.committed(partition)
             if committed is not None:
                 consumer.seek(partition, committed)
-    end = consumer.end_offsets(partitions)
     letters: list[DeadLetter] = []
-    deadline = time.monotonic() + 60
-    while any(consumer.position(p) < end[p] for p in partitions) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                if record.offset >= end[TopicPartition(record.topic, record.partition)]:
-                    continue
-                headers = {k: v.decode(errors="replace") for k, v in record.headers}
-                letters.append(DeadLetter(record.partition, record.offset, record.key, record.value, headers))
+    for record in read_to_end(consumer, partitions):
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        letters.append(DeadLetter(record.partition, record.offset, record.key, record.value, headers))
     return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
 
 
@@ -97,13 +81,7 @@ def list_dead_letters(settings: Settings) -> list[DeadLetter]:
 
 
 def _republish(settings: Settings, letters: list[DeadLetter]) -> None:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap_list(settings),
-        acks="all",
-        enable_idempotence=True,
-        client_id="offload-bridge-dlq",
-        **connection_options(settings),
-    )
+    producer = kafka_producer(settings, enable_idempotence=True, client_id="offload-bridge-dlq")
     dlq = topic_name(ANSWERS_DLQ, settings)
     try:
         futures = [
