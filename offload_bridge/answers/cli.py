@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
     from offload_bridge.schemas.answers import AnswerOutcome
 
 # Exit codes of `answer --wait`, so scripts can branch on the outcome.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
     from offload_bridge.schemas.case_state import CaseState
 
 EXIT_OK = 0
