@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
+from offload_bridge import dlq_cli
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
@@ -207,6 +208,7 @@ def register_core(commands: Subcommands) -> None:
 REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_core,
     answers_cli.register,
+    dlq_cli.register,
     register_simulator,
     register_ingress,
     register_streams,

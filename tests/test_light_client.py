@@ -66,7 +66,7 @@ def test_help_and_the_client_modules_import_without_the_server_stack() -> None:
     client_modules = "import " + ", ".join(
         f"offload_bridge.{name}"
         for name in (
-            "answers", "case_requests", "answers.dlq", "tail", "admin", "reading", "partitioning",
+            "answers", "case_requests", "dlq", "tail", "admin", "reading", "partitioning", "schemas.dlq",
             "submitting",
         )
     )  # fmt: skip
@@ -93,8 +93,9 @@ def test_client_commands_run_against_the_broker_without_the_server_stack(
     request.write_text(json.dumps({**case_body(), "requestId": "req-light"}))
     published = _light(env, "create-case", str(request))
     assert published.returncode == 0, published.stderr
-    listed = _light(env, "dlq", "list")
-    assert listed.returncode == 0, listed.stderr
+    for queue in ("answers.dlq", "case-requests.dlq"):
+        listed = _light(env, "dlq", "list", "--topic", queue)
+        assert listed.returncode == 0, listed.stderr
     redriven = _light(env, "dlq", "redrive", "--all")
     assert redriven.returncode == 0, redriven.stderr
 
