@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import HttpUrl, SecretStr
 
+from bench import kafka_reading
 from offload_bridge.admin import ensure_topics
 from offload_bridge.clients import admin_for
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome
@@ -93,9 +93,7 @@ async def raw_loop(base_url: str, questions: list[Question], concurrency: int, d
 
 async def produce_answers(settings: Settings, questions: list[Question]) -> None:
     topic = topic_name(ANSWERS, settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = kafka_reading.producer(settings)
     await producer.start()
     try:
         sent = []
@@ -113,12 +111,8 @@ async def produce_answers(settings: Settings, questions: list[Question]) -> None
 async def forwarding_rate(settings: Settings, expected: int, deadline_s: float) -> tuple[float, float]:
     """(answers/s between the first and the last terminal outcome, seconds between them)."""
     topic = topic_name(ANSWER_OUTCOMES, settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await kafka_reading.from_beginning(settings, topic)
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.offload_topic_partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         terminal: list[AnswerOutcome] = []
         give_up = time.monotonic() + deadline_s
         while len(terminal) < expected:

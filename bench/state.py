@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
+from bench import kafka_reading
 from offload_bridge.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
@@ -69,9 +70,7 @@ def make_event(case_id: str, timestamp: int, kind: int) -> Event:
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
-    )
+    return kafka_reading.producer(settings, linger_ms=5)
 
 
 async def prefill(settings: Settings, events: int, cases: int) -> float:
@@ -93,12 +92,8 @@ async def prefill(settings: Settings, events: int, cases: int) -> float:
 async def raw_drain(settings: Settings, expected: int, deadline_s: float) -> float:
     """Events/s of a bare aiokafka consumer reading the whole topic (no group, no processing)."""
     topic = topic_name(CASE_EVENTS, settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await kafka_reading.from_beginning(settings, topic)
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.offload_topic_partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         seen = 0
         started = time.perf_counter()
         while seen < expected and time.perf_counter() - started < deadline_s:

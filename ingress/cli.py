@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any
 
-from offload_bridge.cli import Subcommands
+from offload_bridge.cli_support import CommandError, Subcommands
 from offload_bridge.settings import Settings, SettingsError
 
 
@@ -34,12 +34,8 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError("--port must be 1-65535 and --workers at least 1")
     try:
         ensure_topics(settings, (CASE_EVENTS, CASE_EVENTS_INVALID))
-    except KafkaUnreachable as error:
-        # Raised as the core's own exception types: `python -m offload_bridge.cli` runs that module as
-        # __main__, whose CommandError is not the one importable here.
-        raise KafkaUnreachable(f"ingress: cannot make sure its topics exist: {error}") from None
-    except TopicCreationFailed as error:
-        raise TopicCreationFailed(f"ingress: cannot make sure its topics exist: {error}") from None
+    except (KafkaUnreachable, TopicCreationFailed) as error:
+        raise CommandError(f"ingress: cannot make sure its topics exist: {error}") from None
     options: dict[str, Any] = {
         "host": host,
         "port": port,

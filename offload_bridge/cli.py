@@ -1,7 +1,8 @@
-"""The ``offload-bridge`` command line.
+"""The ``offload-bridge`` command line: the core commands, composed with each feature's own.
 
-Every failure a user can cause or fix (a bad setting, an unreachable broker) ends in one line on stderr
-and a non-zero exit code, never a traceback.
+Every failure a user can cause or fix (a bad setting, an unreachable broker, a client install asked to run a
+server command) ends in one line on stderr and a non-zero exit code, never a traceback. Nothing imported here
+at module level needs the server install: the handlers of server commands import their modules when run.
 """
 
 from __future__ import annotations
@@ -10,26 +11,29 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
 
 from kafka.errors import KafkaError
 
+from offload_bridge import dlq_cli
 from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
+from offload_bridge.cli_support import (
+    CommandError,
+    Handler,
+    ServerInstallMissing,
+    Subcommands,
+    is_server_module,
+    server_command,
+)
 from offload_bridge.clients import KafkaUnreachable, connection_options, metadata_ok
+from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.local_kafka import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.simulator.cli import register as register_simulator
 from offload_bridge.streams.cli import register as register_streams
 from offload_bridge.streams.reconcile.cli import register as register_reconcile
 from offload_bridge.topics import TopicMissing
-
-Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CommandError(RuntimeError):
-    """A failure to report in one line."""
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> LocalBroker:
@@ -103,9 +107,6 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
 def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     from offload_bridge import contracts
 
@@ -123,7 +124,7 @@ def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from offload_bridge.run import Stack, StackFailed, run
+    from offload_bridge.run import Stack, StackFailed, run  # the server stack
 
     step_ms = args.step_ms if args.step_ms is not None else (1000 if args.demo else None)
     stack = Stack(
@@ -202,24 +203,22 @@ def register_core(commands: Subcommands) -> None:
     export.set_defaults(handler=cmd_schemas_export)
 
 
-# Each component adds its own subcommands; handlers import their heavy modules lazily so that
-# `offload-bridge kafka status` stays fast.
-def _register_ingress(commands: Subcommands) -> None:
-    # Imported late: ingress.cli imports this module for its types.
-    from offload_bridge.ingress.cli import register
-
-    register(commands)
-
-
+# Each component adds its own subcommands; their handlers import their heavy modules when run, so that
+# `offload-bridge kafka status` stays fast and the client commands run without the server install.
 REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_core,
     answers_cli.register,
+    dlq_cli.register,
     register_simulator,
-    _register_ingress,
+    register_ingress,
     register_streams,
     case_requests_cli.register,
     register_reconcile,
 ]
+
+
+# The commands that run part of the server (or call Offload over HTTP); the others are the client's.
+SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS:
         register(commands)
+    for name in SERVER_COMMANDS:
+        command = commands.choices[name]
+        command.set_defaults(handler=server_command(command.get_default("handler")))
     return parser
 
 
@@ -236,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
         return handler(args, settings)
+    except ServerInstallMissing as error:
+        print(error, file=sys.stderr)
+        return 2
     except (
         SettingsError,
         KafkaUnreachable,
@@ -252,13 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except ModuleNotFoundError as error:
+        if not is_server_module(error.name):
+            raise
+        print(ServerInstallMissing(args.command), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: components catch and raise the imported
-    # module's exception classes, which are different objects from this copy's.
-    from offload_bridge.cli import main as imported_main
-
-    sys.exit(imported_main())
+    sys.exit(main())

@@ -1,13 +1,20 @@
-"""Thin factories for the kafka-python clients the project makes, so connection settings live in one place."""
+"""How every Kafka client the project makes reaches the cluster: one configuration, one rendering per library.
+
+``KafkaConnection`` reads the bootstrap servers, the security protocol, SASL and TLS from Settings once; the
+renderers below spell it in each library's own names: kafka-python (admin, CLI, submitters, DLQ, tail),
+aiokafka and Faust (inside the worker) and librdkafka (confluent-kafka, the ingress producer). A new setting
+is added to ``KafkaConnection`` and to each renderer, so no client can miss it.
+"""
 
 from __future__ import annotations
 
 import logging
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from offload_bridge.settings import Settings
@@ -19,104 +26,166 @@ class KafkaUnreachable(RuntimeError):
     """No broker answered a metadata request in time."""
 
 
+@dataclass(frozen=True)
+class KafkaConnection:
+    """The connection settings of one cluster, independent of any client library."""
+
+    bootstrap_servers: tuple[str, ...]
+    security_protocol: str
+    sasl_mechanism: str | None = None  # set when the protocol is SASL_*
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    tls: bool = False  # the protocol is SSL or SASL_SSL
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: str | None = None
+    ssl_check_hostname: bool = True
+
+    @classmethod
+    def of(cls, settings: Settings) -> KafkaConnection:
+        protocol = settings.kafka_security_protocol
+        sasl = protocol.startswith("SASL")
+        tls = protocol.endswith("SSL")
+        password, key_password = settings.kafka_sasl_password, settings.kafka_ssl_key_password
+        return cls(
+            bootstrap_servers=tuple(settings.bootstrap_servers.split(",")),
+            security_protocol=protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism if sasl else None,
+            sasl_username=settings.kafka_sasl_username if sasl else None,
+            sasl_password=password.get_secret_value() if sasl and password else None,
+            tls=tls,
+            ssl_cafile=_path(settings.kafka_ssl_cafile) if tls else None,
+            ssl_certfile=_path(settings.kafka_ssl_certfile) if tls else None,
+            ssl_keyfile=_path(settings.kafka_ssl_keyfile) if tls else None,
+            ssl_key_password=key_password.get_secret_value() if tls and key_password else None,
+            ssl_check_hostname=settings.kafka_ssl_check_hostname,
+        )
+
+    @property
+    def sasl(self) -> bool:
+        return self.sasl_mechanism is not None
+
+    def sasl_options(self) -> dict[str, Any]:
+        """SASL by the names kafka-python and aiokafka share."""
+        if not self.sasl:
+            return {}
+        return {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password,
+        }
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of aiokafka and Faust clients, or None without TLS."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile is not None:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+        context.check_hostname = self.ssl_check_hostname
+        return context
+
+
+def bootstrap_list(settings: Settings) -> list[str]:
+    return list(KafkaConnection.of(settings).bootstrap_servers)
+
+
 def connection_options(settings: Settings) -> dict[str, Any]:
-    """Options besides bootstrap_servers shared by every kafka-python client the project makes."""
-    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = password.get_secret_value() if password else None
-    if settings.kafka_security_protocol.endswith("SSL"):
-        key_password = settings.kafka_ssl_key_password
-        options["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
-        options["ssl_cafile"] = _path(settings.kafka_ssl_cafile)
-        options["ssl_certfile"] = _path(settings.kafka_ssl_certfile)
-        options["ssl_keyfile"] = _path(settings.kafka_ssl_keyfile)
-        options["ssl_password"] = key_password.get_secret_value() if key_password else None
+    """kafka-python: options besides bootstrap_servers shared by every client the project makes."""
+    connection = KafkaConnection.of(settings)
+    options: dict[str, Any] = {"security_protocol": connection.security_protocol, **connection.sasl_options()}
+    if connection.tls:
+        options["ssl_check_hostname"] = connection.ssl_check_hostname
+        options["ssl_cafile"] = connection.ssl_cafile
+        options["ssl_certfile"] = connection.ssl_certfile
+        options["ssl_keyfile"] = connection.ssl_keyfile
+        options["ssl_password"] = connection.ssl_key_password
     return options
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context of aiokafka and Faust clients, or None without SSL."""
-    if not settings.kafka_security_protocol.endswith("SSL"):
-        return None
-    key_password = settings.kafka_ssl_key_password
-    context = ssl.create_default_context(cafile=_path(settings.kafka_ssl_cafile))
-    if settings.kafka_ssl_certfile is not None:
-        context.load_cert_chain(
-            str(settings.kafka_ssl_certfile),
-            _path(settings.kafka_ssl_keyfile),
-            key_password.get_secret_value() if key_password else None,
-        )
-    context.check_hostname = settings.kafka_ssl_check_hostname
-    return context
+    return KafkaConnection.of(settings).ssl_context()
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options of aiokafka clients the project makes besides Faust's own."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_list(settings),
-        "security_protocol": settings.kafka_security_protocol,
-        "ssl_context": ssl_context(settings),
+    """aiokafka: connection options of the clients the worker makes besides Faust's own."""
+    connection = KafkaConnection.of(settings)
+    return {
+        "bootstrap_servers": list(connection.bootstrap_servers),
+        "security_protocol": connection.security_protocol,
+        "ssl_context": connection.ssl_context(),
+        **connection.sasl_options(),
     }
-    if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = password.get_secret_value() if password else None
-    return options
-
-
-def librdkafka_options(settings: Settings) -> dict[str, str]:
-    """Security options of librdkafka clients (confluent-kafka), by librdkafka's own names."""
-    options = {"security.protocol": settings.kafka_security_protocol.lower()}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
-        options["sasl.mechanisms"] = settings.kafka_sasl_mechanism
-        options["sasl.username"] = settings.kafka_sasl_username or ""
-        options["sasl.password"] = password.get_secret_value() if password else ""
-    if settings.kafka_security_protocol.endswith("SSL"):
-        for name, path in (
-            ("ssl.ca.location", settings.kafka_ssl_cafile),
-            ("ssl.certificate.location", settings.kafka_ssl_certfile),
-            ("ssl.key.location", settings.kafka_ssl_keyfile),
-        ):
-            if path is not None:
-                options[name] = str(path)
-        if settings.kafka_ssl_key_password is not None:
-            options["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
-        options["ssl.endpoint.identification.algorithm"] = (
-            "https" if settings.kafka_ssl_check_hostname else "none"
-        )
-    return options
 
 
 def faust_credentials(settings: Settings) -> Any:
-    """``broker_credentials`` for the Faust app, or None for PLAINTEXT."""
-    import faust
+    """Faust: ``broker_credentials`` for the app, or None for PLAINTEXT."""
+    import faust  # the worker's library: only the worker renders this
 
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
+    connection = KafkaConnection.of(settings)
+    if not connection.sasl and not connection.tls:
         return None
-    context = ssl_context(settings)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    password = settings.kafka_sasl_password
+    if not connection.sasl:
+        return faust.SSLCredentials(connection.ssl_context())
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=password.get_secret_value() if password else None,
-        mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=context,
+        username=connection.sasl_username,
+        password=connection.sasl_password,
+        mechanism=connection.sasl_mechanism,
+        ssl_context=connection.ssl_context(),
+    )
+
+
+def librdkafka_options(settings: Settings) -> dict[str, str]:
+    """librdkafka (confluent-kafka): security options by librdkafka's own names."""
+    connection = KafkaConnection.of(settings)
+    options = {"security.protocol": connection.security_protocol.lower()}
+    if connection.sasl:
+        options["sasl.mechanisms"] = connection.sasl_mechanism or ""
+        options["sasl.username"] = connection.sasl_username or ""
+        options["sasl.password"] = connection.sasl_password or ""
+    if connection.tls:
+        for name, path in (
+            ("ssl.ca.location", connection.ssl_cafile),
+            ("ssl.certificate.location", connection.ssl_certfile),
+            ("ssl.key.location", connection.ssl_keyfile),
+        ):
+            if path is not None:
+                options[name] = path
+        if connection.ssl_key_password is not None:
+            options["ssl.key.password"] = connection.ssl_key_password
+        check = "https" if connection.ssl_check_hostname else "none"
+        options["ssl.endpoint.identification.algorithm"] = check
+    return options
+
+
+def kafka_consumer(settings: Settings, **options: Any) -> KafkaConsumer:
+    """A kafka-python consumer of the cluster; it commits only when told to (``options`` override)."""
+    return KafkaConsumer(
+        **{
+            "bootstrap_servers": bootstrap_list(settings),
+            "enable_auto_commit": False,
+            **connection_options(settings),
+            **options,
+        }
+    )
+
+
+def kafka_producer(settings: Settings, **options: Any) -> KafkaProducer:
+    """A kafka-python producer of the cluster whose sends every in-sync replica acknowledged."""
+    return KafkaProducer(
+        **{
+            "bootstrap_servers": bootstrap_list(settings),
+            "acks": "all",
+            **connection_options(settings),
+            **options,
+        }
     )
 
 
 def _path(path: Path | None) -> str | None:
     return str(path) if path is not None else None
-
-
-def bootstrap_list(settings: Settings) -> list[str]:
-    return settings.bootstrap_servers.split(",")
 
 
 def connect_admin(bootstrap_servers: str, timeout_s: float = 10.0, **options: Any) -> KafkaAdminClient:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from offload_bridge.answers import AnswerSubmitter
+from offload_bridge.settings import Settings
 from offload_bridge.tail import follow, human_line
-
-if TYPE_CHECKING:
-    from offload_bridge.run import Stack
 
 SCENARIOS = (
     "complete",
@@ -23,6 +21,25 @@ SCENARIOS = (
 )
 TERMINAL = frozenset({"COMPLETED", "FAILED"})
 DEMO_ANSWER = "Yes. A signed PDF is fine; please send it before Friday 5 PM PT."
+# The key `offload-bridge run` gives the simulator and the demo uses to create cases.
+SIMULATOR_KEY = "dev-key"
+
+
+class RunningStack(Protocol):
+    """What the demo needs of the running stack (``offload_bridge.run.Stack``)."""
+
+    settings: Settings
+
+    @property
+    def uses_simulator(self) -> bool: ...
+
+    @property
+    def offload_url(self) -> str: ...
+
+    @property
+    def webhook_url(self) -> str: ...
+
+    def check_alive(self) -> None: ...
 
 
 def _case_body(webhook_url: str, scenario: str, number: int) -> dict[str, Any]:
@@ -39,10 +56,8 @@ def _case_body(webhook_url: str, scenario: str, number: int) -> dict[str, Any]:
     }
 
 
-def create_demo_cases(stack: Stack) -> dict[str, str]:
+def create_demo_cases(stack: RunningStack) -> dict[str, str]:
     """One case per scenario; returns caseId -> scenario."""
-    from offload_bridge.run import SIMULATOR_KEY
-
     cases: dict[str, str] = {}
     with httpx.Client(base_url=stack.offload_url, headers={"x-api-key": SIMULATOR_KEY}, timeout=30) as http:
         for number, scenario in enumerate(SCENARIOS, start=1):
@@ -54,7 +69,7 @@ def create_demo_cases(stack: Stack) -> dict[str, str]:
     return cases
 
 
-def run_demo(stack: Stack) -> None:
+def run_demo(stack: RunningStack) -> None:
     """Create the cases, print every state change and outcome, answer each question once."""
     if not stack.uses_simulator:
         print("demo       needs the simulator: unset OFFLOAD_API_KEY", file=sys.stderr)

@@ -17,11 +17,11 @@ from pathlib import Path
 from types import FrameType
 
 from offload_bridge.admin import ensure_topics
+from offload_bridge.demo import SIMULATOR_KEY, run_demo
 from offload_bridge.local_kafka import LocalBroker
 from offload_bridge.processes import ServiceProcess
 from offload_bridge.settings import LOCAL_HOST, Settings
 
-SIMULATOR_KEY = "dev-key"
 READY_TIMEOUT_S = 180.0
 
 
@@ -196,8 +196,6 @@ def run(stack: Stack, demo: bool = False) -> int:
         with running_stack(stack):
             print(stack.banner(), flush=True)
             if demo:
-                from offload_bridge.demo import run_demo
-
                 run_demo(stack)
             while True:
                 stack.check_alive()

@@ -15,11 +15,11 @@ from typing import Generic, Self, TypeVar
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_consumer, kafka_producer
+from offload_bridge.reading import Offsets, assign_all, caught_up, end_offsets
 from offload_bridge.settings import Settings, get_settings
-from offload_bridge.topics import TopicMissing, TopicSpec, topic_name
+from offload_bridge.topics import TopicSpec, topic_name
 
-Offsets = dict[TopicPartition, int]
 OutcomeT = TypeVar("OutcomeT", bound=BaseModel)
 
 
@@ -62,13 +62,7 @@ class Submitter(Generic[OutcomeT]):
         """Publish once the broker acknowledged; outcomes of ``subject`` count from here on."""
         self._outcomes_start[subject] = self._outcome_end_offsets()
         if self._producer is None:
-            self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap_list(self.settings),
-                acks="all",
-                enable_idempotence=True,
-                client_id=self.client_id,
-                **connection_options(self.settings),
-            )
+            self._producer = kafka_producer(self.settings, enable_idempotence=True, client_id=self.client_id)
         future = self._producer.send(
             topic_name(self.input_topic, self.settings), key=key.encode(), value=value
         )
@@ -94,7 +88,7 @@ class Submitter(Generic[OutcomeT]):
             else:
                 for partition in partitions:
                     consumer.seek(partition, start.get(partition, 0))
-            history_end: Offsets | None = consumer.end_offsets(partitions) if start is None else None
+            history_end: Offsets | None = end_offsets(consumer, partitions) if start is None else None
             found: OutcomeT | None = None
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
@@ -110,7 +104,7 @@ class Submitter(Generic[OutcomeT]):
                             return outcome
                         else:
                             found = outcome
-                if history_end is not None and _caught_up(consumer, history_end):
+                if history_end is not None and caught_up(consumer, history_end):
                     if found is not None:
                         return found
                     history_end = None  # nothing in the history: the next terminal outcome is the one
@@ -127,26 +121,15 @@ class Submitter(Generic[OutcomeT]):
             return None
 
     def _consumer(self) -> KafkaConsumer:
-        return KafkaConsumer(
-            bootstrap_servers=bootstrap_list(self.settings),
-            enable_auto_commit=False,
-            client_id=self.client_id,
-            **connection_options(self.settings),
-        )
+        return kafka_consumer(self.settings, client_id=self.client_id)
 
     def _assign_all(self, consumer: KafkaConsumer) -> list[TopicPartition]:
-        name = topic_name(self.outcome_topic, self.settings)
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        if not partitions:
-            raise TopicMissing(name)
-        consumer.assign(partitions)
-        return partitions
+        return assign_all(consumer, topic_name(self.outcome_topic, self.settings))
 
     def _outcome_end_offsets(self) -> Offsets:
         consumer = self._consumer()
         try:
-            offsets: Offsets = consumer.end_offsets(self._assign_all(consumer))
-            return offsets
+            return end_offsets(consumer, self._assign_all(consumer))
         finally:
             consumer.close()
 
@@ -165,7 +148,3 @@ def wait_printing(
         return None
     print(line(outcome), flush=True)
     return outcome
-
-
-def _caught_up(consumer: KafkaConsumer, end: Offsets) -> bool:
-    return all(consumer.position(partition) >= offset for partition, offset in end.items())

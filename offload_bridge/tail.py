@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_consumer
+from offload_bridge.reading import assign_all
 from offload_bridge.schemas.headers import SOURCE_HEADER
 from offload_bridge.settings import Settings
-from offload_bridge.topics import ALL_TOPICS, TopicMissing, TopicSpec, topic_name
+from offload_bridge.topics import ALL_TOPICS, TopicSpec, topic_name
 
 DEFAULT_TOPICS = ("case-events", "answer-outcomes", "case-request-outcomes")
 
@@ -129,21 +128,10 @@ def follow(
     ``positioned`` is called once the consumer's positions are fixed: what is produced after it is seen.
     """
     specs = [spec_for(name) for name in topics]
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings),
-        enable_auto_commit=False,
-        client_id="offload-bridge-tail",
-        **connection_options(settings),
-    )
+    consumer = kafka_consumer(settings, client_id="offload-bridge-tail")
     try:
         by_full_name = {topic_name(spec, settings): spec.name for spec in specs}
-        partitions: list[TopicPartition] = []
-        for full_name in by_full_name:
-            numbers = consumer.partitions_for_topic(full_name)
-            if not numbers:
-                raise TopicMissing(full_name)
-            partitions.extend(TopicPartition(full_name, number) for number in sorted(numbers))
-        consumer.assign(partitions)
+        partitions = assign_all(consumer, *by_full_name)
         if from_beginning:
             consumer.seek_to_beginning(*partitions)
         else:

@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from offload_bridge.clients import admin_for, bootstrap_list, connection_options
+from offload_bridge.clients import admin_for, kafka_consumer, kafka_producer
 from offload_bridge.processes import ServiceProcess, running
+from offload_bridge.reading import assign_all
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicSpec, topic_name
 
@@ -76,9 +76,7 @@ def produce(
     headers: Mapping[str, bytes] | None = None,
 ) -> tuple[int, int]:
     """Produce one record (acks=all) and return its (partition, offset)."""
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap_list(settings), acks="all", **connection_options(settings)
-    )
+    producer = kafka_producer(settings)
     try:
         future = producer.send(
             topic_name(spec, settings), value=value, key=key, headers=list((headers or {}).items())
@@ -92,16 +90,9 @@ def produce(
 def consume(settings: Settings, spec: TopicSpec, count: int, timeout_s: float = 30.0) -> list[Record]:
     """Read from the start of the topic until ``count`` records arrived or the timeout passed."""
     name = topic_name(spec, settings)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings),
-        enable_auto_commit=False,
-        consumer_timeout_ms=500,
-        **connection_options(settings),
-    )
+    consumer = kafka_consumer(settings, consumer_timeout_ms=500)
     try:
-        partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
+        consumer.seek_to_beginning(*assign_all(consumer, name))
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s
         while len(records) < count and time.monotonic() < deadline:

@@ -94,9 +94,10 @@ class AnswerOutcome(BaseModel):
 
 
 class DlqHeader(StrEnum):
-    """Headers of a record on ``answers.dlq``; its value is the original message, byte for byte."""
+    """Headers of a record on a DLQ (``answers.dlq``, ``case-requests.dlq``; built by ``schemas.dlq``);
+    its value is the original message, byte for byte. ``answer_id`` and ``attempt`` are the answers' own."""
 
-    OUTCOME = "outcome"  # rejected | dead_lettered
+    OUTCOME = "outcome"  # rejected | dead_lettered (case requests: also unknown)
     ERROR = "error"  # one line saying why
     ERROR_CODE = "error_code"  # Offload's error code or ours (e.g. INVALID_ANSWER), when there is one
     HTTP_STATUS = "http_status"

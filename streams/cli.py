@@ -7,14 +7,14 @@ import json
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from offload_bridge.cli_support import CommandError
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from offload_bridge.cli import CommandError
     from offload_bridge.streams.worker import WorkerSetupError, run_worker
 
     try:
@@ -25,8 +25,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
-
-    from offload_bridge.cli import CommandError
 
     url = f"{settings.worker_url}/cases/{quote(args.case_id, safe='')}"
     try:

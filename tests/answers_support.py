@@ -6,10 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
-from offload_bridge.clients import bootstrap_list, connection_options
 from offload_bridge.partitioning import partition_for
+from offload_bridge.reading import read_topic
 from offload_bridge.schemas.answers import AnswerOutcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import RunningSimulator, WebhookReceiver
@@ -64,26 +62,12 @@ def case_in_partition(
 
 def read_outcomes(settings: Settings, answer_id: str | None = None) -> list[AnswerOutcome]:
     """Every outcome on answer-outcomes so far (optionally one answer's), in each partition's order."""
-    name = topic_name(ANSWER_OUTCOMES, settings)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
-    try:
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        found: list[AnswerOutcome] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(p) < end[p] for p in partitions) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    outcome = AnswerOutcome.model_validate_json(record.value)
-                    if answer_id is None or outcome.answerId == answer_id:
-                        found.append(outcome)
-        return found
-    finally:
-        consumer.close()
+    found: list[AnswerOutcome] = []
+    for record in read_topic(settings, topic_name(ANSWER_OUTCOMES, settings), timeout_s=30):
+        outcome = AnswerOutcome.model_validate_json(record.value)
+        if answer_id is None or outcome.answerId == answer_id:
+            found.append(outcome)
+    return found
 
 
 def wait_outcomes(

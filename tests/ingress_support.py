@@ -11,7 +11,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge import reading
+from offload_bridge.clients import kafka_consumer
 from offload_bridge.settings import Settings
 from offload_bridge.testing import Record, ServiceProcess, free_port, settings_env
 from offload_bridge.topics import TopicSpec, topic_name
@@ -59,9 +60,7 @@ def event_body(event_id: str | None = None, case_id: str | None = None, **data: 
 
 
 def _consumer(settings: Settings) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
+    return kafka_consumer(settings)
 
 
 def record_at(
@@ -86,28 +85,11 @@ def record_at(
 
 def read_topic(settings: Settings, spec: TopicSpec, timeout_s: float = 60) -> list[Record]:
     """Every record of the topic up to its end offsets as of now."""
-    consumer = _consumer(settings)
     name = topic_name(spec, settings)
-    try:
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: list[Record] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} not read to its end within {timeout_s}s")
-            for where, messages in consumer.poll(timeout_ms=500).items():
-                for message in messages:
-                    if message.offset < ends[where]:
-                        headers = {k: v for k, v in message.headers}
-                        records.append(
-                            Record(name, where.partition, message.offset, message.key, message.value, headers)
-                        )
-        return records
-    finally:
-        consumer.close()
+    return [
+        Record(name, message.partition, message.offset, message.key, message.value, dict(message.headers))
+        for message in reading.read_topic(settings, name, timeout_s=timeout_s)
+    ]
 
 
 def event_ids(records: list[Record]) -> list[str]:

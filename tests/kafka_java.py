@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_consumer
 from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.reading import read_topic
 from offload_bridge.settings import Settings
 
 PROGRAM = Path(__file__).parent / "java" / "KafkaPartition.java"
@@ -51,31 +50,17 @@ class Placed:
 
 def keyed_records(settings: Settings) -> list[Placed]:
     """Every keyed record of every topic under the settings' prefix (Faust's changelogs too)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
+    consumer = kafka_consumer(settings)
     try:
         names = sorted(name for name in consumer.topics() if name.startswith(settings.offload_topic_prefix))
-        counts: dict[str, int] = {}
-        assigned: list[TopicPartition] = []
-        for name in names:
-            numbers = sorted(consumer.partitions_for_topic(name) or ())
-            counts[name] = len(numbers)
-            assigned.extend(TopicPartition(name, number) for number in numbers)
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        end = consumer.end_offsets(assigned)
-        found: list[Placed] = []
-        while any(consumer.position(tp) < end[tp] for tp in assigned):
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                found.extend(
-                    Placed(tp.topic, tp.partition, record.offset, record.key, counts[tp.topic])
-                    for record in records
-                    if record.key is not None and record.offset < end[tp]
-                )
-        return found
+        counts = {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
     finally:
         consumer.close()
+    return [
+        Placed(record.topic, record.partition, record.offset, record.key, counts[record.topic])
+        for record in read_topic(settings, *names)
+        if record.key is not None
+    ]
 
 
 def assert_placed_like_kafka(settings: Settings, expect: Sequence[str] = ()) -> dict[str, int]:

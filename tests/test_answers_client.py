@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from offload_bridge.answers import AnswerSubmitter, OutcomeTimeout
-from offload_bridge.answers.dlq import REDRIVEN_FROM_HEADER, list_dead_letters, redrive_all, redrive_answer
+from offload_bridge.dlq import REDRIVEN_FROM_HEADER, list_dead_letters, redrive_all, redrive_subject
 from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, default_answer_id
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, produce, settings_env
@@ -136,7 +136,7 @@ def test_redrive_all_republishes_dead_lettered_records_once(topics: Settings) ->
 
 def test_redrive_by_answer_id_and_the_cli(topics: Settings) -> None:
     _dead_letter(topics, "ans_b", Outcome.REJECTED, b"not json at all")
-    assert [letter.answer_id for letter in redrive_answer(topics, "ans_b").redriven] == ["ans_b"]
+    assert [letter.answer_id for letter in redrive_subject(topics, "ans_b").redriven] == ["ans_b"]
     assert [r.value for r in consume(topics, ANSWERS, 1)] == [b"not json at all"]
 
     listing = _cli(topics, "dlq", "list")

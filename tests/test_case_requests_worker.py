@@ -9,16 +9,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.case_requests import CaseRequestSubmitter
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_consumer
+from offload_bridge.reading import assign_all
 from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
 from offload_bridge.testing import free_port, produce
-from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ
+from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ, TopicMissing
 from tests.ingress_support import read_topic
 from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
@@ -167,16 +167,12 @@ def test_a_refused_connection_is_retried_and_creates_one_case(topics: Settings, 
 
 def _changelog_shows_pending(settings: Settings, request_id: str, timeout_s: float) -> None:
     name = f"{settings.worker_app_id}-case_requests-changelog"
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
+    consumer = kafka_consumer(settings)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-            if partitions:
-                consumer.assign(partitions)
-                consumer.seek_to_beginning(*partitions)
+            with contextlib.suppress(TopicMissing):  # the worker creates its changelog when it starts
+                consumer.seek_to_beginning(*assign_all(consumer, name))
                 for records in consumer.poll(timeout_ms=500).values():
                     for record in records:
                         value = json.loads(record.value or b"{}")

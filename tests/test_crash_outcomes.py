@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 from kafka.admin import MemberToRemove
 
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
-from offload_bridge.clients import admin_for, bootstrap_list, connection_options
+from offload_bridge.clients import admin_for, kafka_consumer
+from offload_bridge.reading import end_offsets, topic_partitions
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import RunningSimulator, case_body, simulator_process
@@ -63,16 +64,11 @@ def committed(settings: Settings, topic: TopicSpec) -> tuple[dict[int, int], dic
     """The worker group's committed offset of every partition of ``topic``, and the partitions' ends."""
     name = topic_name(topic, settings)
     # A consumer of the worker's group that never joins it: it only reads the committed offsets.
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings),
-        group_id=settings.worker_app_id,
-        enable_auto_commit=False,
-        **connection_options(settings),
-    )
+    consumer = kafka_consumer(settings, group_id=settings.worker_app_id)
     try:
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        partitions = topic_partitions(consumer, name)
         marks = {tp.partition: consumer.committed(tp) or 0 for tp in partitions}
-        end = {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+        end = {tp.partition: offset for tp, offset in end_offsets(consumer, partitions).items()}
         return marks, end
     finally:
         consumer.close()

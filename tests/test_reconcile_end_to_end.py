@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kafka import KafkaProducer
 from pydantic import HttpUrl
 
 from offload_bridge.answers import AnswerSubmitter
-from offload_bridge.clients import bootstrap_list, connection_options
+from offload_bridge.clients import kafka_producer
 from offload_bridge.schemas.answers import Outcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body, simulator_process
@@ -50,9 +49,7 @@ def view(case: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def publish_requests(settings: Settings) -> list[str]:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap_list(settings), acks="all", **connection_options(settings)
-    )
+    producer = kafka_producer(settings)
     ids = []
     try:
         for number in range(CASES):

@@ -1,16 +1,15 @@
-"""CLI: ``offload-bridge answer`` and ``offload-bridge dlq list|redrive``."""
+"""CLI: ``offload-bridge answer`` (``dlq list|redrive`` for answers.dlq is in ``offload_bridge.dlq_cli``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
     from offload_bridge.schemas.answers import AnswerOutcome
 
 # Exit codes of `answer --wait`, so scripts can branch on the outcome.
@@ -63,41 +62,6 @@ def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_SETTLED if outcome.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE) else EXIT_REFUSED
 
 
-def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from offload_bridge.answers.dlq import list_dead_letters
-
-    letters = list_dead_letters(settings)
-    for letter in letters:
-        if args.json:
-            value = letter.value.decode(errors="replace") if letter.value is not None else None
-            record = {"partition": letter.partition, "offset": letter.offset, "key": letter.case_id}
-            print(json.dumps({**record, "headers": letter.headers, "value": value}))
-        else:
-            print(
-                f"{letter.partition}:{letter.offset} case={letter.case_id} answer={letter.answer_id} "
-                f"outcome={letter.outcome} error={letter.error!r}"
-            )
-    if not args.json:
-        print(f"{len(letters)} record(s) in {settings.offload_topic_prefix}answers.dlq")
-    return 0
-
-
-def cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
-    from offload_bridge.answers.dlq import redrive_all, redrive_answer
-
-    report = redrive_all(settings) if args.all else redrive_answer(settings, args.answer_id)
-    for letter in report.redriven:
-        print(f"redriven {letter.partition}:{letter.offset} answer={letter.answer_id}")
-    for letter in report.skipped:
-        where = f"{letter.partition}:{letter.offset}"
-        print(f"skipped  {where} answer={letter.answer_id} outcome={letter.outcome}")
-    if args.answer_id and not report.redriven:
-        print(f"offload-bridge: no dead letter for answer {args.answer_id}", file=sys.stderr)
-        return 1
-    print(f"{len(report.redriven)} redriven, {len(report.skipped)} skipped")
-    return 0
-
-
 def register(commands: Subcommands) -> None:
     answer = commands.add_parser("answer", help="publish an answer to one of Offload's questions")
     answer.add_argument("case_id", metavar="CASE_ID")
@@ -108,16 +72,3 @@ def register(commands: Subcommands) -> None:
     answer.add_argument("--answer-id", help="your own idempotency id (default: derived from the answer)")
     answer.add_argument("--submitted-by", help="who answered, recorded with the answer")
     answer.set_defaults(handler=cmd_answer)
-
-    dlq = commands.add_parser("dlq", help="inspect and redrive answers.dlq")
-    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="print every dead letter")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(handler=cmd_dlq_list)
-    redrive = actions.add_parser("redrive", help="republish dead letters to answers")
-    which = redrive.add_mutually_exclusive_group(required=True)
-    which.add_argument("--answer-id", help="redrive the dead letters of this answer")
-    which.add_argument(
-        "--all", action="store_true", help="redrive every dead_lettered record not redriven before"
-    )
-    redrive.set_defaults(handler=cmd_dlq_redrive)

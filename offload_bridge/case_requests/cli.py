@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from offload_bridge.cli_support import CommandError
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
     from offload_bridge.schemas.case_requests import CaseRequestOutcome
 
 EXIT_CREATED = 0  # created, or duplicate of a request that created its case
@@ -37,7 +38,6 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from offload_bridge.case_requests.client import CaseRequestSubmitter
-    from offload_bridge.cli import CommandError
     from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
     from offload_bridge.schemas.validation import describe_validation_error
     from offload_bridge.submitting import wait_printing

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
-    from offload_bridge.cli import Subcommands
+    from offload_bridge.cli_support import Subcommands
     from offload_bridge.schemas.case_state import CaseState
 
 EXIT_OK = 0
@@ -24,52 +23,31 @@ EXIT_PROBLEMS = 1  # some case could not be checked (404, 403, throttled, unusab
 
 def read_case_states(settings: Settings, timeout_s: float = 60.0) -> dict[str, CaseState]:
     """The latest CaseState of every case on ``case-state``, read up to its current end."""
-    from kafka import KafkaConsumer, TopicPartition
     from pydantic import ValidationError
 
-    from offload_bridge.clients import bootstrap_list, connection_options
+    from offload_bridge.reading import read_topic
     from offload_bridge.schemas.case_state import CaseState
-    from offload_bridge.topics import CASE_STATE, TopicMissing, topic_name
+    from offload_bridge.topics import CASE_STATE, topic_name
 
-    name = topic_name(CASE_STATE, settings)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_list(settings), enable_auto_commit=False, **connection_options(settings)
-    )
-    try:
-        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-        if not partitions:
-            raise TopicMissing(name)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        states: dict[str, CaseState] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not read to its end within {timeout_s:g}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    case_id = record.key.decode(errors="replace")
-                    if record.value is None:
-                        states.pop(case_id, None)
-                        continue
-                    try:
-                        states[case_id] = CaseState.model_validate_json(record.value)
-                    except ValidationError:
-                        continue
-        return states
-    finally:
-        consumer.close()
+    states: dict[str, CaseState] = {}
+    for record in read_topic(settings, topic_name(CASE_STATE, settings), timeout_s=timeout_s):
+        if record.key is None:
+            continue
+        case_id = record.key.decode(errors="replace")
+        if record.value is None:
+            states.pop(case_id, None)
+            continue
+        try:
+            states[case_id] = CaseState.model_validate_json(record.value)
+        except ValidationError:
+            continue
+    return states
 
 
 async def reconcile_cases(
     settings: Settings, case_ids: list[str], states: dict[str, CaseState], dry_run: bool
 ) -> int:
-    from kafka import KafkaProducer
-
-    from offload_bridge.clients import bootstrap_list, connection_options
+    from offload_bridge.clients import kafka_producer
     from offload_bridge.schemas.answers import now_ms
     from offload_bridge.streams.offload_api import OffloadApi
     from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, compare
@@ -81,13 +59,7 @@ async def reconcile_cases(
     bucket = TokenBucket(settings.offload_reconcile_rps)
     producer = None
     if not dry_run:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap_list(settings),
-            acks="all",
-            enable_idempotence=True,
-            client_id="offload-bridge-reconcile",
-            **connection_options(settings),
-        )
+        producer = kafka_producer(settings, enable_idempotence=True, client_id="offload-bridge-reconcile")
     problems = published = 0
     try:
         for case_id in case_ids:
