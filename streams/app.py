@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from offload_bridge.clients import faust_credentials
+from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.streams.answers import agent as answers
 from offload_bridge.streams.case_requests import agent as case_requests
@@ -21,7 +22,7 @@ from offload_bridge.streams.metrics import register_view as register_metrics_vie
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile import agent as reconcile
 from offload_bridge.streams.state import agent as state
-from offload_bridge.streams.state.storage import add_case_state_table
+from offload_bridge.streams.storage import add_model_table
 from offload_bridge.topics import CASE_EVENTS, CASE_STATE
 
 CASE_STATE_TABLE = "case_state"
@@ -70,9 +71,10 @@ def create_app(settings: Settings) -> WorkerContext:
         case_state=raw_topic(app, settings, CASE_STATE),
         # Partitions must equal the source topic's: the state agent writes each case into the partition
         # its event came from, and the query API routes by the key's partition.
-        table=add_case_state_table(
+        table=add_model_table(
             app,
             CASE_STATE_TABLE,
+            CaseRecord,
             settings.offload_topic_partitions,
             help="CaseRecord per caseId, folded from case-events",
         ),

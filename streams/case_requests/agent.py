@@ -12,11 +12,12 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from offload_bridge.schemas.case_requests import CaseRequestRecord
 from offload_bridge.streams.case_requests.creation import CaseCreation
 from offload_bridge.streams.case_requests.outputs import CaseRequestOutputs
-from offload_bridge.streams.case_requests.storage import add_case_request_table
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.streams.storage import add_model_table
 from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, CASE_REQUESTS_DLQ
 
 log = logging.getLogger("offload_bridge.streams.case_requests")
@@ -29,9 +30,10 @@ def register(worker: WorkerContext) -> Feature:
     settings, app = worker.settings, worker.app
     # Partitions equal case-requests': each request is remembered in the partition it came from. Tables
     # start (and create their changelogs) in the order they are added: the request table first.
-    table = add_case_request_table(
-        app, CASE_REQUESTS_TABLE, settings.offload_topic_partitions, help="CaseRequestRecord per requestId"
-    )
+    table = add_model_table(
+        app, CASE_REQUESTS_TABLE, CaseRequestRecord, settings.offload_topic_partitions,
+        help="CaseRequestRecord per requestId",
+    )  # fmt: skip
     outcomes = worker.topic(CASE_REQUEST_OUTCOMES)
     journal = OutcomeJournal(
         app, settings, CASE_REQUEST_JOURNAL_TABLE, outcomes,
