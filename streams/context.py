@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from offload_bridge.settings import Settings
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.metrics import WorkerMetrics
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.topics import TopicSpec, topic_name
@@ -61,4 +62,4 @@ class Feature:
     """What a feature's ``register(worker)`` added: its name and the counters its views and metrics read."""
 
     name: str
-    counters: dict[str, Any]
+    counters: dict[str, Counters]

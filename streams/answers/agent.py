@@ -17,7 +17,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from offload_bridge.streams.answers.delivery import AnswerDelivery
-from offload_bridge.streams.answers.outputs import AnswerCounters, AnswerOutputs
+from offload_bridge.streams.answers.outputs import AnswerOutputs, call_counts, outcome_counts
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY
@@ -28,7 +28,7 @@ ANSWER_JOURNAL_TABLE = "answer_journal"
 def register(worker: WorkerContext) -> Feature:
     """The answer and retry agents, ``GET /stats/answers`` and the answers and answer_calls metrics."""
     delivery = create_delivery(worker)
-    counters = delivery.counters
+    outcomes, calls = delivery.outcome_counts, delivery.call_counts
 
     @worker.app.agent(worker.topic(ANSWERS), name="answers", isolated_partitions=True)
     async def forward_answers(stream: Any) -> None:
@@ -49,37 +49,38 @@ def register(worker: WorkerContext) -> Feature:
     @worker.app.page("/stats/answers")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"ok": True, "data": counters.as_dict()})
+            return self.json({"ok": True, "data": {"outcomes": outcomes.as_dict(), **calls.as_dict()}})
 
-    worker.metrics.add("answers", "answers by outcome (retrying and terminal)", lambda: counters.outcomes)
+    worker.metrics.add("answers", "answers by outcome (retrying and terminal)", outcomes.as_dict)
     worker.metrics.add(
         "answer_calls",
         "calls to Offload made for answers, retries put back, unexpected errors",
         lambda: {
-            "input": counters.calls,
-            "case_lookup": counters.case_lookups,
-            "deferred_retry": counters.deferred,
-            "failed": counters.failed,
+            "input": calls["calls"],
+            "case_lookup": calls["case_lookups"],
+            "deferred_retry": calls["deferred"],
+            "failed": calls["failed"],
         },
     )
-    return Feature("answers", {"answers": counters})
+    return Feature("answers", {"outcomes": outcomes, "calls": calls})
 
 
 def create_delivery(worker: WorkerContext) -> AnswerDelivery:
     """The delivery both answer agents share, with its output topics."""
     settings = worker.settings
-    counters = AnswerCounters()
-    outcomes = worker.topic(ANSWER_OUTCOMES)
+    outcomes, calls = outcome_counts(), call_counts()
+    outcome_topic = worker.topic(ANSWER_OUTCOMES)
     journal = OutcomeJournal(
-        worker.app, settings, ANSWER_JOURNAL_TABLE, outcomes,
+        worker.app, settings, ANSWER_JOURNAL_TABLE, outcome_topic,
         help="per caseId, the answer records that have their terminal outcome on answer-outcomes",
     )  # fmt: skip
     outputs = AnswerOutputs(
-        outcomes=outcomes,
+        outcomes=outcome_topic,
         retry=worker.topic(ANSWERS_RETRY),
         dlq=worker.topic(ANSWERS_DLQ),
         case_state=worker.case_state,
-        counters=counters,
         journal=journal,
+        outcome_counts=outcomes,
+        call_counts=calls,
     )
-    return AnswerDelivery(settings, worker.table, worker.offload, outputs, counters)
+    return AnswerDelivery(settings, worker.table, worker.offload, outputs, outcomes, calls)

@@ -26,9 +26,10 @@ from offload_bridge.streams.answers.case_view import (
     table_context,
     table_view,
 )
-from offload_bridge.streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
+from offload_bridge.streams.answers.outputs import AnswerOutputs, Position
 from offload_bridge.streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 
@@ -49,14 +50,16 @@ class AnswerDelivery:
         table: Any,
         api: OffloadApi,
         outputs: AnswerOutputs,
-        counters: AnswerCounters,
+        outcome_counts: Counters,
+        call_counts: Counters,
     ) -> None:
         self.settings = settings
         self.partitions = settings.offload_topic_partitions
         self.table = table  # faust Table[str, CaseRecord]
         self.api = api
         self.out = outputs
-        self.counters = counters
+        self.outcome_counts = outcome_counts  # outcomes published, by kind
+        self.call_counts = call_counts  # outputs.ANSWER_CALLS
 
     # --- entry points, one per record ----------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class AnswerDelivery:
 
     async def on_unexpected(self, message: Any, error: Exception) -> None:
         """Best effort after a bug: the record to the DLQ, and a terminal outcome when an answer was read."""
-        self.counters.failed += 1
+        self.call_counts.inc("failed")
         log.error("%s: unexpected error, dead-lettered: %r", Position.of(message), error, exc_info=error)
         try:
             try:
@@ -127,7 +130,7 @@ class AnswerDelivery:
         case_id = answer.caseId
         if await self.out.journal.seen(case_id, origin, int(message.partition)):
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
-            self.counters.redelivered += 1
+            self.call_counts.inc("redelivered")
             log.info("answer %s (%s): already has its outcome; not sent again", answer.answer_id, origin)
             return
         if accepted_in_table(self.table.get(case_id), answer):
@@ -136,7 +139,7 @@ class AnswerDelivery:
             record = self._outcome(answer, Outcome.DUPLICATE, attempt - 1, None, view, message_text)
             await self.out.terminal(message, origin, record, dead_letter=False)
             return
-        self.counters.calls += 1
+        self.call_counts.inc("calls")
         result: Result
         try:
             result = await self.api.submit_input(case_id, answer.inputRequestId, answer.providedContext)
@@ -154,7 +157,7 @@ class AnswerDelivery:
         await self._act(message, origin, answer, attempt, not_waiting_retries, result, verdict, view)
 
     async def _look_at_case(self, answer: Answer) -> CaseView | None:
-        self.counters.case_lookups += 1
+        self.call_counts.inc("case_lookups")
         try:
             reply = await self.api.get_case(answer.caseId)
         except OffloadUnreachable as unreachable:
@@ -284,7 +287,7 @@ class AnswerDelivery:
             await self.out.terminal(message, origin, record, dead_letter=True)
         else:
             await self.out.dead_letter(message, None, record)
-            self.counters.outcomes[Outcome.REJECTED.value] += 1
+            self.outcome_counts.inc(Outcome.REJECTED.value)
             log.warning(
                 "%s: not an answer and no caseId to report to, dead-lettered: %s",
                 Position.of(message),

@@ -48,15 +48,15 @@ def register(worker: WorkerContext) -> Feature:
             try:
                 await creation.on_request(event.message)
             except Exception:
-                creation.counts["failed"] += 1
+                creation.counts.inc("failed")
                 log.exception("case-requests %s[%s]@%s: failed, skipped", *_position(event.message))
 
     @app.page("/stats/case-requests")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"ok": True, "data": creation.counts})
+            return self.json({"ok": True, "data": creation.counts.as_dict()})
 
-    worker.metrics.add("case_requests", "case requests by outcome", lambda: creation.counts)
+    worker.metrics.add("case_requests", "case requests by outcome", creation.counts.as_dict)
     return Feature("case_requests", {"caseRequests": creation.counts})
 
 

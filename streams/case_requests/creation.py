@@ -26,12 +26,18 @@ from offload_bridge.streams.answers.policy import backoff_s
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter
 from offload_bridge.streams.case_requests.policy import Decision, Judgement, judge
 from offload_bridge.streams.case_requests.records import InvalidCaseRequest, decode_request
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import origin_of
 from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
 
 log = logging.getLogger("offload_bridge.streams.case_requests")
 
 DURABLE_WRITE_TIMEOUT_S = 30.0
+# Counted besides the outcomes by kind.
+CASE_REQUEST_CALLS = (
+    "failed",  # unexpected errors, each logged
+    "redelivered",  # records seen again after a crash whose outcome was already published
+)
 _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
@@ -47,9 +53,7 @@ class CaseCreation:
         self.table = table
         self.api = api
         self.out = out
-        self.counts: dict[str, int] = {kind.value: 0 for kind in CaseRequestOutcomeKind}
-        self.counts["failed"] = 0
-        self.counts["redelivered"] = 0
+        self.counts = Counters([*(kind.value for kind in CaseRequestOutcomeKind), *CASE_REQUEST_CALLS])
 
     async def on_request(self, message: Any) -> None:
         origin = origin_of(message)
@@ -93,7 +97,7 @@ class CaseCreation:
         done = await self.out.has_outcome(request_id, origin, int(message.partition))
         if done:
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
-            self.counts["redelivered"] += 1
+            self.counts.inc("redelivered")
             log.info("case request %s (%s): already has its outcome", request_id, origin)
         return done
 
@@ -209,7 +213,7 @@ class CaseCreation:
         if await self.out.terminal(source, origin, outcome, dead_letter):
             self._note(outcome)
         else:
-            self.counts["redelivered"] += 1
+            self.counts.inc("redelivered")
 
     async def _progress(self, request_id: str, kind: CaseRequestOutcomeKind, **fields: Any) -> None:
         """An outcome outside the journal (``retrying``)."""
@@ -218,7 +222,7 @@ class CaseCreation:
         await self.out.progress(outcome)
 
     def _note(self, outcome: CaseRequestOutcome) -> None:
-        self.counts[outcome.outcome.value] += 1
+        self.counts.inc(outcome.outcome.value)
         log.info(
             "case request %s: %s %s",
             outcome.requestId,

@@ -9,16 +9,15 @@ from faust.web import Request, Response, View
 
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.streams.context import Feature, WorkerContext
-from offload_bridge.streams.reconcile.counters import ReconcileCounters
 from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, SynthesizedEvent
-from offload_bridge.streams.reconcile.sweep import Reconciler
+from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
 
 log = logging.getLogger("offload_bridge.streams.reconcile")
 
 
 def register(worker: WorkerContext) -> Feature:
     settings = worker.settings
-    counters = ReconcileCounters()
+    counters = reconcile_counts()
 
     async def publish(case_id: str, event: SynthesizedEvent) -> None:
         sent = await worker.case_events.send(
@@ -37,7 +36,7 @@ def register(worker: WorkerContext) -> Feature:
         try:
             await reconciler.sweep()
         except Exception:
-            counters.failed += 1
+            counters.inc("failed")
             log.exception("reconcile sweep failed")
 
     @worker.app.page("/stats/reconcile")

@@ -17,8 +17,8 @@ from offload_bridge.schemas.answers import now_ms
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.settings import Settings
 from offload_bridge.streams.answers.policy import backoff_s
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.offload_api import OffloadApi
-from offload_bridge.streams.reconcile.counters import ReconcileCounters
 from offload_bridge.streams.reconcile.diff import SynthesizedEvent, Verdict, compare
 from offload_bridge.streams.reconcile.fetch import Fetch, Fetched, fetch_case
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
@@ -27,6 +27,23 @@ log = logging.getLogger("offload_bridge.streams.reconcile")
 
 # Consecutive throttled calls after which a sweep gives up until the next interval.
 MAX_CONSECUTIVE_THROTTLES = 5
+
+RECONCILE_COUNTS = (
+    "sweeps",
+    "checked",  # GET /cases/{id} answered 2xx
+    "published",  # synthesized events sent to case-events
+    *(verdict.value for verdict in Verdict if verdict is not Verdict.AHEAD),  # level, behind, ...
+    "not_found",  # 404: logged, counted
+    "forbidden",  # 401/403: logged, counted
+    "throttled",  # 429, 5xx, timeouts and refused connections: backed off
+    "invalid",  # a 2xx whose body is no case, or another 4xx
+    "failed",  # an unexpected error (logged)
+)
+
+
+def reconcile_counts() -> Counters:
+    return Counters(RECONCILE_COUNTS)
+
 
 # Publishes a synthesized event of a case into case-events and waits for the broker's acknowledgement.
 Publish = Callable[[str, SynthesizedEvent], Awaitable[None]]
@@ -43,7 +60,7 @@ class Reconciler:
         publish: Publish,
         owned: Callable[[], set[int]],
         ready: Callable[[], bool],
-        counters: ReconcileCounters,
+        counters: Counters,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -70,7 +87,7 @@ class Reconciler:
 
     async def sweep(self) -> None:
         counters = self.counters
-        counters.sweeps += 1
+        counters.inc("sweeps")
         settings = self.settings
         throttles = 0
         for case_id in self.stale_open_cases(now_ms()):
@@ -79,7 +96,7 @@ class Reconciler:
             await self.bucket.take()
             fetched = await fetch_case(self.api, case_id)
             if fetched.kind is Fetch.THROTTLED:
-                counters.throttled += 1
+                counters.inc("throttled")
                 throttles += 1
                 if throttles >= MAX_CONSECUTIVE_THROTTLES:
                     log.warning("reconcile: Offload keeps refusing (%s); sweep ends early", fetched.detail)
@@ -93,16 +110,16 @@ class Reconciler:
                 continue
             throttles = 0
             if fetched.kind is Fetch.NOT_FOUND:
-                counters.not_found += 1
+                counters.inc("not_found")
                 log.warning("reconcile: case %s is unknown to Offload (%s)", case_id, fetched.detail)
             elif fetched.kind is Fetch.FORBIDDEN:
-                counters.forbidden += 1
+                counters.inc("forbidden")
                 log.warning("reconcile: case %s: access refused (%s)", case_id, fetched.detail)
             elif fetched.kind is Fetch.INVALID or fetched.case is None:
-                counters.invalid += 1
+                counters.inc("invalid")
                 log.warning("reconcile: case %s: unusable answer (%s)", case_id, fetched.detail)
             else:
-                counters.checked += 1
+                counters.inc("checked")
                 await self._apply(case_id, fetched)
 
     async def _apply(self, case_id: str, fetched: Fetched) -> None:
@@ -111,11 +128,10 @@ class Reconciler:
         assert fetched.case is not None
         comparison = compare(record.state if record is not None else None, fetched.case)
         if comparison.verdict is not Verdict.AHEAD or comparison.event is None:
-            name = comparison.verdict.value
-            setattr(counters, name, getattr(counters, name) + 1)
+            counters.inc(comparison.verdict.value)
             if comparison.verdict in (Verdict.DIVERGED, Verdict.INCOMPLETE):
                 log.warning("reconcile: %s", comparison.describe(case_id))
             return
         await self.publish(case_id, comparison.event)  # acknowledged (acks=all) before it counts
-        counters.published += 1
+        counters.inc("published")
         log.info("reconcile: %s", comparison.describe(case_id))

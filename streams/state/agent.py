@@ -10,18 +10,28 @@ import logging
 from typing import Any
 
 from offload_bridge.streams.context import Feature, WorkerContext
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state import views
-from offload_bridge.streams.state.counters import FoldCounters
 from offload_bridge.streams.state.fold import FoldOutcome, fold
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from offload_bridge.topics import CASE_EVENTS_INVALID
 
 log = logging.getLogger(__name__)
 
+FOLD_COUNTS = (
+    *(outcome.value for outcome in FoldOutcome),  # applied, stale, ignored, duplicate
+    "invalid",  # not a valid event: logged, copied to case-events.invalid, skipped
+    "failed",  # an unexpected error while folding: logged, skipped
+)
+
+
+def fold_counts() -> Counters:
+    return Counters(FOLD_COUNTS)
+
 
 def register(worker: WorkerContext) -> Feature:
     """The state agent, the query API (``/ready``, ``/stats``, ``/cases``) and the case_events metric."""
-    counters = FoldCounters()
+    counters = fold_counts()
     invalid = worker.topic(CASE_EVENTS_INVALID)
 
     @worker.app.agent(worker.case_events, name="case-state", concurrency=1)
@@ -30,19 +40,19 @@ def register(worker: WorkerContext) -> Feature:
             try:
                 await handle(worker, counters, invalid, event.message)
             except Exception:
-                counters.failed += 1
+                counters.inc("failed")
                 log.exception("case-events %s[%s]@%s: folding failed, skipped", *_position(event.message))
 
     views.register(worker, counters)
     worker.metrics.add(
         "case_events",
         "case-events records by what the fold did with them",
-        lambda: {kind: n for kind, n in counters.as_dict().items() if kind != "folded"},
+        counters.as_dict,
     )
     return Feature("state", {"caseEvents": counters})
 
 
-async def handle(worker: WorkerContext, counters: FoldCounters, invalid: Any, message: Any) -> None:
+async def handle(worker: WorkerContext, counters: Counters, invalid: Any, message: Any) -> None:
     headers: dict[str, bytes] = dict(message.headers or ())
     try:
         event = decode_event(message.key, message.value)
@@ -51,7 +61,7 @@ async def handle(worker: WorkerContext, counters: FoldCounters, invalid: Any, me
         return
     case_id = event.data.caseId
     record, outcome = fold(worker.table.get(case_id), event, headers)
-    counters.count(outcome)
+    counters.inc(outcome.value)
     if outcome is FoldOutcome.DUPLICATE:
         return
     # A new value each time (never mutated in place), so the changelog sees every change.
@@ -60,10 +70,10 @@ async def handle(worker: WorkerContext, counters: FoldCounters, invalid: Any, me
 
 
 async def _quarantine(
-    counters: FoldCounters, invalid: Any, message: Any, headers: dict[str, bytes], reason: str
+    counters: Counters, invalid: Any, message: Any, headers: dict[str, bytes], reason: str
 ) -> None:
     """Count, log and copy a record that is no event to case-events.invalid, with where it came from."""
-    counters.invalid += 1
+    counters.inc("invalid")
     topic, partition, offset = _position(message)
     log.warning("case-events %s[%s]@%s is not a valid event, skipped: %s", topic, partition, offset, reason)
     context = {

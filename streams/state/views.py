@@ -18,7 +18,8 @@ from faust.web.exceptions import ServiceUnavailable
 
 from offload_bridge.partitioning import partition_for
 from offload_bridge.streams.context import WorkerContext
-from offload_bridge.streams.state.counters import FoldCounters
+from offload_bridge.streams.counters import Counters
+from offload_bridge.streams.state.fold import FoldOutcome
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def not_ready(view: View) -> Response:
     return error_response(view, 503, "NOT_READY", "the case-state table is recovering; try again shortly")
 
 
-def register(streams: WorkerContext, counters: FoldCounters) -> None:
+def register(streams: WorkerContext, counters: Counters) -> None:
     app, table = streams.app, streams.table
 
     @app.page("/ready")
@@ -58,7 +59,9 @@ def register(streams: WorkerContext, counters: FoldCounters) -> None:
     @app.page("/stats")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return ok_response(self, _body({"ready": streams.is_ready(), "caseEvents": counters.as_dict()}))
+            counts = counters.as_dict()
+            counts["folded"] = sum(counts[outcome.value] for outcome in FoldOutcome)
+            return ok_response(self, _body({"ready": streams.is_ready(), "caseEvents": counts}))
 
     @app.table_route(table=table, match_info="case_id")
     async def lookup(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
