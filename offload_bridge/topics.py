@@ -60,6 +60,9 @@ CASE_REQUEST_OUTCOMES = TopicSpec(
 CASE_REQUESTS_DLQ = TopicSpec(
     "case-requests.dlq", "requestId", "the raw request; headers with error, original topic/partition/offset"
 )
+# The worker's own delayed attempts of case requests (like answers.retry). Not in ALL_TOPICS until its
+# contract joins the registry; the worker creates it with WORKER_TOPICS.
+CASE_REQUESTS_RETRY = TopicSpec("case-requests.retry", "requestId", "the case request + attempt, notBefore")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_EVENTS,
@@ -73,6 +76,10 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_REQUEST_OUTCOMES,
     CASE_REQUESTS_DLQ,
 )
+
+
+# Every topic the streams worker reads or writes.
+WORKER_TOPICS: tuple[TopicSpec, ...] = (*ALL_TOPICS, CASE_REQUESTS_RETRY)
 
 
 class TopicMissing(RuntimeError):

@@ -66,6 +66,19 @@ class CaseRequest(CreateCase):
     requestId: NonBlank
 
 
+class CaseRequestRetry(CaseRequest):
+    """A message on ``case-requests.retry`` (key = requestId): the request, the attempt about to be made,
+    and when. Its header ``origin`` names the ``case-requests`` record it continues."""
+
+    attempt: int = Field(ge=1)
+    notBefore: int = Field(ge=0, description="unix ms before which the attempt must not be made")
+
+    def request(self) -> CaseRequest:
+        """The request as it was published, without the retry's own fields."""
+        fields = self.model_dump(mode="json", exclude_unset=True, exclude={"attempt", "notBefore"})
+        return CaseRequest.model_validate(fields)
+
+
 class CaseRequestOutcomeKind(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"

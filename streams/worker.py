@@ -5,7 +5,7 @@ from __future__ import annotations
 from offload_bridge.admin import ensure_topics
 from offload_bridge.logs import logging_dict
 from offload_bridge.settings import Settings
-from offload_bridge.topics import ALL_TOPICS, topic_name
+from offload_bridge.topics import WORKER_TOPICS, topic_name
 
 
 class WorkerSetupError(RuntimeError):
@@ -17,8 +17,8 @@ def prepare_topics(settings: Settings) -> None:
 
     Raises KafkaUnreachable, TopicCreationFailed or WorkerSetupError.
     """
-    report = ensure_topics(settings)
-    caseid_keyed = {topic_name(spec, settings) for spec in ALL_TOPICS if spec.key == "caseId"}
+    report = ensure_topics(settings, WORKER_TOPICS)
+    caseid_keyed = {topic_name(spec, settings) for spec in WORKER_TOPICS if spec.key == "caseId"}
     wrong = {name: n for name, n in report.mismatched.items() if name in caseid_keyed}
     if wrong:
         listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))

@@ -8,9 +8,7 @@ case-state agent folding the same case in between never has a write overwritten.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
@@ -32,13 +30,11 @@ from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import wait_until_due
 
 log = logging.getLogger("offload_bridge.streams.answers")
 
 INVALID_ANSWER = "INVALID_ANSWER"
-# How long a retry record not yet due may hold up its partition, counted from when it was written: a
-# record waiting alone is put back about once a second, and a queue of waiting records adds no delay.
-RETRY_HOLD_S = 1.0
 
 Result = OffloadReply | OffloadUnreachable
 
@@ -81,14 +77,9 @@ class AnswerDelivery:
         except InvalidAnswer as invalid:
             await self._reject_invalid(message, origin, invalid)
             return
-        due_in = _due_in_s(retry)
-        if due_in > 0:
-            age = max(0.0, time.time() - message.timestamp) if message.timestamp else 0.0
-            hold = due_in if due_in <= RETRY_HOLD_S else max(0.0, RETRY_HOLD_S - age)
-            await asyncio.sleep(hold)
-            if _due_in_s(retry) > 0.001:
-                await self.out.defer(message)
-                return
+        if not await wait_until_due(retry.notBefore, message.timestamp):
+            await self.out.defer(message)
+            return
         await self.attempt(message, origin, retry, retry.attempt, retry.notWaitingRetries)
 
     async def on_unexpected(self, message: Any, error: Exception) -> None:
@@ -320,10 +311,6 @@ class AnswerDelivery:
 
 def _position(message: Any) -> tuple[str, int, int]:
     return str(message.topic), int(message.partition), int(message.offset)
-
-
-def _due_in_s(retry: RetryAnswer) -> float:
-    return (retry.notBefore - now_ms()) / 1000
 
 
 def _describe(result: Result) -> str:

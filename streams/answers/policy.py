@@ -7,18 +7,19 @@ took is ``duplicate``, never ``conflict``; 429/5xx/timeouts retried with backoff
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from enum import StrEnum
 
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES, backoff_s
+
+__all__ = ["RETRYABLE_STATUSES", "backoff_s"]  # the retry rules answers follow, next to the decisions
 
 CASE_NOT_WAITING_FOR_INPUT = "CASE_NOT_WAITING_FOR_INPUT"
 INPUT_REQUEST_NOT_PENDING = "INPUT_REQUEST_NOT_PENDING"
 INPUT_REQUEST_MISMATCH = "INPUT_REQUEST_MISMATCH"
 
 TERMINAL_CASE_STATUSES = frozenset({"COMPLETED", "FAILED"})
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class Verdict(StrEnum):
@@ -72,17 +73,3 @@ def _judge_conflict(code: str | None, input_request_id: str, context: AnswerCont
 def needs_delivery_check(result: OffloadReply | OffloadUnreachable, context: AnswerContext) -> bool:
     """A 409 that could be our own earlier delivery: worth a look at the case before judging."""
     return isinstance(result, OffloadReply) and result.status == 409 and not context.delivered
-
-
-def backoff_s(
-    attempt: int,
-    base_s: float,
-    cap_s: float,
-    retry_after_s: float | None = None,
-    rng: random.Random | None = None,
-) -> float:
-    """Delay after failed attempt ``attempt``: exponential backoff with equal jitter (half fixed, half
-    random, so retries of many answers spread out), capped, and never shorter than Retry-After."""
-    ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
-    jittered = (rng or random).uniform(ceiling / 2, ceiling)
-    return jittered if retry_after_s is None else max(retry_after_s, jittered)

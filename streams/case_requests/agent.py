@@ -1,5 +1,6 @@
-"""The case-requests feature: one agent on ``case-requests`` over ``CaseCreation``, the request table and
-the outcome journal, ``GET /stats/case-requests`` and the case_requests metric.
+"""The case-requests feature: agents on ``case-requests`` (first attempts) and ``case-requests.retry``
+(later ones) over one ``CaseCreation``, the request table and the outcome journal,
+``GET /stats/case-requests`` and the case_requests metric.
 
 One actor per partition (isolated partitions) keeps a slow call from holding up the other partitions;
 every error is caught per message, so the actor never restarts.
@@ -18,7 +19,12 @@ from offload_bridge.streams.case_requests.outputs import CaseRequestOutputs
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.streams.storage import add_model_table
-from offload_bridge.topics import CASE_REQUEST_OUTCOMES, CASE_REQUESTS, CASE_REQUESTS_DLQ
+from offload_bridge.topics import (
+    CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS,
+    CASE_REQUESTS_DLQ,
+    CASE_REQUESTS_RETRY,
+)
 
 log = logging.getLogger("offload_bridge.streams.case_requests")
 
@@ -39,7 +45,10 @@ def register(worker: WorkerContext) -> Feature:
         app, settings, CASE_REQUEST_JOURNAL_TABLE, outcomes,
         help="per requestId, the request records that have their terminal outcome",
     )  # fmt: skip
-    outputs = CaseRequestOutputs(outcomes, worker.topic(CASE_REQUESTS_DLQ), worker.case_events, journal)
+    outputs = CaseRequestOutputs(
+        outcomes, worker.topic(CASE_REQUESTS_RETRY), worker.topic(CASE_REQUESTS_DLQ), worker.case_events,
+        journal,
+    )  # fmt: skip
     creation = CaseCreation(settings, table, worker.offload, outputs)
 
     @app.agent(worker.topic(CASE_REQUESTS), name="case-requests", concurrency=1, isolated_partitions=True)
@@ -50,6 +59,15 @@ def register(worker: WorkerContext) -> Feature:
             except Exception:
                 creation.counts.inc("failed")
                 log.exception("case-requests %s[%s]@%s: failed, skipped", *_position(event.message))
+
+    @app.agent(worker.topic(CASE_REQUESTS_RETRY), name="case-request-retries", isolated_partitions=True)
+    async def retry_case_requests(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await creation.on_retry(event.message)
+            except Exception:
+                creation.counts.inc("failed")
+                log.exception("case-requests.retry %s[%s]@%s: failed, skipped", *_position(event.message))
 
     @app.page("/stats/case-requests")
     class Stats(View):

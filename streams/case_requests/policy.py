@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from offload_bridge.streams.answers.policy import RETRYABLE_STATUSES
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
 

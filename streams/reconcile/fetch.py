@@ -8,8 +8,8 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from offload_bridge.schemas.offload_case import OffloadCase
-from offload_bridge.streams.answers.policy import RETRYABLE_STATUSES
 from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES
 
 
 class Fetch(StrEnum):

@@ -16,12 +16,12 @@ from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.settings import Settings
-from offload_bridge.streams.answers.policy import backoff_s
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.diff import SynthesizedEvent, Verdict, compare
 from offload_bridge.streams.reconcile.fetch import Fetch, Fetched, fetch_case
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
+from offload_bridge.streams.retry import backoff_s
 
 log = logging.getLogger("offload_bridge.streams.reconcile")
 
