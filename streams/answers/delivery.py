@@ -24,7 +24,7 @@ from offload_bridge.streams.answers.case_view import (
     table_context,
     table_view,
 )
-from offload_bridge.streams.answers.outputs import AnswerOutputs, Position
+from offload_bridge.streams.answers.outputs import AnswerSink, Position
 from offload_bridge.streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
 from offload_bridge.streams.counters import Counters
@@ -45,7 +45,7 @@ class AnswerDelivery:
         settings: Settings,
         table: Any,
         api: OffloadApi,
-        outputs: AnswerOutputs,
+        outputs: AnswerSink,
         outcome_counts: Counters,
         call_counts: Counters,
     ) -> None:
@@ -119,7 +119,7 @@ class AnswerDelivery:
         ``origin``: where the answer record sits on ``answers``; it gets exactly one terminal outcome.
         """
         case_id = answer.caseId
-        if await self.out.journal.seen(case_id, origin, int(message.partition)):
+        if await self.out.has_outcome(case_id, origin, int(message.partition)):
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
             self.call_counts.inc("redelivered")
             log.info("answer %s (%s): already has its outcome; not sent again", answer.answer_id, origin)

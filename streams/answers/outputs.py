@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
@@ -51,6 +51,31 @@ class Position:
         return cls(str(message.topic), int(message.partition), int(message.offset))
 
 
+class AnswerSink(Protocol):
+    """Where the answer delivery writes; ``AnswerOutputs`` on Kafka, a recording in the in-process tests."""
+
+    async def has_outcome(self, case_id: str, origin: str, partition: int) -> bool:
+        """True when the answer record at ``origin`` already has its terminal outcome."""
+
+    async def outcome(self, record: AnswerOutcome) -> None:
+        """A non-terminal outcome (``retrying``)."""
+
+    async def terminal(self, message: Any, origin: str, record: AnswerOutcome, dead_letter: bool) -> bool:
+        """The one terminal outcome of the answer at ``origin``; False when it already has one."""
+
+    async def schedule(self, retry: RetryAnswer, origin: str) -> None:
+        """The next attempt on answers.retry."""
+
+    async def defer(self, message: Any) -> None:
+        """A retry record not yet due back on answers.retry, unchanged."""
+
+    async def dead_letter(self, message: Any, case_id: str | None, outcome: AnswerOutcome) -> None:
+        """The record on answers.dlq with what happened in its headers."""
+
+    async def case_changed(self, case_id: str, state_json: bytes) -> None:
+        """The case's new state on case-state."""
+
+
 class AnswerOutputs:
     """The topics the answer agents write to (faust TopicT, raw bytes)."""
 
@@ -71,6 +96,9 @@ class AnswerOutputs:
         self.case_state = case_state
         self.outcome_counts = outcome_counts
         self.call_counts = call_counts
+
+    async def has_outcome(self, case_id: str, origin: str, partition: int) -> bool:
+        return await self.journal.seen(case_id, origin, partition)
 
     async def outcome(self, record: AnswerOutcome) -> None:
         """A non-terminal outcome (``retrying``): it may be published again after a crash."""
