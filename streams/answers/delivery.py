@@ -25,7 +25,12 @@ from offload_bridge.streams.answers.case_view import (
     table_view,
 )
 from offload_bridge.streams.answers.outputs import AnswerSink, Position
-from offload_bridge.streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
+from offload_bridge.streams.answers.policy import (
+    AnswerDecision,
+    backoff_s,
+    decide_answer,
+    needs_delivery_check,
+)
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
@@ -144,8 +149,8 @@ class AnswerDelivery:
             looked = await self._look_at_case(answer)
             if looked is not None:
                 context, view = merged_context(context, looked), looked
-        verdict = judge(result, answer.inputRequestId, context)
-        await self._act(message, origin, answer, attempt, not_waiting_retries, result, verdict, view)
+        decision = decide_answer(result, answer.inputRequestId, context)
+        await self._act(message, origin, answer, attempt, not_waiting_retries, result, decision, view)
 
     async def _look_at_case(self, answer: Answer) -> CaseView | None:
         self.call_counts.inc("case_lookups")
@@ -167,33 +172,33 @@ class AnswerDelivery:
         attempt: int,
         not_waiting_retries: int,
         result: Result,
-        verdict: Verdict,
+        decision: AnswerDecision,
         view: CaseView,
     ) -> None:
         settings = self.settings
         described = _describe(result)
-        if verdict is Verdict.ACCEPTED:
+        if decision is AnswerDecision.ACCEPTED:
             view = await self._record_accepted(answer, view)
             record = self._outcome(answer, Outcome.ACCEPTED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.DUPLICATE:
+        elif decision is AnswerDecision.DUPLICATE:
             text = f"Offload already has this answer ({described})"
             record = self._outcome(answer, Outcome.DUPLICATE, attempt, result, view, text)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.CONFLICT:
+        elif decision is AnswerDecision.CONFLICT:
             record = self._outcome(answer, Outcome.CONFLICT, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.REJECTED:
+        elif decision is AnswerDecision.REJECTED:
             record = self._outcome(answer, Outcome.REJECTED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=True)
-        elif verdict is Verdict.DEAD_LETTER:
+        elif decision is AnswerDecision.DEAD_LETTER:
             log.error(
                 "answer %s of case %s: Offload refused our API key (%s); dead-lettered, redrive once fixed",
                 answer.answer_id, answer.caseId, described,
             )  # fmt: skip
             record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=True)
-        elif verdict is Verdict.RETRY:
+        elif decision is AnswerDecision.RETRY:
             if attempt >= settings.offload_answer_max_attempts:
                 text = f"gave up after {attempt} attempt(s); last: {described}"
                 record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, text)

@@ -36,7 +36,7 @@ from offload_bridge.schemas.case_requests import (
 from offload_bridge.schemas.contracts import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter, SourceRecord
-from offload_bridge.streams.case_requests.policy import Decision, Judgement, judge
+from offload_bridge.streams.case_requests.policy import CaseRequestDecision, DecidedReply, decide_case_request
 from offload_bridge.streams.case_requests.records import InvalidCaseRequest, decode_request
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
@@ -222,37 +222,40 @@ class CaseCreation:
             result = await self.api.create_case(body)
         except OffloadUnreachable as error:
             result = error
-        verdict = judge(result)
-        fields = _fields(verdict)
-        if verdict.decision is Decision.CREATED:
-            assert verdict.case_id is not None
+        decided = decide_case_request(result)
+        fields = _fields(decided)
+        if decided.decision is CaseRequestDecision.CREATED:
+            assert decided.case_id is not None
             await self._end(request_id, pending, CaseRequestStatus.CREATED, **fields)
             # Announced before the outcome: whoever sees ``created`` finds the case in case-events.
             # ``at`` of the record is when the call started, never later than Offload's createdAt.
-            await self.out.announce(verdict.case_id, request, started)
+            await self.out.announce(decided.case_id, request, started)
             await self._terminal(
                 partition, origin, request_id, CaseRequestOutcomeKind.CREATED, None, **fields
             )
             return
-        if verdict.decision is Decision.UNKNOWN:
+        if decided.decision is CaseRequestDecision.UNKNOWN:
             await self._finish(
                 partition, origin, pending, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
                 **fields,
             )  # fmt: skip
             return
         settings = self.settings
-        if verdict.decision is Decision.RETRY and attempt < settings.offload_case_request_max_attempts:
+        if (
+            decided.decision is CaseRequestDecision.RETRY
+            and attempt < settings.offload_case_request_max_attempts
+        ):
             retrying = pending.model_copy(update={"status": CaseRequestStatus.RETRYING, **fields})
             await self.table.put_durably(request_id, retrying, DURABLE_WRITE_TIMEOUT_S)
             delay = backoff_s(
-                attempt, settings.offload_retry_base_s, settings.offload_retry_max_s, verdict.retry_after_s
+                attempt, settings.offload_retry_base_s, settings.offload_retry_max_s, decided.retry_after_s
             )
             await self._schedule(request, origin, attempt, delay)
             await self._progress(request_id, CaseRequestOutcomeKind.RETRYING, **fields)
             return
         kind = CaseRequestOutcomeKind.REJECTED
         status = CaseRequestStatus.REJECTED
-        if verdict.decision is not Decision.REJECTED:
+        if decided.decision is not CaseRequestDecision.REJECTED:
             kind, status = CaseRequestOutcomeKind.DEAD_LETTERED, CaseRequestStatus.DEAD_LETTERED
             fields["message"] = f"after {attempt} attempt(s): {fields['message']}".rstrip(": ")
         letter = DeadLetter(kind, fields["message"], fields["errorCode"], fields["httpStatus"])
@@ -343,12 +346,12 @@ def decode_retry(message: Any, partitions: int) -> CaseRequestRetry:
         raise InvalidCaseRequest(f"retry: {where}: {first['msg']}") from None
 
 
-def _fields(verdict: Judgement) -> dict[str, Any]:
+def _fields(decided: DecidedReply) -> dict[str, Any]:
     return {
-        "caseId": verdict.case_id,
-        "httpStatus": verdict.http_status,
-        "errorCode": verdict.error_code,
-        "message": verdict.message,
+        "caseId": decided.case_id,
+        "httpStatus": decided.http_status,
+        "errorCode": decided.error_code,
+        "message": decided.message,
     }
 
 

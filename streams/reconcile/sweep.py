@@ -18,8 +18,8 @@ from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.settings import Settings
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.offload_api import OffloadApi
-from offload_bridge.streams.reconcile.diff import SynthesizedEvent, Verdict, compare
-from offload_bridge.streams.reconcile.fetch import Fetch, Fetched, fetch_case
+from offload_bridge.streams.reconcile.diff import ReconcileDecision, SynthesizedEvent, decide_reconcile
+from offload_bridge.streams.reconcile.fetch import FetchKind, FetchResult, fetch_case
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 from offload_bridge.streams.retry import backoff_s
 
@@ -32,7 +32,9 @@ RECONCILE_COUNTS = (
     "sweeps",
     "checked",  # GET /cases/{id} answered 2xx
     "published",  # synthesized events sent to case-events
-    *(verdict.value for verdict in Verdict if verdict is not Verdict.AHEAD),  # level, behind, ...
+    *(
+        decision.value for decision in ReconcileDecision if decision is not ReconcileDecision.AHEAD
+    ),  # level, behind, ...
     "not_found",  # 404: logged, counted
     "forbidden",  # 401/403: logged, counted
     "throttled",  # 429, 5xx, timeouts and refused connections: backed off
@@ -95,7 +97,7 @@ class Reconciler:
                 return  # a rebalance: these partitions may be someone else's now
             await self.bucket.take()
             fetched = await fetch_case(self.api, case_id)
-            if fetched.kind is Fetch.THROTTLED:
+            if fetched.kind is FetchKind.THROTTLED:
                 counters.inc("throttled")
                 throttles += 1
                 if throttles >= MAX_CONSECUTIVE_THROTTLES:
@@ -109,27 +111,27 @@ class Reconciler:
                 await asyncio.sleep(delay)
                 continue
             throttles = 0
-            if fetched.kind is Fetch.NOT_FOUND:
+            if fetched.kind is FetchKind.NOT_FOUND:
                 counters.inc("not_found")
                 log.warning("reconcile: case %s is unknown to Offload (%s)", case_id, fetched.detail)
-            elif fetched.kind is Fetch.FORBIDDEN:
+            elif fetched.kind is FetchKind.FORBIDDEN:
                 counters.inc("forbidden")
                 log.warning("reconcile: case %s: access refused (%s)", case_id, fetched.detail)
-            elif fetched.kind is Fetch.INVALID or fetched.case is None:
+            elif fetched.kind is FetchKind.INVALID or fetched.case is None:
                 counters.inc("invalid")
                 log.warning("reconcile: case %s: unusable answer (%s)", case_id, fetched.detail)
             else:
                 counters.inc("checked")
                 await self._apply(case_id, fetched)
 
-    async def _apply(self, case_id: str, fetched: Fetched) -> None:
+    async def _apply(self, case_id: str, fetched: FetchResult) -> None:
         counters = self.counters
         record = self.table.get(case_id)  # read again: a webhook may have arrived during the call
         assert fetched.case is not None
-        comparison = compare(record.state if record is not None else None, fetched.case)
-        if comparison.verdict is not Verdict.AHEAD or comparison.event is None:
-            counters.inc(comparison.verdict.value)
-            if comparison.verdict in (Verdict.DIVERGED, Verdict.INCOMPLETE):
+        comparison = decide_reconcile(record.state if record is not None else None, fetched.case)
+        if comparison.decision is not ReconcileDecision.AHEAD or comparison.event is None:
+            counters.inc(comparison.decision.value)
+            if comparison.decision in (ReconcileDecision.DIVERGED, ReconcileDecision.INCOMPLETE):
                 log.warning("reconcile: %s", comparison.describe(case_id))
             return
         await self.publish(case_id, comparison.event)  # acknowledged (acks=all) before it counts

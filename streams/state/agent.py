@@ -12,14 +12,14 @@ from typing import Any
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state import views
-from offload_bridge.streams.state.fold import FoldOutcome, fold
+from offload_bridge.streams.state.fold import FoldResult, fold
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from offload_bridge.topics import CASE_EVENTS_INVALID
 
 log = logging.getLogger(__name__)
 
 FOLD_COUNTS = (
-    *(outcome.value for outcome in FoldOutcome),  # applied, stale, ignored, duplicate
+    *(outcome.value for outcome in FoldResult),  # applied, stale, ignored, duplicate
     "invalid",  # not a valid event: logged, copied to case-events.invalid, skipped
     "failed",  # an unexpected error while folding: logged, skipped
 )
@@ -62,7 +62,7 @@ async def handle(worker: WorkerContext, counters: Counters, invalid: Any, messag
     case_id = event.data.caseId
     record, outcome = fold(worker.table.get(case_id), event, headers)
     counters.inc(outcome.value)
-    if outcome is FoldOutcome.DUPLICATE:
+    if outcome is FoldResult.DUPLICATE:
         return
     # A new value each time (never mutated in place), so the changelog sees every change.
     worker.table[case_id] = record

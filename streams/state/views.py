@@ -19,7 +19,7 @@ from faust.web.exceptions import ServiceUnavailable
 from offload_bridge.partitioning import partition_for
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.counters import Counters
-from offload_bridge.streams.state.fold import FoldOutcome
+from offload_bridge.streams.state.fold import FoldResult
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def register(streams: WorkerContext, counters: Counters) -> None:
     class Stats(View):
         async def get(self, request: Request) -> Response:
             counts = counters.as_dict()
-            counts["folded"] = sum(counts[outcome.value] for outcome in FoldOutcome)
+            counts["folded"] = sum(counts[outcome.value] for outcome in FoldResult)
             return ok_response(self, _body({"ready": streams.is_ready(), "caseEvents": counts}))
 
     @app.table_route(table=table, match_info="case_id")
