@@ -67,7 +67,8 @@ class CaseRequest(CreateCase):
 
 
 class RetryCaseRequest(CaseRequest):
-    """A message on ``case-requests.retry``: the request, the attempt about to be made, and when.
+    """A message on ``case-requests.retry`` (key = requestId): the request, the attempt about to be made, and
+    when. Its header ``origin`` names the ``case-requests`` record it continues.
 
     Only requests that provably did not reach Offload are retried (see ``CaseRequestOutcomeKind``); the
     retry waits on its own topic so that later requests of the same partition do not wait behind it.
@@ -79,6 +80,11 @@ class RetryCaseRequest(CaseRequest):
     def offload_body(self) -> dict[str, Any]:
         """The body the requester sent: the retry's own fields are not Offload's."""
         return self.model_dump(mode="json", exclude_unset=True, exclude={"requestId", "attempt", "notBefore"})
+
+    def request(self) -> CaseRequest:
+        """The request as it was published, without the retry's own fields."""
+        fields = self.model_dump(mode="json", exclude_unset=True, exclude={"attempt", "notBefore"})
+        return CaseRequest.model_validate(fields)
 
 
 class CaseRequestOutcomeKind(StrEnum):

@@ -34,13 +34,13 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.serializers.codecs import Codec
 from pydantic import BaseModel, Field
 
 from offload_bridge.clients import aiokafka_options
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.contracts import ORIGIN_HEADER
 from offload_bridge.settings import Settings
+from offload_bridge.streams.storage import add_model_table
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +56,6 @@ class JournalEntry(BaseModel):
 
     origins: dict[str, int] = Field(default_factory=dict, description="origin -> outcome offset")
     mark: int | None = Field(default=None, description="offset of the last journaled outcome")
-
-
-class _EntryCodec(Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        entry: JournalEntry = obj
-        return entry.model_dump_json(exclude_defaults=True).encode()
-
-    def _loads(self, s: bytes) -> Any:
-        return JournalEntry.model_validate_json(s)
-
-
-class JournalTable(faust.Table[str, JournalEntry]):
-    """Keys written raw, so the changelog places them with Kafka's partitioner like the source topic."""
-
-    def __init__(self, app: Any, **kwargs: Any) -> None:
-        super().__init__(app, key_type=str, **kwargs)
-        self.key_serializer = "raw"
-        self.value_serializer = _EntryCodec()
 
 
 def origin_of(message: Any) -> str:
@@ -98,10 +80,10 @@ class OutcomeJournal:
         self.settings = settings
         self.partitions = settings.offload_topic_partitions
         self.outcomes = outcomes  # faust TopicT, raw bytes
-        self.table = JournalTable(
-            app, name=table_name, partitions=self.partitions, beacon=app.tables.beacon, help=help
+        # Keys written raw, so the changelog places them with Kafka's partitioner like the source topic.
+        self.table = add_model_table(
+            app, table_name, JournalEntry, self.partitions, help=help, exclude_defaults=True
         )
-        app.tables.add(self.table)
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._caught_up: set[int] = set()
         self.recovered = 0  # outcomes found on the topic whose journal write had been lost

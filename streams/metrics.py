@@ -1,7 +1,8 @@
-"""Prometheus ``GET /metrics`` of the worker, read at scrape time from the counters the agents keep.
+"""Prometheus ``GET /metrics`` of the worker, read at scrape time from the counters the features keep.
 
-Agents keep plain counters (cheap on the hot path); each registers them here as a source, and a scrape
-turns every source into one counter family with a ``kind`` label, plus the consumer lag per partition.
+Features keep ``streams.counters.Counters`` (cheap on the hot path) and register them here as sources; a
+scrape turns every source into one counter family with a ``kind`` label, plus the consumer lag per
+partition.
 """
 
 from __future__ import annotations

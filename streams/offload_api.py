@@ -81,7 +81,14 @@ def read_reply(response: httpx.Response) -> OffloadReply:
 class OffloadApi:
     """Calls to the Offload API with the configured key and timeouts."""
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``http`` replaces the client outright; ``transport`` keeps the configured client (key, base
+        URL, timeouts) over another transport, e.g. ``httpx.ASGITransport`` to the simulator in tests."""
         headers = {"accept": "application/json", "user-agent": "offload-bridge"}
         if settings.offload_api_key is not None:
             headers["x-api-key"] = settings.offload_api_key.get_secret_value()
@@ -92,6 +99,7 @@ class OffloadApi:
                 settings.offload_http_timeout_s, connect=settings.offload_http_connect_timeout_s
             ),
             limits=httpx.Limits(max_connections=settings.offload_http_max_connections),
+            transport=transport,
         )
 
     async def aclose(self) -> None:

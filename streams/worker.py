@@ -17,7 +17,7 @@ def prepare_topics(settings: Settings) -> None:
 
     Raises KafkaUnreachable, TopicCreationFailed or WorkerSetupError.
     """
-    report = ensure_topics(settings)
+    report = ensure_topics(settings, ALL_TOPICS)
     caseid_keyed = {topic_name(spec, settings) for spec in ALL_TOPICS if spec.key == "caseId"}
     wrong = {name: n for name, n in report.mismatched.items() if name in caseid_keyed}
     if wrong:

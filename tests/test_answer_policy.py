@@ -11,9 +11,9 @@ import pytest
 
 from offload_bridge.streams.answers.policy import (
     AnswerContext,
-    Verdict,
+    AnswerDecision,
     backoff_s,
-    judge,
+    decide_answer,
     needs_delivery_check,
 )
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable, parse_retry_after, read_reply
@@ -27,40 +27,46 @@ PENDING = AnswerContext(case_status="INPUT_NEEDED", pending_input_request_id="re
 
 
 @pytest.mark.parametrize(
-    ("result", "context", "verdict"),
+    ("result", "context", "decision"),
     [
-        (_reply(202), PENDING, Verdict.ACCEPTED),
-        (_reply(409, "INPUT_REQUEST_MISMATCH"), PENDING, Verdict.CONFLICT),
-        (_reply(409, "INPUT_REQUEST_NOT_PENDING"), PENDING, Verdict.CONFLICT),
-        (_reply(409, "INPUT_REQUEST_NOT_PENDING"), AnswerContext(delivered=True), Verdict.DUPLICATE),
-        (_reply(409, "CASE_NOT_WAITING_FOR_INPUT"), AnswerContext(delivered=True), Verdict.DUPLICATE),
-        (_reply(409, "CASE_NOT_WAITING_FOR_INPUT"), PENDING, Verdict.RETRY_NOT_WAITING),
+        (_reply(202), PENDING, AnswerDecision.ACCEPTED),
+        (_reply(409, "INPUT_REQUEST_MISMATCH"), PENDING, AnswerDecision.CONFLICT),
+        (_reply(409, "INPUT_REQUEST_NOT_PENDING"), PENDING, AnswerDecision.CONFLICT),
+        (_reply(409, "INPUT_REQUEST_NOT_PENDING"), AnswerContext(delivered=True), AnswerDecision.DUPLICATE),
+        (_reply(409, "CASE_NOT_WAITING_FOR_INPUT"), AnswerContext(delivered=True), AnswerDecision.DUPLICATE),
+        (_reply(409, "CASE_NOT_WAITING_FOR_INPUT"), PENDING, AnswerDecision.RETRY_NOT_WAITING),
         (
             _reply(409, "CASE_NOT_WAITING_FOR_INPUT"),
             AnswerContext(case_status="COMPLETED", pending_input_request_id="req-1"),
-            Verdict.CONFLICT,
+            AnswerDecision.CONFLICT,
         ),
-        (_reply(409, "CASE_NOT_WAITING_FOR_INPUT"), AnswerContext(case_status="RUNNING"), Verdict.CONFLICT),
+        (
+            _reply(409, "CASE_NOT_WAITING_FOR_INPUT"),
+            AnswerContext(case_status="RUNNING"),
+            AnswerDecision.CONFLICT,
+        ),
         (
             _reply(409, "CASE_NOT_WAITING_FOR_INPUT"),
             AnswerContext(case_status="INPUT_NEEDED", pending_input_request_id="req-2"),
-            Verdict.CONFLICT,
+            AnswerDecision.CONFLICT,
         ),
-        (_reply(429), PENDING, Verdict.RETRY),
-        (_reply(500, "INTERNAL_ERROR"), PENDING, Verdict.RETRY),
-        (_reply(502), PENDING, Verdict.RETRY),
-        (_reply(503), PENDING, Verdict.RETRY),
-        (_reply(504), PENDING, Verdict.RETRY),
-        (OffloadUnreachable("timeout", reached=True), PENDING, Verdict.RETRY),
-        (OffloadUnreachable("refused", reached=False), PENDING, Verdict.RETRY),
-        (_reply(400, "INVALID_REQUEST"), PENDING, Verdict.REJECTED),
-        (_reply(404, "CASE_NOT_FOUND"), PENDING, Verdict.REJECTED),
-        (_reply(401, "UNAUTHORIZED"), PENDING, Verdict.DEAD_LETTER),
-        (_reply(403, "FORBIDDEN"), PENDING, Verdict.DEAD_LETTER),
+        (_reply(429), PENDING, AnswerDecision.RETRY),
+        (_reply(500, "INTERNAL_ERROR"), PENDING, AnswerDecision.RETRY),
+        (_reply(502), PENDING, AnswerDecision.RETRY),
+        (_reply(503), PENDING, AnswerDecision.RETRY),
+        (_reply(504), PENDING, AnswerDecision.RETRY),
+        (OffloadUnreachable("timeout", reached=True), PENDING, AnswerDecision.RETRY),
+        (OffloadUnreachable("refused", reached=False), PENDING, AnswerDecision.RETRY),
+        (_reply(400, "INVALID_REQUEST"), PENDING, AnswerDecision.REJECTED),
+        (_reply(404, "CASE_NOT_FOUND"), PENDING, AnswerDecision.REJECTED),
+        (_reply(401, "UNAUTHORIZED"), PENDING, AnswerDecision.DEAD_LETTER),
+        (_reply(403, "FORBIDDEN"), PENDING, AnswerDecision.DEAD_LETTER),
     ],
 )
-def test_judge(result: OffloadReply | OffloadUnreachable, context: AnswerContext, verdict: Verdict) -> None:
-    assert judge(result, "req-1", context) is verdict
+def test_decide_answer(
+    result: OffloadReply | OffloadUnreachable, context: AnswerContext, decision: AnswerDecision
+) -> None:
+    assert decide_answer(result, "req-1", context) is decision
 
 
 def test_only_undelivered_409s_need_a_look_at_the_case() -> None:

@@ -6,14 +6,14 @@ from typing import Any
 
 from offload_bridge.schemas.case_state import RECENT_EVENT_IDS, CaseRecord
 from offload_bridge.schemas.events import parse_event
-from offload_bridge.streams.state.fold import FoldOutcome, fold
+from offload_bridge.streams.state.fold import FoldResult, fold
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from tests.streams_support import SEED_COMPLETED, SEED_INPUT_NEEDED, event_body
 
 HEADERS = {"received_at": b"5000"}
 
 
-def folded(*bodies: bytes, headers: dict[str, bytes] | None = None) -> tuple[CaseRecord, list[FoldOutcome]]:
+def folded(*bodies: bytes, headers: dict[str, bytes] | None = None) -> tuple[CaseRecord, list[FoldResult]]:
     record: CaseRecord | None = None
     outcomes = []
     for body in bodies:
@@ -31,7 +31,7 @@ def question(case: str = "c1", at: int = 1_000, request_id: str = "ir-1", **data
 def test_input_needed_sets_the_pending_question() -> None:
     record, outcomes = folded(SEED_INPUT_NEEDED)
     state = record.state
-    assert outcomes == [FoldOutcome.APPLIED]
+    assert outcomes == [FoldResult.APPLIED]
     assert state.status == "INPUT_NEEDED"
     assert state.inputRequest is not None
     assert state.inputRequest.id == "c8c6a7ca-a913-4d13-8cd8-5887efb0531c"
@@ -68,7 +68,7 @@ def test_seed_completed_keeps_fields_it_does_not_carry() -> None:
 def test_duplicate_event_id_changes_nothing() -> None:
     first, _ = folded(question())
     again, outcome = fold(first, parse_event(question()), {"received_at": b"9999"})
-    assert outcome is FoldOutcome.DUPLICATE
+    assert outcome is FoldResult.DUPLICATE
     assert again is first
 
 
@@ -77,7 +77,7 @@ def test_older_event_is_counted_but_never_overwrites() -> None:
         event_body("c1", "case.completed", 2_000, "COMPLETED", resultStatus="goal_achieved"),
         question(at=1_000, clientReferenceId="late-ref"),
     )
-    assert outcomes == [FoldOutcome.APPLIED, FoldOutcome.STALE]
+    assert outcomes == [FoldResult.APPLIED, FoldResult.STALE]
     state = record.state
     assert state.status == "COMPLETED"
     assert state.inputRequest is None
@@ -89,10 +89,10 @@ def test_older_event_is_counted_but_never_overwrites() -> None:
 def test_terminal_status_wins_a_tie() -> None:
     completed = event_body("c1", "case.completed", 1_000, "COMPLETED")
     record, outcomes = folded(completed, question(at=1_000))
-    assert outcomes == [FoldOutcome.APPLIED, FoldOutcome.STALE]
+    assert outcomes == [FoldResult.APPLIED, FoldResult.STALE]
     assert record.state.status == "COMPLETED"
     record, outcomes = folded(question(at=1_000), completed)
-    assert outcomes == [FoldOutcome.APPLIED, FoldOutcome.APPLIED]
+    assert outcomes == [FoldResult.APPLIED, FoldResult.APPLIED]
     assert record.state.status == "COMPLETED"
 
 
@@ -102,7 +102,7 @@ def test_unknown_type_moves_only_a_known_status_when_newer() -> None:
         event_body("c1", "case.resumed", 2_000, "RUNNING", attemptCount=5),
         event_body("c1", "case.paused", 3_000, "PAUSED"),
     )
-    assert outcomes == [FoldOutcome.APPLIED, FoldOutcome.APPLIED, FoldOutcome.IGNORED]
+    assert outcomes == [FoldResult.APPLIED, FoldResult.APPLIED, FoldResult.IGNORED]
     state = record.state
     assert (state.status, state.attemptCount, state.lastEventAt) == ("RUNNING", 1, 2_000)
     assert state.inputRequest is not None, "only a terminal status clears the question"
@@ -121,7 +121,7 @@ def test_dedup_window_is_bounded() -> None:
     assert record.recentEventIds[-1] == parse_event(bodies[-1]).event_id
     # Beyond the window an old event is no longer known by id, but it is stale: nothing changes.
     again, outcome = fold(record, parse_event(bodies[0]), HEADERS)
-    assert outcome is FoldOutcome.STALE
+    assert outcome is FoldResult.STALE
     assert again.state.inputRequest == record.state.inputRequest
 
 

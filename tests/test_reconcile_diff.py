@@ -11,11 +11,11 @@ import pytest
 from offload_bridge.schemas.case_state import CaseRecord, CaseState
 from offload_bridge.schemas.events import parse_event
 from offload_bridge.schemas.offload_case import OffloadCase
-from offload_bridge.streams.case_requests.policy import Decision, judge
+from offload_bridge.streams.case_requests.policy import CaseRequestDecision, decide_case_request
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
-from offload_bridge.streams.reconcile.diff import Verdict, compare
+from offload_bridge.streams.reconcile.diff import ReconcileDecision, decide_reconcile
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
-from offload_bridge.streams.state.fold import FoldOutcome, fold
+from offload_bridge.streams.state.fold import FoldResult, fold
 
 CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
 
@@ -40,13 +40,15 @@ def state(status: str, last_event_at: int | None, **fields: Any) -> CaseState:
     )
 
 
-def folded(record: CaseRecord | None, body: bytes) -> tuple[CaseRecord, FoldOutcome]:
+def folded(record: CaseRecord | None, body: bytes) -> tuple[CaseRecord, FoldResult]:
     return fold(record, parse_event(body), {"received_at": b"5"})
 
 
 def test_a_missed_question_becomes_the_webhook_offload_would_have_sent() -> None:
-    comparison = compare(state("RUNNING", 1_500), offload("INPUT_NEEDED", 2_000, inputRequest=QUESTION))
-    assert comparison.verdict is Verdict.AHEAD
+    comparison = decide_reconcile(
+        state("RUNNING", 1_500), offload("INPUT_NEEDED", 2_000, inputRequest=QUESTION)
+    )
+    assert comparison.decision is ReconcileDecision.AHEAD
     event = comparison.event
     assert event is not None
     assert event.event_id == f"evt_{CASE}_case_input_needed_2000"
@@ -69,10 +71,10 @@ def test_a_missed_question_becomes_the_webhook_offload_would_have_sent() -> None
 
 def test_the_real_webhook_arriving_after_the_synthesized_event_is_a_duplicate() -> None:
     view = offload("COMPLETED", 3_000, resultStatus="goal_achieved", result={"signedW9Received": True})
-    event = compare(None, view).event
+    event = decide_reconcile(None, view).event
     assert event is not None
     record, outcome = folded(None, event.body)
-    assert outcome is FoldOutcome.APPLIED
+    assert outcome is FoldResult.APPLIED
     assert (record.state.status, record.state.resultStatus) == ("COMPLETED", "goal_achieved")
     assert record.state.result == {"signedW9Received": True}
     webhook = json.dumps({
@@ -80,11 +82,13 @@ def test_the_real_webhook_arriving_after_the_synthesized_event_is_a_duplicate() 
         "data": {"caseId": CASE, "status": "COMPLETED", "resultStatus": "goal_achieved", "result": {}},
     }).encode()  # fmt: skip
     _, late = folded(record, webhook)
-    assert late is FoldOutcome.DUPLICATE
+    assert late is FoldResult.DUPLICATE
 
 
 def test_failed_carries_the_result_status_and_no_result_when_offload_has_none() -> None:
-    event = compare(state("RUNNING", 1_000), offload("FAILED", 4_000, resultStatus="max_retries")).event
+    event = decide_reconcile(
+        state("RUNNING", 1_000), offload("FAILED", 4_000, resultStatus="max_retries")
+    ).event
     assert event is not None
     data = json.loads(event.body)["data"]
     assert (data["status"], data["resultStatus"]) == ("FAILED", "max_retries")
@@ -93,48 +97,48 @@ def test_failed_carries_the_result_status_and_no_result_when_offload_has_none() 
 
 def test_running_after_an_answer_is_a_synthetic_status_event_the_fold_applies() -> None:
     ours = CaseRecord(state=state("INPUT_NEEDED", 2_000))
-    comparison = compare(
+    comparison = decide_reconcile(
         ours.state, offload("RUNNING", 2_600, inputRequest={**QUESTION, "status": "RESOLVED"})
     )
-    assert comparison.verdict is Verdict.AHEAD and comparison.event is not None
+    assert comparison.decision is ReconcileDecision.AHEAD and comparison.event is not None
     assert comparison.event.event_type == "case.running"
     assert comparison.event.event_id == f"evt_{CASE}_case_running_2600"
     record, outcome = folded(ours, comparison.event.body)
-    assert outcome is FoldOutcome.APPLIED
+    assert outcome is FoldResult.APPLIED
     assert (record.state.status, record.state.lastEventAt) == ("RUNNING", 2_600)
 
 
 def test_the_bridges_case_created_folds_as_a_status_only_event() -> None:
-    event = compare(None, offload("CREATED", 1_000, attemptCount=0)).event
+    event = decide_reconcile(None, offload("CREATED", 1_000, attemptCount=0)).event
     assert event is not None and event.event_type == "case.created"
     record, outcome = folded(None, event.body)
-    assert outcome is FoldOutcome.APPLIED and record.state.status == "CREATED"
+    assert outcome is FoldResult.APPLIED and record.state.status == "CREATED"
 
 
 def test_level_behind_and_diverged_publish_nothing() -> None:
     waiting = state("INPUT_NEEDED", 2_000, inputRequest=QUESTION)
     same = offload("INPUT_NEEDED", 2_000, inputRequest=QUESTION)
-    assert compare(waiting, same).verdict is Verdict.LEVEL
+    assert decide_reconcile(waiting, same).decision is ReconcileDecision.LEVEL
     # Answer accepted: Offload resolves the request without a new updatedAt. Nothing to publish.
     resolved = offload("INPUT_NEEDED", 2_000, inputRequest={**QUESTION, "status": "RESOLVED"})
-    assert compare(waiting, resolved).verdict is Verdict.LEVEL
+    assert decide_reconcile(waiting, resolved).decision is ReconcileDecision.LEVEL
     older = offload("RUNNING", 1_500)
-    assert compare(waiting, older).verdict is Verdict.BEHIND
+    assert decide_reconcile(waiting, older).decision is ReconcileDecision.BEHIND
     other = offload("RUNNING", 2_000)
-    diverged = compare(waiting, other)
-    assert diverged.verdict is Verdict.DIVERGED and diverged.event is None
+    diverged = decide_reconcile(waiting, other)
+    assert diverged.decision is ReconcileDecision.DIVERGED and diverged.event is None
 
 
 def test_a_newer_update_with_the_same_status_still_moves_us_forward() -> None:
     # A follow-up email: RUNNING stays RUNNING, updatedAt moves; the event keeps the next check quiet.
-    comparison = compare(state("RUNNING", 1_500), offload("RUNNING", 1_900, attemptCount=2))
-    assert comparison.verdict is Verdict.AHEAD
+    comparison = decide_reconcile(state("RUNNING", 1_500), offload("RUNNING", 1_900, attemptCount=2))
+    assert comparison.decision is ReconcileDecision.AHEAD
     assert comparison.event is not None and comparison.event.event_id == f"evt_{CASE}_case_running_1900"
 
 
 def test_what_cannot_be_expressed_is_incomplete() -> None:
-    assert compare(None, offload("INPUT_NEEDED", 2_000)).verdict is Verdict.INCOMPLETE
-    assert compare(None, offload("PAUSED FOR AUDIT", 2_000)).verdict is Verdict.INCOMPLETE
+    assert decide_reconcile(None, offload("INPUT_NEEDED", 2_000)).decision is ReconcileDecision.INCOMPLETE
+    assert decide_reconcile(None, offload("PAUSED FOR AUDIT", 2_000)).decision is ReconcileDecision.INCOMPLETE
 
 
 def test_token_bucket_spaces_calls_at_the_rate() -> None:
@@ -156,24 +160,26 @@ def reply(status: int, code: str | None = None, data: dict[str, Any] | None = No
 @pytest.mark.parametrize(
     ("result", "decision"),
     [
-        (reply(201, data={"caseId": "c-1"}), Decision.CREATED),
-        (reply(202, data={}), Decision.UNKNOWN),
-        (reply(400, "INVALID_REQUEST"), Decision.REJECTED),
-        (reply(429, "USAGE_LIMIT_REACHED"), Decision.REJECTED),
-        (reply(429), Decision.RETRY),
-        (reply(500, "INTERNAL_ERROR"), Decision.RETRY),
-        (reply(502), Decision.RETRY),
-        (reply(401, "UNAUTHORIZED"), Decision.DEAD_LETTER),
-        (reply(403, "FORBIDDEN"), Decision.DEAD_LETTER),
-        (reply(422), Decision.REJECTED),
-        (OffloadUnreachable("refused", reached=False), Decision.RETRY),
-        (OffloadUnreachable("timeout", reached=True), Decision.RETRY),
+        (reply(201, data={"caseId": "c-1"}), CaseRequestDecision.CREATED),
+        (reply(202, data={}), CaseRequestDecision.UNKNOWN),
+        (reply(400, "INVALID_REQUEST"), CaseRequestDecision.REJECTED),
+        (reply(429, "USAGE_LIMIT_REACHED"), CaseRequestDecision.REJECTED),
+        (reply(429), CaseRequestDecision.RETRY),
+        (reply(500, "INTERNAL_ERROR"), CaseRequestDecision.RETRY),
+        (reply(502), CaseRequestDecision.RETRY),
+        (reply(401, "UNAUTHORIZED"), CaseRequestDecision.DEAD_LETTER),
+        (reply(403, "FORBIDDEN"), CaseRequestDecision.DEAD_LETTER),
+        (reply(422), CaseRequestDecision.REJECTED),
+        (OffloadUnreachable("refused", reached=False), CaseRequestDecision.RETRY),
+        (OffloadUnreachable("timeout", reached=True), CaseRequestDecision.RETRY),
     ],
 )
-def test_create_case_decisions(result: OffloadReply | OffloadUnreachable, decision: Decision) -> None:
-    judgement = judge(result)
-    assert judgement.decision is decision
-    if decision is Decision.CREATED:
-        assert judgement.case_id == "c-1"
+def test_create_case_decisions(
+    result: OffloadReply | OffloadUnreachable, decision: CaseRequestDecision
+) -> None:
+    decided = decide_case_request(result)
+    assert decided.decision is decision
+    if decision is CaseRequestDecision.CREATED:
+        assert decided.case_id == "c-1"
     if isinstance(result, OffloadReply):
-        assert (judgement.http_status, judgement.error_code) == (result.status, result.error_code)
+        assert (decided.http_status, decided.error_code) == (result.status, result.error_code)

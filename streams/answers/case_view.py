@@ -46,7 +46,7 @@ def table_view(record: CaseRecord | None, answer: Answer) -> CaseView:
 
 
 def table_context(record: CaseRecord | None, answer: Answer) -> AnswerContext:
-    """The judging context from our own state: the question counts as pending only while PENDING."""
+    """The deciding context from our own state: the question counts as pending only while PENDING."""
     if record is None:
         return AnswerContext()
     question = record.state.inputRequest

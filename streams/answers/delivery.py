@@ -8,9 +8,7 @@ case-state agent folding the same case in between never has a write overwritten.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
@@ -26,18 +24,22 @@ from offload_bridge.streams.answers.case_view import (
     table_context,
     table_view,
 )
-from offload_bridge.streams.answers.outputs import AnswerCounters, AnswerOutputs, Position
-from offload_bridge.streams.answers.policy import Verdict, backoff_s, judge, needs_delivery_check
+from offload_bridge.streams.answers.outputs import AnswerSink, Position
+from offload_bridge.streams.answers.policy import (
+    AnswerDecision,
+    backoff_s,
+    decide_answer,
+    needs_delivery_check,
+)
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import wait_until_due
 
 log = logging.getLogger("offload_bridge.streams.answers")
 
 INVALID_ANSWER = "INVALID_ANSWER"
-# How long a retry record not yet due may hold up its partition, counted from when it was written: a
-# record waiting alone is put back about once a second, and a queue of waiting records adds no delay.
-RETRY_HOLD_S = 1.0
 
 Result = OffloadReply | OffloadUnreachable
 
@@ -48,15 +50,17 @@ class AnswerDelivery:
         settings: Settings,
         table: Any,
         api: OffloadApi,
-        outputs: AnswerOutputs,
-        counters: AnswerCounters,
+        outputs: AnswerSink,
+        outcome_counts: Counters,
+        call_counts: Counters,
     ) -> None:
         self.settings = settings
         self.partitions = settings.offload_topic_partitions
         self.table = table  # faust Table[str, CaseRecord]
         self.api = api
         self.out = outputs
-        self.counters = counters
+        self.outcome_counts = outcome_counts  # outcomes published, by kind
+        self.call_counts = call_counts  # outputs.ANSWER_CALLS
 
     # --- entry points, one per record ----------------------------------------------------------------
 
@@ -78,19 +82,14 @@ class AnswerDelivery:
         except InvalidAnswer as invalid:
             await self._reject_invalid(message, origin, invalid)
             return
-        due_in = _due_in_s(retry)
-        if due_in > 0:
-            age = max(0.0, time.time() - message.timestamp) if message.timestamp else 0.0
-            hold = due_in if due_in <= RETRY_HOLD_S else max(0.0, RETRY_HOLD_S - age)
-            await asyncio.sleep(hold)
-            if _due_in_s(retry) > 0.001:
-                await self.out.defer(message)
-                return
+        if not await wait_until_due(retry.notBefore, message.timestamp):
+            await self.out.defer(message)
+            return
         await self.attempt(message, origin, retry, retry.attempt, retry.notWaitingRetries)
 
     async def on_unexpected(self, message: Any, error: Exception) -> None:
         """Best effort after a bug: the record to the DLQ, and a terminal outcome when an answer was read."""
-        self.counters.failed += 1
+        self.call_counts.inc("failed")
         log.error("%s: unexpected error, dead-lettered: %r", Position.of(message), error, exc_info=error)
         try:
             try:
@@ -125,9 +124,9 @@ class AnswerDelivery:
         ``origin``: where the answer record sits on ``answers``; it gets exactly one terminal outcome.
         """
         case_id = answer.caseId
-        if await self.out.journal.seen(case_id, origin, int(message.partition)):
+        if await self.out.has_outcome(case_id, origin, int(message.partition)):
             # Handled before a crash, its offset not committed yet: the outcome is out, nothing to do.
-            self.counters.redelivered += 1
+            self.call_counts.inc("redelivered")
             log.info("answer %s (%s): already has its outcome; not sent again", answer.answer_id, origin)
             return
         if accepted_in_table(self.table.get(case_id), answer):
@@ -136,7 +135,7 @@ class AnswerDelivery:
             record = self._outcome(answer, Outcome.DUPLICATE, attempt - 1, None, view, message_text)
             await self.out.terminal(message, origin, record, dead_letter=False)
             return
-        self.counters.calls += 1
+        self.call_counts.inc("calls")
         result: Result
         try:
             result = await self.api.submit_input(case_id, answer.inputRequestId, answer.providedContext)
@@ -150,11 +149,11 @@ class AnswerDelivery:
             looked = await self._look_at_case(answer)
             if looked is not None:
                 context, view = merged_context(context, looked), looked
-        verdict = judge(result, answer.inputRequestId, context)
-        await self._act(message, origin, answer, attempt, not_waiting_retries, result, verdict, view)
+        decision = decide_answer(result, answer.inputRequestId, context)
+        await self._act(message, origin, answer, attempt, not_waiting_retries, result, decision, view)
 
     async def _look_at_case(self, answer: Answer) -> CaseView | None:
-        self.counters.case_lookups += 1
+        self.call_counts.inc("case_lookups")
         try:
             reply = await self.api.get_case(answer.caseId)
         except OffloadUnreachable as unreachable:
@@ -173,33 +172,33 @@ class AnswerDelivery:
         attempt: int,
         not_waiting_retries: int,
         result: Result,
-        verdict: Verdict,
+        decision: AnswerDecision,
         view: CaseView,
     ) -> None:
         settings = self.settings
         described = _describe(result)
-        if verdict is Verdict.ACCEPTED:
+        if decision is AnswerDecision.ACCEPTED:
             view = await self._record_accepted(answer, view)
             record = self._outcome(answer, Outcome.ACCEPTED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.DUPLICATE:
+        elif decision is AnswerDecision.DUPLICATE:
             text = f"Offload already has this answer ({described})"
             record = self._outcome(answer, Outcome.DUPLICATE, attempt, result, view, text)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.CONFLICT:
+        elif decision is AnswerDecision.CONFLICT:
             record = self._outcome(answer, Outcome.CONFLICT, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=False)
-        elif verdict is Verdict.REJECTED:
+        elif decision is AnswerDecision.REJECTED:
             record = self._outcome(answer, Outcome.REJECTED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=True)
-        elif verdict is Verdict.DEAD_LETTER:
+        elif decision is AnswerDecision.DEAD_LETTER:
             log.error(
                 "answer %s of case %s: Offload refused our API key (%s); dead-lettered, redrive once fixed",
                 answer.answer_id, answer.caseId, described,
             )  # fmt: skip
             record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, described)
             await self.out.terminal(message, origin, record, dead_letter=True)
-        elif verdict is Verdict.RETRY:
+        elif decision is AnswerDecision.RETRY:
             if attempt >= settings.offload_answer_max_attempts:
                 text = f"gave up after {attempt} attempt(s); last: {described}"
                 record = self._outcome(answer, Outcome.DEAD_LETTERED, attempt, result, view, text)
@@ -284,7 +283,7 @@ class AnswerDelivery:
             await self.out.terminal(message, origin, record, dead_letter=True)
         else:
             await self.out.dead_letter(message, None, record)
-            self.counters.outcomes[Outcome.REJECTED.value] += 1
+            self.outcome_counts.inc(Outcome.REJECTED.value)
             log.warning(
                 "%s: not an answer and no caseId to report to, dead-lettered: %s",
                 Position.of(message),
@@ -317,10 +316,6 @@ class AnswerDelivery:
 
 def _position(message: Any) -> tuple[str, int, int]:
     return str(message.topic), int(message.partition), int(message.offset)
-
-
-def _due_in_s(retry: RetryAnswer) -> float:
-    return (retry.notBefore - now_ms()) / 1000
 
 
 def _describe(result: Result) -> str:

@@ -8,30 +8,34 @@ the journal (streams/journal.py): one per answer record, even when the record co
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
 from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import OutcomeJournal
 
 log = logging.getLogger("offload_bridge.streams.answers")
 
 
-@dataclass
-class AnswerCounters:
-    """What the answer agents did since this worker started."""
+# What the answer agents did besides publishing outcomes (those are counted by kind, see ``outcome_counts``).
+ANSWER_CALLS = (
+    "calls",  # POST /cases/{id}/input made
+    "case_lookups",  # GET /cases/{id} made to classify a 409
+    "deferred",  # retry records not yet due, put back on answers.retry
+    "failed",  # unexpected errors, each logged
+    "redelivered",  # records seen again after a crash whose outcome was already published
+)
 
-    outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
-    calls: int = 0  # POST /cases/{id}/input made
-    case_lookups: int = 0  # GET /cases/{id} made to classify a 409
-    deferred: int = 0  # retry records not yet due, put back on answers.retry
-    failed: int = 0  # unexpected errors, each logged
-    redelivered: int = 0  # records seen again after a crash whose outcome was already published
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def outcome_counts() -> Counters:
+    return Counters(outcome.value for outcome in Outcome)
+
+
+def call_counts() -> Counters:
+    return Counters(ANSWER_CALLS)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,31 @@ class Position:
         return cls(str(message.topic), int(message.partition), int(message.offset))
 
 
+class AnswerSink(Protocol):
+    """Where the answer delivery writes; ``AnswerOutputs`` on Kafka, a recording in the in-process tests."""
+
+    async def has_outcome(self, case_id: str, origin: str, partition: int) -> bool:
+        """True when the answer record at ``origin`` already has its terminal outcome."""
+
+    async def outcome(self, record: AnswerOutcome) -> None:
+        """A non-terminal outcome (``retrying``)."""
+
+    async def terminal(self, message: Any, origin: str, record: AnswerOutcome, dead_letter: bool) -> bool:
+        """The one terminal outcome of the answer at ``origin``; False when it already has one."""
+
+    async def schedule(self, retry: RetryAnswer, origin: str) -> None:
+        """The next attempt on answers.retry."""
+
+    async def defer(self, message: Any) -> None:
+        """A retry record not yet due back on answers.retry, unchanged."""
+
+    async def dead_letter(self, message: Any, case_id: str | None, outcome: AnswerOutcome) -> None:
+        """The record on answers.dlq with what happened in its headers."""
+
+    async def case_changed(self, case_id: str, state_json: bytes) -> None:
+        """The case's new state on case-state."""
+
+
 class AnswerOutputs:
     """The topics the answer agents write to (faust TopicT, raw bytes)."""
 
@@ -56,15 +85,20 @@ class AnswerOutputs:
         retry: Any,
         dlq: Any,
         case_state: Any,
-        counters: AnswerCounters,
         journal: OutcomeJournal,
+        outcome_counts: Counters,
+        call_counts: Counters,
     ) -> None:
         self.outcomes = outcomes
         self.journal = journal
         self.retry = retry
         self.dlq = dlq
         self.case_state = case_state
-        self.counters = counters
+        self.outcome_counts = outcome_counts
+        self.call_counts = call_counts
+
+    async def has_outcome(self, case_id: str, origin: str, partition: int) -> bool:
+        return await self.journal.seen(case_id, origin, partition)
 
     async def outcome(self, record: AnswerOutcome) -> None:
         """A non-terminal outcome (``retrying``): it may be published again after a crash."""
@@ -83,7 +117,7 @@ class AnswerOutputs:
             return True
         async with self.journal.exclusive(partition):
             if self.journal.done(record.caseId, origin):
-                self.counters.redelivered += 1
+                self.call_counts.inc("redelivered")
                 log.info(
                     "answer %s (%s): already has its outcome; not published again", record.answerId, origin
                 )
@@ -95,7 +129,7 @@ class AnswerOutputs:
             return True
 
     def note(self, record: AnswerOutcome) -> None:
-        self.counters.outcomes[record.outcome.value] += 1
+        self.outcome_counts.inc(record.outcome.value)
         level = (
             logging.WARNING if record.outcome in (Outcome.DEAD_LETTERED, Outcome.REJECTED) else logging.INFO
         )
@@ -116,7 +150,7 @@ class AnswerOutputs:
 
     async def defer(self, message: Any) -> None:
         """Put a record not yet due back on answers.retry, unchanged, and wait for the broker to take it."""
-        self.counters.deferred += 1
+        self.call_counts.inc("deferred")
         sent = await self.retry.send(
             key=message.key, value=message.value, headers=list(message.headers or ())
         )

@@ -7,21 +7,24 @@ took is ``duplicate``, never ``conflict``; 429/5xx/timeouts retried with backoff
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from enum import StrEnum
 
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES, backoff_s
+
+__all__ = ["RETRYABLE_STATUSES", "backoff_s"]  # the retry rules answers follow, next to the decisions
 
 CASE_NOT_WAITING_FOR_INPUT = "CASE_NOT_WAITING_FOR_INPUT"
 INPUT_REQUEST_NOT_PENDING = "INPUT_REQUEST_NOT_PENDING"
 INPUT_REQUEST_MISMATCH = "INPUT_REQUEST_MISMATCH"
 
 TERMINAL_CASE_STATUSES = frozenset({"COMPLETED", "FAILED"})
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class Verdict(StrEnum):
+class AnswerDecision(StrEnum):
+    """What the answer delivery does next after one ``POST /cases/{id}/input``."""
+
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
@@ -33,7 +36,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class AnswerContext:
-    """What we know about the case when judging a reply."""
+    """What we know about the case when deciding about a reply."""
 
     case_status: str | None = None
     pending_input_request_id: str | None = None
@@ -42,47 +45,33 @@ class AnswerContext:
     delivered: bool = False
 
 
-def judge(
+def decide_answer(
     result: OffloadReply | OffloadUnreachable, input_request_id: str, context: AnswerContext
-) -> Verdict:
+) -> AnswerDecision:
     if isinstance(result, OffloadUnreachable):
-        return Verdict.RETRY
+        return AnswerDecision.RETRY
     status = result.status
     if 200 <= status < 300:
-        return Verdict.ACCEPTED
+        return AnswerDecision.ACCEPTED
     if status == 409:
-        return _judge_conflict(result.error_code, input_request_id, context)
+        return _decide_conflict(result.error_code, input_request_id, context)
     if status in RETRYABLE_STATUSES or status >= 500:
-        return Verdict.RETRY
+        return AnswerDecision.RETRY
     if status in (401, 403):
-        return Verdict.DEAD_LETTER
-    return Verdict.REJECTED
+        return AnswerDecision.DEAD_LETTER
+    return AnswerDecision.REJECTED
 
 
-def _judge_conflict(code: str | None, input_request_id: str, context: AnswerContext) -> Verdict:
+def _decide_conflict(code: str | None, input_request_id: str, context: AnswerContext) -> AnswerDecision:
     if context.delivered:
-        return Verdict.DUPLICATE
+        return AnswerDecision.DUPLICATE
     if code == CASE_NOT_WAITING_FOR_INPUT:
         still_pending = context.pending_input_request_id == input_request_id
         if still_pending and context.case_status not in TERMINAL_CASE_STATUSES:
-            return Verdict.RETRY_NOT_WAITING
-    return Verdict.CONFLICT
+            return AnswerDecision.RETRY_NOT_WAITING
+    return AnswerDecision.CONFLICT
 
 
 def needs_delivery_check(result: OffloadReply | OffloadUnreachable, context: AnswerContext) -> bool:
-    """A 409 that could be our own earlier delivery: worth a look at the case before judging."""
+    """A 409 that could be our own earlier delivery: worth a look at the case before deciding."""
     return isinstance(result, OffloadReply) and result.status == 409 and not context.delivered
-
-
-def backoff_s(
-    attempt: int,
-    base_s: float,
-    cap_s: float,
-    retry_after_s: float | None = None,
-    rng: random.Random | None = None,
-) -> float:
-    """Delay after failed attempt ``attempt``: exponential backoff with equal jitter (half fixed, half
-    random, so retries of many answers spread out), capped, and never shorter than Retry-After."""
-    ceiling = min(cap_s, base_s * 2 ** max(attempt - 1, 0))
-    jittered = (rng or random).uniform(ceiling / 2, ceiling)
-    return jittered if retry_after_s is None else max(retry_after_s, jittered)

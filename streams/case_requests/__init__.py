@@ -1,1 +1,1 @@
-"""Case creation by message: the POST /cases policy, the request table's storage."""
+"""Case creation by message: the POST /cases policy, the creation logic, its outputs and its agent."""

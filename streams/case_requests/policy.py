@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from offload_bridge.streams.answers.policy import RETRYABLE_STATUSES
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
 
 
-class Decision(StrEnum):
+class CaseRequestDecision(StrEnum):
+    """What case creation does next with a request after one ``POST /cases``."""
+
     CREATED = "created"
     REJECTED = "rejected"
     RETRY = "retry"
@@ -26,8 +28,10 @@ class Decision(StrEnum):
 
 
 @dataclass(frozen=True)
-class Judgement:
-    decision: Decision
+class DecidedReply:
+    """The decision about one reply, with the details of the reply its outcome reports."""
+
+    decision: CaseRequestDecision
     case_id: str | None = None
     http_status: int | None = None
     error_code: str | None = None
@@ -35,25 +39,27 @@ class Judgement:
     retry_after_s: float | None = None
 
 
-def judge(result: OffloadReply | OffloadUnreachable) -> Judgement:
+def decide_case_request(result: OffloadReply | OffloadUnreachable) -> DecidedReply:
     if isinstance(result, OffloadUnreachable):
-        return Judgement(Decision.RETRY, message=str(result))
+        return DecidedReply(CaseRequestDecision.RETRY, message=str(result))
 
-    def verdict(decision: Decision, case_id: str | None = None, message: str | None = None) -> Judgement:
+    def decided(
+        decision: CaseRequestDecision, case_id: str | None = None, message: str | None = None
+    ) -> DecidedReply:
         text = result.error_message if message is None else message
-        return Judgement(
+        return DecidedReply(
             decision, case_id, result.status, result.error_code, text, result.retry_after_s
         )  # fmt: skip
 
     if result.ok:
         case_id = (result.data or {}).get("caseId")
         if isinstance(case_id, str) and case_id:
-            return verdict(Decision.CREATED, case_id)
-        return verdict(Decision.UNKNOWN, message="a 2xx without a caseId")
+            return decided(CaseRequestDecision.CREATED, case_id)
+        return decided(CaseRequestDecision.UNKNOWN, message="a 2xx without a caseId")
     if result.status == 429 and result.error_code == USAGE_LIMIT_REACHED:
-        return verdict(Decision.REJECTED)
+        return decided(CaseRequestDecision.REJECTED)
     if result.status in RETRYABLE_STATUSES or result.status >= 500:
-        return verdict(Decision.RETRY)
+        return decided(CaseRequestDecision.RETRY)
     if result.status in (401, 403):
-        return verdict(Decision.DEAD_LETTER)
-    return verdict(Decision.REJECTED)
+        return decided(CaseRequestDecision.DEAD_LETTER)
+    return decided(CaseRequestDecision.REJECTED)

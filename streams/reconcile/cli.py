@@ -50,8 +50,8 @@ async def reconcile_cases(
     from offload_bridge.clients import kafka_producer
     from offload_bridge.schemas.answers import now_ms
     from offload_bridge.streams.offload_api import OffloadApi
-    from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, compare
-    from offload_bridge.streams.reconcile.fetch import Fetch, fetch_case
+    from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, decide_reconcile
+    from offload_bridge.streams.reconcile.fetch import FetchKind, fetch_case
     from offload_bridge.streams.reconcile.ratelimit import TokenBucket
     from offload_bridge.topics import CASE_EVENTS, topic_name
 
@@ -65,11 +65,11 @@ async def reconcile_cases(
         for case_id in case_ids:
             await bucket.take()
             fetched = await fetch_case(api, case_id)
-            if fetched.kind is not Fetch.OK or fetched.case is None:
+            if fetched.kind is not FetchKind.OK or fetched.case is None:
                 problems += 1
                 print(f"{case_id}: {fetched.kind.value}: {fetched.detail}", flush=True)
                 continue
-            comparison = compare(states.get(case_id), fetched.case)
+            comparison = decide_reconcile(states.get(case_id), fetched.case)
             event = comparison.event
             if event is not None and producer is not None:
                 future = producer.send(

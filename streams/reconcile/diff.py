@@ -39,7 +39,9 @@ SOURCE_BRIDGE = "bridge"
 _STATUS_EVENTS = {"COMPLETED": COMPLETED, "FAILED": FAILED}
 
 
-class Verdict(StrEnum):
+class ReconcileDecision(StrEnum):
+    """How our state of a case compares with Offload's, and so whether an event is published."""
+
     AHEAD = "ahead"  # Offload has news: publish the event
     LEVEL = "level"  # nothing to do
     BEHIND = "behind"  # our state is newer than Offload's answer (a webhook overtook the GET)
@@ -67,7 +69,9 @@ class SynthesizedEvent:
 
 @dataclass(frozen=True)
 class Comparison:
-    verdict: Verdict
+    """The decision about one case, the event that brings us level when Offload is ahead, and why."""
+
+    decision: ReconcileDecision
     reason: str
     event: SynthesizedEvent | None = None
     our_status: str | None = None
@@ -78,7 +82,7 @@ class Comparison:
         moved = f"{self.our_status or '(unknown)'} -> {self.offload_status}"
         if self.event is not None:
             return f"{case_id}: {moved}: published {self.event.event_type} {self.event.event_id}"
-        return f"{case_id}: {self.verdict.value}: {self.reason}"
+        return f"{case_id}: {self.decision.value}: {self.reason}"
 
 
 def offload_event_id(case_id: str, event_type: str, updated_at: int) -> str:
@@ -96,24 +100,24 @@ def event_type_for(status: str) -> str | None:
     return candidate if re.match(EVENT_TYPE_PATTERN, candidate) else None
 
 
-def compare(state: CaseState | None, offload: OffloadCase) -> Comparison:
+def decide_reconcile(state: CaseState | None, offload: OffloadCase) -> Comparison:
     ours = state.status if state is not None else None
     last = state.lastEventAt if state is not None else None
 
-    def result(verdict: Verdict, reason: str, event: SynthesizedEvent | None = None) -> Comparison:
-        return Comparison(verdict, reason, event, ours, offload.status)
+    def result(decision: ReconcileDecision, reason: str, event: SynthesizedEvent | None = None) -> Comparison:
+        return Comparison(decision, reason, event, ours, offload.status)
 
     if last is not None and offload.updatedAt < last:
-        return result(Verdict.BEHIND, f"our last event {last} is newer than {offload.updatedAt}")
+        return result(ReconcileDecision.BEHIND, f"our last event {last} is newer than {offload.updatedAt}")
     if last is not None and offload.updatedAt == last:
         if ours != offload.status or _question_id(state) != _offload_question_id(offload):
-            return result(Verdict.DIVERGED, f"other status or question at {last}")
-        return result(Verdict.LEVEL, "up to date")
+            return result(ReconcileDecision.DIVERGED, f"other status or question at {last}")
+        return result(ReconcileDecision.LEVEL, "up to date")
     event = synthesize(offload)
     if event is None:
         reason = f"status {offload.status} without what its event needs"
-        return result(Verdict.INCOMPLETE, reason)
-    return result(Verdict.AHEAD, f"updatedAt {offload.updatedAt} is newer than {last}", event)
+        return result(ReconcileDecision.INCOMPLETE, reason)
+    return result(ReconcileDecision.AHEAD, f"updatedAt {offload.updatedAt} is newer than {last}", event)
 
 
 def synthesize(offload: OffloadCase) -> SynthesizedEvent | None:

@@ -8,11 +8,13 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from offload_bridge.schemas.offload_case import OffloadCase
-from offload_bridge.streams.answers.policy import RETRYABLE_STATUSES
 from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
+from offload_bridge.streams.retry import RETRYABLE_STATUSES
 
 
-class Fetch(StrEnum):
+class FetchKind(StrEnum):
+    """What ``GET /cases/{id}`` gave the reconciler."""
+
     OK = "ok"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
@@ -21,30 +23,32 @@ class Fetch(StrEnum):
 
 
 @dataclass(frozen=True)
-class Fetched:
-    kind: Fetch
+class FetchResult:
+    kind: FetchKind
     case: OffloadCase | None = None
     detail: str = ""
     retry_after_s: float | None = None
 
 
-async def fetch_case(api: OffloadApi, case_id: str) -> Fetched:
+async def fetch_case(api: OffloadApi, case_id: str) -> FetchResult:
     try:
         reply = await api.get_case(case_id)
     except OffloadUnreachable as error:
-        return Fetched(Fetch.THROTTLED, detail=str(error))
+        return FetchResult(FetchKind.THROTTLED, detail=str(error))
     detail = f"HTTP {reply.status} {reply.error_code or ''} {reply.error_message}".strip()
     if reply.ok:
         if reply.data is None:
-            return Fetched(Fetch.INVALID, detail=f"HTTP {reply.status} without a case in the envelope")
+            return FetchResult(
+                FetchKind.INVALID, detail=f"HTTP {reply.status} without a case in the envelope"
+            )
         try:
-            return Fetched(Fetch.OK, OffloadCase.model_validate(reply.data))
+            return FetchResult(FetchKind.OK, OffloadCase.model_validate(reply.data))
         except ValidationError as error:
-            return Fetched(Fetch.INVALID, detail=f"not a case: {error.errors()[0]['msg']}")
+            return FetchResult(FetchKind.INVALID, detail=f"not a case: {error.errors()[0]['msg']}")
     if reply.status == 404:
-        return Fetched(Fetch.NOT_FOUND, detail=detail)
+        return FetchResult(FetchKind.NOT_FOUND, detail=detail)
     if reply.status in (401, 403):
-        return Fetched(Fetch.FORBIDDEN, detail=detail)
+        return FetchResult(FetchKind.FORBIDDEN, detail=detail)
     if reply.status in RETRYABLE_STATUSES or reply.status >= 500:
-        return Fetched(Fetch.THROTTLED, detail=detail, retry_after_s=reply.retry_after_s)
-    return Fetched(Fetch.INVALID, detail=detail)
+        return FetchResult(FetchKind.THROTTLED, detail=detail, retry_after_s=reply.retry_after_s)
+    return FetchResult(FetchKind.INVALID, detail=detail)

@@ -1,1 +1,1 @@
-"""The case-state fold (pure functions over the models in ``schemas``) and its table storage."""
+"""The case-state fold (pure functions over the models in ``schemas``), its agent and its query API."""

@@ -37,7 +37,7 @@ _COMMON_FIELDS = ("channel", "attemptCount", "attachments", "clientReferenceId",
 _FILLED_BY_STALE_EVENTS = ("clientReferenceId", "channel", "metadata")
 
 
-class FoldOutcome(StrEnum):
+class FoldResult(StrEnum):
     APPLIED = "applied"  # the event's fields are now the case's current fields
     STALE = "stale"  # older than lastEventAt: counted, current fields kept
     IGNORED = "ignored"  # an unknown event type whose status we cannot use: counted only
@@ -57,10 +57,10 @@ def received_at(headers: Mapping[str, bytes], event: CaseEvent) -> int:
 
 def fold(
     record: CaseRecord | None, event: CaseEvent, headers: Mapping[str, bytes]
-) -> tuple[CaseRecord, FoldOutcome]:
+) -> tuple[CaseRecord, FoldResult]:
     """The case's record after ``event``, and what the event did to it."""
     if record is not None and event.event_id in record.recentEventIds:
-        return record, FoldOutcome.DUPLICATE
+        return record, FoldResult.DUPLICATE
     at = received_at(headers, event)
     if record is not None:
         state = record.state
@@ -68,7 +68,7 @@ def fold(
         state = CaseState(caseId=event.data.caseId, firstSeenAt=at, updatedAt=at)
     changes: dict[str, Any] = {"eventCount": state.eventCount + 1}
     if _is_stale(state, event):
-        outcome = FoldOutcome.STALE
+        outcome = FoldResult.STALE
         changes["staleEventCount"] = state.staleEventCount + 1
         sent = event.data.model_fields_set
         for name in _FILLED_BY_STALE_EVENTS:
@@ -76,7 +76,7 @@ def fold(
                 changes[name] = getattr(event.data, name)
     else:
         applied = _apply(state, event)
-        outcome = FoldOutcome.APPLIED if applied else FoldOutcome.IGNORED
+        outcome = FoldResult.APPLIED if applied else FoldResult.IGNORED
         if applied:
             changes.update(applied)
             changes.update(lastEventId=event.event_id, lastEventType=event.event_type)

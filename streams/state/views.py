@@ -17,8 +17,9 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from offload_bridge.partitioning import partition_for
-from offload_bridge.streams.app import StreamsApp
-from offload_bridge.streams.state.counters import FoldCounters
+from offload_bridge.streams.context import WorkerContext
+from offload_bridge.streams.counters import Counters
+from offload_bridge.streams.state.fold import FoldResult
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def not_ready(view: View) -> Response:
     return error_response(view, 503, "NOT_READY", "the case-state table is recovering; try again shortly")
 
 
-def register(streams: StreamsApp) -> None:
+def register(streams: WorkerContext, counters: Counters) -> None:
     app, table = streams.app, streams.table
 
     @app.page("/ready")
@@ -58,8 +59,9 @@ def register(streams: StreamsApp) -> None:
     @app.page("/stats")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            counters: FoldCounters = streams.counters
-            return ok_response(self, _body({"ready": streams.is_ready(), "caseEvents": counters.as_dict()}))
+            counts = counters.as_dict()
+            counts["folded"] = sum(counts[outcome.value] for outcome in FoldResult)
+            return ok_response(self, _body({"ready": streams.is_ready(), "caseEvents": counts}))
 
     @app.table_route(table=table, match_info="case_id")
     async def lookup(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -96,7 +98,7 @@ def register(streams: StreamsApp) -> None:
                     raise ValueError
             except ValueError:
                 return error_response(self, 400, "INVALID_REQUEST", f"limit must be 1..{MAX_LIST_LIMIT}")
-            partitions = local_partitions(streams)
+            partitions = streams.local_partitions()
             count = streams.settings.offload_topic_partitions
             cases: list[bytes] = []
             truncated = False
@@ -118,9 +120,3 @@ def register(streams: StreamsApp) -> None:
             }
             data = _body(meta)[:-1] + b',"cases":[' + b",".join(cases) + b"]}"
             return ok_response(self, data)
-
-
-def local_partitions(streams: StreamsApp) -> set[int]:
-    """The case-events partitions this worker owns (and so the table partitions it serves)."""
-    source = streams.case_events.get_topic_name()
-    return {tp.partition for tp in streams.app.assignor.assigned_actives() if tp.topic == source}

@@ -1,1 +1,0 @@
-"""One module per agent; each has ``register(streams)``."""

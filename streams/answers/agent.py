@@ -1,0 +1,86 @@
+"""The answers feature: forwards each answer on ``answers`` to Offload, and makes the delayed attempts
+scheduled on ``answers.retry``; both agents share one ``AnswerDelivery``.
+
+One actor per partition (``isolated_partitions``): answers are keyed by caseId, so order is kept per case,
+a slow Offload call stalls only its own partition, and the case-state table's partition for the case is
+the one this actor owns. Every record is handled inside a catch-all, so the actor never restarts.
+
+A retry record not yet due holds its partition at most about a second (counted from when it was written)
+and is then put back on ``answers.retry`` unchanged, so a long ``Retry-After`` on one answer never delays
+the others' retries, and nothing waits in memory: a restart loses no retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from offload_bridge.streams.answers.delivery import AnswerDelivery
+from offload_bridge.streams.answers.outputs import AnswerOutputs, call_counts, outcome_counts
+from offload_bridge.streams.context import Feature, WorkerContext
+from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY
+
+ANSWER_JOURNAL_TABLE = "answer_journal"
+
+
+def register(worker: WorkerContext) -> Feature:
+    """The answer and retry agents, ``GET /stats/answers`` and the answers and answer_calls metrics."""
+    delivery = create_delivery(worker)
+    outcomes, calls = delivery.outcome_counts, delivery.call_counts
+
+    @worker.app.agent(worker.topic(ANSWERS), name="answers", isolated_partitions=True)
+    async def forward_answers(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await delivery.on_answer(event.message)
+            except Exception as error:
+                await delivery.on_unexpected(event.message, error)
+
+    @worker.app.agent(worker.topic(ANSWERS_RETRY), name="answer-retries", isolated_partitions=True)
+    async def retry_answers(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await delivery.on_retry(event.message)
+            except Exception as error:
+                await delivery.on_unexpected(event.message, error)
+
+    @worker.app.page("/stats/answers")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True, "data": {"outcomes": outcomes.as_dict(), **calls.as_dict()}})
+
+    worker.metrics.add("answers", "answers by outcome (retrying and terminal)", outcomes.as_dict)
+    worker.metrics.add(
+        "answer_calls",
+        "calls to Offload made for answers, retries put back, unexpected errors",
+        lambda: {
+            "input": calls["calls"],
+            "case_lookup": calls["case_lookups"],
+            "deferred_retry": calls["deferred"],
+            "failed": calls["failed"],
+        },
+    )
+    return Feature("answers", {"outcomes": outcomes, "calls": calls})
+
+
+def create_delivery(worker: WorkerContext) -> AnswerDelivery:
+    """The delivery both answer agents share, with its output topics."""
+    settings = worker.settings
+    outcomes, calls = outcome_counts(), call_counts()
+    outcome_topic = worker.topic(ANSWER_OUTCOMES)
+    journal = OutcomeJournal(
+        worker.app, settings, ANSWER_JOURNAL_TABLE, outcome_topic,
+        help="per caseId, the answer records that have their terminal outcome on answer-outcomes",
+    )  # fmt: skip
+    outputs = AnswerOutputs(
+        outcomes=outcome_topic,
+        retry=worker.topic(ANSWERS_RETRY),
+        dlq=worker.topic(ANSWERS_DLQ),
+        case_state=worker.case_state,
+        journal=journal,
+        outcome_counts=outcomes,
+        call_counts=calls,
+    )
+    return AnswerDelivery(settings, worker.table, worker.offload, outputs, outcomes, calls)

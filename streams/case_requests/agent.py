@@ -1,0 +1,82 @@
+"""The case-requests feature: agents on ``case-requests`` (first attempts) and ``case-requests.retry``
+(later ones) over one ``CaseCreation``, the request table and the outcome journal,
+``GET /stats/case-requests`` and the case_requests metric.
+
+One actor per partition (isolated partitions) keeps a slow call from holding up the other partitions;
+every error is caught per message, so the actor never restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from offload_bridge.schemas.case_requests import CaseRequestRecord
+from offload_bridge.streams.case_requests.creation import CaseCreation
+from offload_bridge.streams.case_requests.outputs import CaseRequestOutputs
+from offload_bridge.streams.context import Feature, WorkerContext
+from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.streams.storage import add_model_table
+from offload_bridge.topics import (
+    CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS,
+    CASE_REQUESTS_DLQ,
+    CASE_REQUESTS_RETRY,
+)
+
+log = logging.getLogger("offload_bridge.streams.case_requests")
+
+CASE_REQUESTS_TABLE = "case_requests"
+CASE_REQUEST_JOURNAL_TABLE = "case_request_journal"
+
+
+def register(worker: WorkerContext) -> Feature:
+    settings, app = worker.settings, worker.app
+    # Partitions equal case-requests': each request is remembered in the partition it came from. Tables
+    # start (and create their changelogs) in the order they are added: the request table first.
+    table = add_model_table(
+        app, CASE_REQUESTS_TABLE, CaseRequestRecord, settings.offload_topic_partitions,
+        help="CaseRequestRecord per requestId",
+    )  # fmt: skip
+    outcomes = worker.topic(CASE_REQUEST_OUTCOMES)
+    journal = OutcomeJournal(
+        app, settings, CASE_REQUEST_JOURNAL_TABLE, outcomes,
+        help="per requestId, the request records that have their terminal outcome",
+    )  # fmt: skip
+    outputs = CaseRequestOutputs(
+        outcomes, worker.topic(CASE_REQUESTS_RETRY), worker.topic(CASE_REQUESTS_DLQ), worker.case_events,
+        journal,
+    )  # fmt: skip
+    creation = CaseCreation(settings, table, worker.offload, outputs)
+
+    @app.agent(worker.topic(CASE_REQUESTS), name="case-requests", concurrency=1, isolated_partitions=True)
+    async def create_cases(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await creation.on_request(event.message)
+            except Exception:
+                creation.counts.inc("failed")
+                log.exception("case-requests %s[%s]@%s: failed, skipped", *_position(event.message))
+
+    @app.agent(worker.topic(CASE_REQUESTS_RETRY), name="case-request-retries", isolated_partitions=True)
+    async def retry_case_requests(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await creation.on_retry(event.message)
+            except Exception:
+                creation.counts.inc("failed")
+                log.exception("case-requests.retry %s[%s]@%s: failed, skipped", *_position(event.message))
+
+    @app.page("/stats/case-requests")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True, "data": creation.counts.as_dict()})
+
+    worker.metrics.add("case_requests", "case requests by outcome", creation.counts.as_dict)
+    return Feature("case_requests", {"caseRequests": creation.counts})
+
+
+def _position(message: Any) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset

@@ -1,0 +1,65 @@
+"""What every feature of the worker shares: the Faust app, the case topics and table, the Offload client.
+
+A leaf module: features import it, ``streams.app`` (the composition root) builds it and imports the
+features, so no feature ever imports the root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from offload_bridge.settings import Settings
+from offload_bridge.streams.counters import Counters
+from offload_bridge.streams.metrics import WorkerMetrics
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.topics import TopicSpec, topic_name
+
+# Raw bytes in and out: records are produced and read exactly as the contracts describe them.
+RAW: dict[str, Any] = {
+    "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"
+}  # fmt: skip
+
+
+def raw_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
+    """The Faust topic of a registry entry, raw bytes, with the worker's partition count."""
+    return app.topic(topic_name(spec, settings), partitions=settings.offload_topic_partitions, **RAW)
+
+
+@dataclass
+class WorkerContext:
+    """The Faust app and everything its features share."""
+
+    settings: Settings
+    app: faust.App
+    case_events: Any  # faust TopicT: raw bytes in, the ingress's record as it was produced
+    case_state: Any
+    table: Any  # faust Table[str, CaseRecord], changelog-backed, co-partitioned with case_events
+    offload: OffloadApi  # the one HTTP client to Offload every feature shares; closed when the app stops
+    metrics: WorkerMetrics
+    features: list[Feature] = field(default_factory=list)
+
+    def topic(self, spec: TopicSpec) -> Any:
+        """The Faust topic of a registry entry (raw bytes)."""
+        return raw_topic(self.app, self.settings, spec)
+
+    def is_ready(self) -> bool:
+        """True once the tables are recovered and no rebalance is under way: their answers are current."""
+        app = self.app
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return bool(recovered and not app.rebalancing and not app.in_recovery)
+
+    def local_partitions(self) -> set[int]:
+        """The case-events partitions this worker owns (and so the table partitions it serves)."""
+        source = self.case_events.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == source}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """What a feature's ``register(worker)`` added: its name and the counters its views and metrics read."""
+
+    name: str
+    counters: dict[str, Counters]

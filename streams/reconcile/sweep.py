@@ -1,0 +1,139 @@
+"""One reconcile sweep: ask Offload about the stale open cases of this worker's partitions and publish a
+synthesized event into ``case-events`` where Offload is ahead.
+
+It never writes the table itself: the state agent folds the synthesized events like webhooks (tables
+change only inside an event's context, and the fold's dedup and ordering rules stay in one place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from offload_bridge.partitioning import partition_for
+from offload_bridge.schemas.answers import now_ms
+from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.settings import Settings
+from offload_bridge.streams.counters import Counters
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.reconcile.diff import ReconcileDecision, SynthesizedEvent, decide_reconcile
+from offload_bridge.streams.reconcile.fetch import FetchKind, FetchResult, fetch_case
+from offload_bridge.streams.reconcile.ratelimit import TokenBucket
+from offload_bridge.streams.retry import backoff_s
+
+log = logging.getLogger("offload_bridge.streams.reconcile")
+
+# Consecutive throttled calls after which a sweep gives up until the next interval.
+MAX_CONSECUTIVE_THROTTLES = 5
+
+RECONCILE_COUNTS = (
+    "sweeps",
+    "checked",  # GET /cases/{id} answered 2xx
+    "published",  # synthesized events sent to case-events
+    *(
+        decision.value for decision in ReconcileDecision if decision is not ReconcileDecision.AHEAD
+    ),  # level, behind, ...
+    "not_found",  # 404: logged, counted
+    "forbidden",  # 401/403: logged, counted
+    "throttled",  # 429, 5xx, timeouts and refused connections: backed off
+    "invalid",  # a 2xx whose body is no case, or another 4xx
+    "failed",  # an unexpected error (logged)
+)
+
+
+def reconcile_counts() -> Counters:
+    return Counters(RECONCILE_COUNTS)
+
+
+# Publishes a synthesized event of a case into case-events and waits for the broker's acknowledgement.
+Publish = Callable[[str, SynthesizedEvent], Awaitable[None]]
+
+
+class Reconciler:
+    """Sweeps over a case table (``get``/``items`` of CaseRecord by caseId); the I/O is injected."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        table: Any,
+        api: OffloadApi,
+        publish: Publish,
+        owned: Callable[[], set[int]],
+        ready: Callable[[], bool],
+        counters: Counters,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.api = api
+        self.publish = publish
+        self.owned = owned  # the table partitions this worker owns now
+        self.ready = ready  # False during recovery and rebalances
+        self.counters = counters
+        self.bucket = TokenBucket(settings.offload_reconcile_rps)
+
+    def stale_open_cases(self, now: int) -> list[str]:
+        """Open cases of the owned partitions untouched for OFFLOAD_RECONCILE_STALE_S, oldest first."""
+        partitions = self.owned()
+        count = self.settings.offload_topic_partitions
+        stale_ms = self.settings.offload_reconcile_stale_s * 1000
+        found: list[tuple[int, str]] = []
+        for case_id, record in self.table.items():
+            state = record.state
+            if state.status in TERMINAL_STATUSES or now - state.updatedAt < stale_ms:
+                continue
+            if partition_for(case_id, count) in partitions:
+                found.append((state.updatedAt, case_id))
+        return [case_id for _, case_id in sorted(found)]
+
+    async def sweep(self) -> None:
+        counters = self.counters
+        counters.inc("sweeps")
+        settings = self.settings
+        throttles = 0
+        for case_id in self.stale_open_cases(now_ms()):
+            if not self.ready():
+                return  # a rebalance: these partitions may be someone else's now
+            await self.bucket.take()
+            fetched = await fetch_case(self.api, case_id)
+            if fetched.kind is FetchKind.THROTTLED:
+                counters.inc("throttled")
+                throttles += 1
+                if throttles >= MAX_CONSECUTIVE_THROTTLES:
+                    log.warning("reconcile: Offload keeps refusing (%s); sweep ends early", fetched.detail)
+                    return
+                delay = backoff_s(
+                    throttles, settings.offload_retry_base_s, settings.offload_retry_max_s,
+                    fetched.retry_after_s,
+                )  # fmt: skip
+                log.info("reconcile: GET %s: %s; backing off %.2fs", case_id, fetched.detail, delay)
+                await asyncio.sleep(delay)
+                continue
+            throttles = 0
+            if fetched.kind is FetchKind.NOT_FOUND:
+                counters.inc("not_found")
+                log.warning("reconcile: case %s is unknown to Offload (%s)", case_id, fetched.detail)
+            elif fetched.kind is FetchKind.FORBIDDEN:
+                counters.inc("forbidden")
+                log.warning("reconcile: case %s: access refused (%s)", case_id, fetched.detail)
+            elif fetched.kind is FetchKind.INVALID or fetched.case is None:
+                counters.inc("invalid")
+                log.warning("reconcile: case %s: unusable answer (%s)", case_id, fetched.detail)
+            else:
+                counters.inc("checked")
+                await self._apply(case_id, fetched)
+
+    async def _apply(self, case_id: str, fetched: FetchResult) -> None:
+        counters = self.counters
+        record = self.table.get(case_id)  # read again: a webhook may have arrived during the call
+        assert fetched.case is not None
+        comparison = decide_reconcile(record.state if record is not None else None, fetched.case)
+        if comparison.decision is not ReconcileDecision.AHEAD or comparison.event is None:
+            counters.inc(comparison.decision.value)
+            if comparison.decision in (ReconcileDecision.DIVERGED, ReconcileDecision.INCOMPLETE):
+                log.warning("reconcile: %s", comparison.describe(case_id))
+            return
+        await self.publish(case_id, comparison.event)  # acknowledged (acks=all) before it counts
+        counters.inc("published")
+        log.info("reconcile: %s", comparison.describe(case_id))

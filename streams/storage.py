@@ -1,0 +1,77 @@
+"""Tables whose values are pydantic models: the model's JSON in the changelog (and the rocksdb store),
+keys written raw.
+
+Faust derives a table's serializers from its key and value types and falls back to JSON, which would
+write the key ``c1`` as ``"c1"``: a different partition hash than the raw key of the source topic, so
+query routing and co-partitioning would miss. With the memory store Faust keeps the model object itself,
+so an agent never re-parses its own state.
+
+Some values must be on the broker before the agent goes on (``pending`` before ``POST /cases``, or a
+crash right after the call could forget it). Faust buffers changelog writes and gives no handle on them,
+so a table keeps the future of its last changelog write for ``put_durably`` to await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Generic, TypeVar
+
+import faust
+from faust.serializers.codecs import Codec
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class PydanticCodec(Codec, Generic[M]):
+    """A model as its JSON; ``exclude_defaults`` leaves fields at their defaults out (smaller records)."""
+
+    def __init__(self, model: type[M], exclude_defaults: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.exclude_defaults = exclude_defaults
+
+    def _dumps(self, obj: Any) -> bytes:
+        value: M = obj
+        return value.model_dump_json(exclude_defaults=self.exclude_defaults).encode()
+
+    def _loads(self, s: bytes) -> Any:
+        return self.model.model_validate_json(s)
+
+
+class ModelTable(faust.Table[str, M], Generic[M]):
+    """A Table[str, M] with raw keys and model values, whose last changelog write can be awaited."""
+
+    def __init__(self, app: Any, *, model: type[M], exclude_defaults: bool = False, **kwargs: Any) -> None:
+        super().__init__(app, key_type=str, **kwargs)
+        self.key_serializer = "raw"
+        self.value_serializer = PydanticCodec(model, exclude_defaults)
+        self.last_write: asyncio.Future[Any] | None = None
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self.last_write = future
+        return future
+
+    async def put_durably(self, key: str, value: M, timeout_s: float) -> None:
+        """Set ``key`` and wait until the broker acknowledged the changelog record. Raises TimeoutError."""
+        self[key] = value
+        if self.last_write is not None:
+            await asyncio.wait_for(asyncio.shield(self.last_write), timeout_s)
+
+
+def add_model_table(
+    app: faust.App,
+    name: str,
+    model: type[M],
+    partitions: int,
+    help: str,
+    exclude_defaults: bool = False,
+) -> ModelTable[M]:
+    """A ModelTable added to the app; ``partitions`` must equal those of the topic its agent reads."""
+    table: ModelTable[M] = ModelTable(
+        app, model=model, exclude_defaults=exclude_defaults, name=name, partitions=partitions,
+        beacon=app.tables.beacon, help=help,
+    )  # fmt: skip
+    app.tables.add(table)
+    return table

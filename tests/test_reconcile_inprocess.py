@@ -1,0 +1,100 @@
+"""A reconcile sweep in-process against the simulator: our state against Offload's, and what it publishes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from offload_bridge.schemas.answers import now_ms
+from offload_bridge.schemas.case_state import CaseRecord, CaseState
+from offload_bridge.settings import Settings
+from offload_bridge.simulator.testing import case_body
+from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from tests.inprocess_support import PARTITIONS, MemoryTable, PublishedEvents, Simulator, settings, simulator
+
+LONG_AGO = 1_000
+
+
+def reconciler(sim: Simulator, table: MemoryTable, worker_settings: Settings | None = None) -> Reconciler:
+    worker_settings = worker_settings or settings(offload_reconcile_stale_s=1, offload_reconcile_rps=1000)
+    return Reconciler(
+        worker_settings,
+        table,
+        sim.api(worker_settings),
+        PublishedEvents(),
+        owned=lambda: set(range(PARTITIONS)),
+        ready=lambda: True,
+        counters=reconcile_counts(),
+    )
+
+
+def known(case_id: str, status: str, updated_at: int, last_event_at: int | None = None) -> CaseRecord:
+    """Our state of a case, last changed at ``updated_at``."""
+    return CaseRecord(
+        state=CaseState(
+            caseId=case_id, status=status, firstSeenAt=updated_at, updatedAt=updated_at,
+            lastEventAt=last_event_at if last_event_at is not None else updated_at,
+        )
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def sim() -> Any:
+    async with simulator() as running:
+        yield running
+
+
+async def test_a_case_offload_moved_on_gets_a_synthesized_event_with_offloads_id(sim: Simulator) -> None:
+    case_id = await sim.create_case(case_body(scenario="input_then_complete"))
+    truth = await sim.wait_for_case(case_id, lambda c: c["status"] == "INPUT_NEEDED")
+    table = MemoryTable({case_id: known(case_id, "CREATED", LONG_AGO)})
+    sweep = reconciler(sim, table)
+    await sweep.sweep()
+    published = sweep.publish
+    assert isinstance(published, PublishedEvents)
+    ((published_case, event),) = published.events
+    body = json.loads(event.body)
+    assert published_case == case_id and body["event_type"] == "case.input_needed"
+    assert body["event_id"] == f"evt_{case_id}_case_input_needed_{truth['updatedAt']}"
+    assert body["data"]["inputRequestId"] == truth["inputRequest"]["id"]
+    assert sweep.counters.as_dict() | {"sweeps": 1, "checked": 1, "published": 1} == sweep.counters.as_dict()
+
+
+async def test_a_case_we_know_as_offload_does_is_level_and_nothing_is_published(sim: Simulator) -> None:
+    case_id = await sim.create_case(case_body(scenario="input_then_complete"))
+    truth = await sim.wait_for_case(case_id, lambda c: c["status"] == "INPUT_NEEDED")
+    record = known(case_id, "INPUT_NEEDED", now_ms() - 60_000, last_event_at=truth["updatedAt"])
+    state = CaseState.model_validate({**record.state.model_dump(), "inputRequest": truth["inputRequest"]})
+    table = MemoryTable({case_id: CaseRecord(state=state)})
+    sweep = reconciler(sim, table)
+    await sweep.sweep()
+    assert isinstance(sweep.publish, PublishedEvents) and sweep.publish.events == []
+    assert (sweep.counters["checked"], sweep.counters["level"]) == (1, 1)
+
+
+async def test_fresh_terminal_and_unknown_cases_are_not_published(sim: Simulator) -> None:
+    done = await sim.create_case(case_body(scenario="complete"))
+    await sim.wait_for_case(done, lambda c: c["status"] == "COMPLETED")
+    fresh = await sim.create_case(case_body(scenario="input_then_complete"))
+    table = MemoryTable(
+        {
+            done: known(done, "COMPLETED", LONG_AGO),  # terminal: never swept
+            fresh: known(fresh, "CREATED", now_ms()),  # changed just now: not stale yet
+            "gone": known("gone", "RUNNING", LONG_AGO),  # Offload does not know it
+        }
+    )
+    sweep = reconciler(sim, table)
+    await sweep.sweep()
+    assert isinstance(sweep.publish, PublishedEvents) and sweep.publish.events == []
+    assert (sweep.counters["checked"], sweep.counters["not_found"]) == (0, 1)
+
+
+async def test_a_throttling_offload_ends_the_sweep_early(sim: Simulator) -> None:
+    await sim.set_faults(endpoints={"get_case": {"rate": 1.0, "error": "429"}})
+    table = MemoryTable({f"c-{n}": known(f"c-{n}", "RUNNING", LONG_AGO + n) for n in range(8)})
+    sweep = reconciler(sim, table)
+    await sweep.sweep()
+    assert sweep.counters["throttled"] == 5  # MAX_CONSECUTIVE_THROTTLES
+    assert sweep.counters["checked"] == 0
