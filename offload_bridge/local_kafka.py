@@ -238,7 +238,7 @@ class LocalBroker:
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         scram_users = [
             argument
             for name, password in self.sasl_users
@@ -324,6 +324,15 @@ class LocalBroker:
                 errors = [line for line in text if " ERROR " in line or "Exception" in line]
                 return " | ".join((errors or text)[-lines:])
         return "no broker log written"
+
+
+def _cluster_id() -> str:
+    """A random cluster id as Kafka's ``Uuid.randomUuid`` makes it: never one starting with "-", which the
+    storage tool would take for an option (one id in 64 would)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:
