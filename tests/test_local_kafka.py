@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from offload_bridge.clients import metadata_ok
-from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.local_kafka import LocalBroker, _cluster_id
 from offload_bridge.settings import Settings
 from offload_bridge.testing import free_port
 
@@ -90,3 +90,10 @@ def test_external_cluster_starts_nothing_locally(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "nothing local" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    # urlsafe base64 starts with "-" for one uuid in 64; the storage tool then refuses to format.
+    ids = {_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert not [cluster_id for cluster_id in ids if cluster_id.startswith("-") or len(cluster_id) != 22]
