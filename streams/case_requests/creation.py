@@ -33,7 +33,7 @@ from offload_bridge.schemas.case_requests import (
     CaseRequestStatus,
     RetryCaseRequest,
 )
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter, SourceRecord
 from offload_bridge.streams.case_requests.policy import CaseRequestDecision, DecidedReply, decide_case_request
