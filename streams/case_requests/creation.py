@@ -34,6 +34,7 @@ from offload_bridge.schemas.case_requests import (
     RetryCaseRequest,
 )
 from offload_bridge.schemas.headers import ORIGIN_HEADER
+from offload_bridge.schemas.validation import dotted
 from offload_bridge.settings import Settings
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter, SourceRecord
 from offload_bridge.streams.case_requests.policy import CaseRequestDecision, DecidedReply, decide_case_request
@@ -342,8 +343,7 @@ def decode_retry(message: Any, partitions: int) -> RetryCaseRequest:
         return RetryCaseRequest.model_validate_json(message.value)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidCaseRequest(f"retry: {where}: {first['msg']}") from None
+        raise InvalidCaseRequest(f"retry: {dotted(first['loc'])}: {first['msg']}") from None
 
 
 def _fields(decided: DecidedReply) -> dict[str, Any]:
