@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
+from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.schemas.case_requests import (
     CaseRequestOutcomeKind,
     CaseRequestRecord,
     CaseRequestStatus,
     RetryCaseRequest,
 )
+from offload_bridge.schemas.dlq import dlq_headers
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body
 from offload_bridge.streams.case_requests.creation import CaseCreation
@@ -48,9 +51,12 @@ class Creation:
     async def publish(self, request_id: str, **body: Any) -> Message:
         """Handle a request and every retry it schedules; the record handled first."""
         message = self.record(request_id, **body)
+        await self.handle(message)
+        return message
+
+    async def handle(self, message: Message) -> None:
         await self.logic.on_request(message)
         await drain_retries(self.out.retries, self.logic.on_retry)
-        return message
 
 
 @pytest.fixture
@@ -150,6 +156,15 @@ async def test_a_call_in_flight_at_a_crash_ends_unknown_without_a_call(sim: Simu
     await creation.logic.on_request(message)
     (outcome,) = creation.out.ended
     assert outcome.outcome is Kind.UNKNOWN and "in flight" in outcome.message
+    # Dead-lettered with its context, so that an operator can find it and redrive it on purpose.
+    ((source, letter),) = creation.out.dead_letters
+    assert (source.topic, source.partition, source.offset) == (
+        "case-requests",
+        message.partition,
+        message.offset,
+    )
+    assert (source.key, source.value) == (message.key, message.value)
+    assert (letter.kind, letter.error) == (Kind.UNKNOWN, outcome.message)
     await creation.publish("req-crash")
     assert creation.out.ended[-1].outcome is Kind.DUPLICATE
     assert "ended unknown" in creation.out.ended[-1].message
@@ -163,6 +178,64 @@ async def test_a_request_record_seen_again_gets_no_second_outcome(sim: Simulator
     assert [o.outcome for o in creation.out.ended] == [Kind.CREATED]
     assert creation.logic.counts["redelivered"] == 1
     assert len(await sim.case_ids()) == 1
+
+
+async def test_an_unknown_dead_letter_carries_the_headers_of_every_dlq(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    message = creation.record("req-crash")
+    origin = f"case-requests:{message.partition}:{message.offset}"
+    creation.table["req-crash"] = CaseRequestRecord(
+        requestId="req-crash", status=CaseRequestStatus.PENDING, attempt=2, origin=origin
+    )
+    await creation.logic.on_request(message)
+    ((source, letter),) = creation.out.dead_letters
+    headers = dict(
+        dlq_headers(
+            outcome=letter.kind.value, error=letter.error, error_code=letter.code,
+            http_status=letter.http_status, topic=source.topic, partition=source.partition,
+            offset=source.offset, at_ms=1,
+        )
+    )  # fmt: skip
+    assert headers[DlqHeader.OUTCOME] == b"unknown"
+    assert headers[DlqHeader.ERROR].startswith(b"attempt 2 was in flight")
+    assert (headers[DlqHeader.ERROR_CODE], headers[DlqHeader.HTTP_STATUS]) == (b"", b"")
+    assert headers[DlqHeader.ORIGINAL_TOPIC] == b"case-requests"
+    assert headers[DlqHeader.ORIGINAL_PARTITION] == str(message.partition).encode()
+    assert headers[DlqHeader.ORIGINAL_OFFSET] == str(message.offset).encode()
+
+
+async def test_a_retry_in_flight_at_a_crash_dead_letters_the_request_record(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+    first = creation.record("req-retry-crash")
+    await creation.logic.on_request(first)
+    (retry,) = creation.out.retries
+    # The worker stopped during the call the retry made.
+    entry = creation.table["req-retry-crash"]
+    creation.table["req-retry-crash"] = entry.model_copy(
+        update={"status": CaseRequestStatus.PENDING, "attempt": 2}
+    )
+    await creation.logic.on_retry(retry)
+    (outcome,) = creation.out.ended
+    assert outcome.outcome is Kind.UNKNOWN
+    ((source, letter),) = creation.out.dead_letters
+    # The dead letter is the case-requests record, as published, not the retry record.
+    assert (source.topic, source.offset, letter.kind) == ("case-requests", first.offset, Kind.UNKNOWN)
+    assert json.loads(source.value or b"") == json.loads(first.value or b"")
+    assert await sim.case_ids() == []
+
+
+async def test_a_2xx_without_a_case_id_ends_unknown_and_is_dead_lettered() -> None:
+    async def no_case_id(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"ok": True, "data": {}})
+
+    async with simulator() as sim:
+        creation = Creation(sim, settings(), transport=httpx.MockTransport(no_case_id))
+        await creation.publish("req-2xx")
+    (outcome,) = creation.out.ended
+    assert (outcome.outcome, outcome.httpStatus) == (Kind.UNKNOWN, 201)
+    ((_, letter),) = creation.out.dead_letters
+    assert (letter.kind, letter.http_status, letter.error) == (Kind.UNKNOWN, 201, "a 2xx without a caseId")
 
 
 @pytest.mark.xfail(

@@ -2,8 +2,8 @@
 
 Per requestId, a table remembers what happened. ``pending`` is written, and acknowledged by the broker,
 before every call; a request found ``pending`` (the worker died during a call) is never sent again
-blindly: its outcome is ``unknown`` and an operator decides. A request seen again after it ended gets
-``duplicate`` with its caseId and no call.
+blindly: its outcome is ``unknown``, the request goes to ``case-requests.dlq`` with its context, and an
+operator decides. A request seen again after it ended gets ``duplicate`` with its caseId and no call.
 
 A call the policy retries is not waited for in the partition: the request goes to ``case-requests.retry``
 with its next attempt and when it is due (``streams.retry``), and the record there continues the
@@ -53,6 +53,11 @@ CASE_REQUEST_CALLS = (
     "redelivered",  # records seen again after a crash whose outcome was already published
     "deferred",  # retry records not yet due, put back on case-requests.retry
 )
+# Every terminal outcome but created and duplicate copies the request to case-requests.dlq, unknown too:
+# the DLQ is where an operator finds every request that needs a decision.
+_DEAD_LETTERED_OUTCOMES = {
+    CaseRequestOutcomeKind.REJECTED, CaseRequestOutcomeKind.DEAD_LETTERED, CaseRequestOutcomeKind.UNKNOWN,
+}  # fmt: skip
 _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
@@ -175,10 +180,14 @@ class CaseCreation:
     async def _in_flight_at_crash(
         self, partition: int, origin: str, source: SourceRecord, known: CaseRequestRecord
     ) -> None:
+        text = (
+            f"attempt {known.attempt} was in flight when the worker stopped; "
+            "Offload may or may not have created the case"
+        )
+        letter = DeadLetter(CaseRequestOutcomeKind.UNKNOWN, text, None)
         await self._finish(
             partition, origin, known, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
-            message=f"attempt {known.attempt} was in flight when the worker stopped; "
-            "Offload may or may not have created the case",
+            (source, letter), message=text,
         )  # fmt: skip
 
     async def _republish(
@@ -195,7 +204,7 @@ class CaseCreation:
             "message": known.message,
         }  # fmt: skip
         dead_letter = None
-        if kind in (CaseRequestOutcomeKind.REJECTED, CaseRequestOutcomeKind.DEAD_LETTERED):
+        if kind in _DEAD_LETTERED_OUTCOMES:
             dead_letter = (source, DeadLetter(kind, known.message, known.errorCode, known.httpStatus))
         if kind is CaseRequestOutcomeKind.CREATED and known.caseId is not None:
             # The event may be out already; its event_id is the same, so the fold drops the copy.
@@ -236,9 +245,12 @@ class CaseCreation:
             )
             return
         if decided.decision is CaseRequestDecision.UNKNOWN:
+            letter = DeadLetter(
+                CaseRequestOutcomeKind.UNKNOWN, fields["message"], fields["errorCode"], fields["httpStatus"]
+            )
             await self._finish(
                 partition, origin, pending, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
-                **fields,
+                (source, letter), **fields,
             )  # fmt: skip
             return
         settings = self.settings
