@@ -26,6 +26,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from offload_bridge.clients import kafka_consumer, kafka_producer
 from offload_bridge.reading import assign_all, read_to_end
 from offload_bridge.schemas.answers import DlqHeader
+from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.topics import (
     ANSWERS,
@@ -36,7 +37,8 @@ from offload_bridge.topics import (
     topic_name,
 )
 
-REDRIVEN_FROM_HEADER = "redriven_from"
+__all__ = ["REDRIVEN_FROM_HEADER"]  # re-exported: the header every redrive writes
+
 CLIENT_ID = "offload-bridge-dlq"
 
 
