@@ -16,6 +16,7 @@ from offload_bridge.schemas.case_requests import (
     RetryCaseRequest,
 )
 from offload_bridge.schemas.dlq import dlq_headers
+from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body
 from offload_bridge.streams.case_requests.creation import CaseCreation
@@ -57,6 +58,16 @@ class Creation:
     async def handle(self, message: Message) -> None:
         await self.logic.on_request(message)
         await drain_retries(self.out.retries, self.logic.on_retry)
+
+    async def redrive(self, index: int = -1) -> Message:
+        """Republish a dead letter to case-requests as ``dlq redrive`` does (same key and value, header
+        ``redriven_from``) and handle it."""
+        source, _ = self.out.dead_letters[index]
+        # The dead letters' own offsets do not matter to the worker, only the header's presence.
+        where = f"case-requests.dlq:0:{index % len(self.out.dead_letters)}"
+        message = self.topic.record(source.key, source.value, [(REDRIVEN_FROM_HEADER, where.encode())])
+        await self.handle(message)
+        return message
 
 
 @pytest.fixture
@@ -236,6 +247,99 @@ async def test_a_2xx_without_a_case_id_ends_unknown_and_is_dead_lettered() -> No
     assert (outcome.outcome, outcome.httpStatus) == (Kind.UNKNOWN, 201)
     ((_, letter),) = creation.out.dead_letters
     assert (letter.kind, letter.http_status, letter.error) == (Kind.UNKNOWN, 201, "a 2xx without a caseId")
+
+
+async def test_a_redriven_dead_letter_gets_a_fresh_attempt_and_creates_one_case(sim: Simulator) -> None:
+    creation = Creation(sim, settings(offload_case_request_max_attempts=2))
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+    first = await creation.publish("req-dl")
+    assert [o.outcome for o in creation.out.ended] == [Kind.DEAD_LETTERED]
+
+    await sim.set_faults(endpoints={})
+    redriven = await creation.redrive()
+    (dead_origin, _), (created_origin, created) = creation.out.terminal_outcomes
+    assert dead_origin == f"case-requests:{first.partition}:{first.offset}"
+    # A new record, so its own terminal outcome.
+    assert created_origin == f"case-requests:{redriven.partition}:{redriven.offset}"
+    assert (created.outcome, created.httpStatus) == (Kind.CREATED, 201)
+    assert await sim.case_ids() == [created.caseId]
+    assert creation.out.announced == [(created.caseId, "req-dl")]
+    entry = creation.table["req-dl"]
+    # Attempts counted from 1 again, under the redriven record.
+    assert (entry.status, entry.attempt, entry.origin) == (CaseRequestStatus.CREATED, 1, created_origin)
+
+    # The same redriven record seen again after a crash: no second outcome, no second case.
+    await creation.handle(redriven)
+    assert len(creation.out.ended) == 2 and len(await sim.case_ids()) == 1
+    # The dead letter redriven a second time: the request was created, so it is a duplicate with its caseId.
+    await creation.redrive(0)
+    again = creation.out.ended[-1]
+    assert (again.outcome, again.caseId) == (Kind.DUPLICATE, created.caseId)
+    assert await sim.case_ids() == [created.caseId]
+
+
+async def test_a_redriven_retry_budget_counts_from_one(sim: Simulator) -> None:
+    creation = Creation(sim, settings(offload_case_request_max_attempts=2))
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+    await creation.publish("req-twice")
+    await creation.redrive()
+    # Each record had its two attempts, and each ended dead-lettered with its own dead letter.
+    assert [o.outcome for o in creation.out.ended] == [Kind.DEAD_LETTERED] * 2
+    assert [o.outcome for o in creation.out.progress_outcomes] == [Kind.RETRYING] * 2
+    assert all("after 2 attempt(s)" in o.message for o in creation.out.ended)
+    assert len(creation.out.dead_letters) == 2
+
+
+async def test_a_redriven_unknown_request_is_sent_again(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    message = creation.record("req-u")
+    origin = f"case-requests:{message.partition}:{message.offset}"
+    creation.table["req-u"] = CaseRequestRecord(
+        requestId="req-u", status=CaseRequestStatus.PENDING, attempt=1, origin=origin
+    )
+    await creation.logic.on_request(message)
+    # Redriven on purpose (``--force``): the operator checked that Offload has no case.
+    await creation.redrive()
+    assert [o.outcome for o in creation.out.ended] == [Kind.UNKNOWN, Kind.CREATED]
+    assert await sim.case_ids() == [creation.out.ended[-1].caseId]
+
+
+async def test_a_redriven_rejected_request_is_sent_again(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    await sim.set_faults(usage_limit=0)
+    await creation.publish("req-cap")
+    # The monthly cap lifted: Offload refused the request before, so it has no case of it.
+    await sim.set_faults(usage_limit=None)
+    await creation.redrive()
+    assert [o.outcome for o in creation.out.ended] == [Kind.REJECTED, Kind.CREATED]
+    assert await sim.case_ids() == [creation.out.ended[-1].caseId]
+
+
+async def test_a_redriven_created_request_stays_a_duplicate(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    first = await creation.publish("req-made")
+    (created,) = creation.out.ended
+    # A copy of the request redriven from the DLQ (by hand, say) after it was created.
+    value = first.value
+    redriven = creation.topic.record("req-made", value, [(REDRIVEN_FROM_HEADER, b"case-requests.dlq:0:0")])
+    await creation.handle(redriven)
+    again = creation.out.ended[-1]
+    assert (again.outcome, again.caseId) == (Kind.DUPLICATE, created.caseId)
+    assert "ended created" in again.message
+    assert await sim.case_ids() == [created.caseId]
+
+
+async def test_without_the_redrive_header_a_dead_lettered_request_stays_a_duplicate(sim: Simulator) -> None:
+    creation = Creation(sim, settings(offload_case_request_max_attempts=1))
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+    await creation.publish("req-plain")
+    await sim.set_faults(endpoints={})
+    await creation.publish("req-plain")
+    dead, again = creation.out.ended
+    assert dead.outcome is Kind.DEAD_LETTERED
+    assert again.outcome is Kind.DUPLICATE and "ended dead_lettered" in again.message
+    assert await sim.case_ids() == []
+    assert len(creation.out.dead_letters) == 1
 
 
 @pytest.mark.xfail(

@@ -5,6 +5,15 @@ before every call; a request found ``pending`` (the worker died during a call) i
 blindly: its outcome is ``unknown``, the request goes to ``case-requests.dlq`` with its context, and an
 operator decides. A request seen again after it ended gets ``duplicate`` with its caseId and no call.
 
+Except a redrive: a record with the header ``redriven_from`` (written by ``offload-bridge dlq redrive``)
+whose request ended without a case we know of (``dead_lettered``, ``rejected``, ``unknown``) gets a fresh
+attempt, its attempts counted from 1 again under its own origin. ``dead_lettered`` and ``rejected`` mean
+Offload provably has no case (the calls were refused or never reached it), so the new call cannot make a
+second one; a ``rejected`` request may be accepted now (the monthly cap lifted, Offload's validation
+changed) and is otherwise refused again, harmlessly. ``unknown`` is redriven only with ``--force``: the
+operator checked that Offload has no case. A request that ended ``created`` stays ``duplicate`` with its
+caseId however it comes back, so no case is created twice.
+
 A call the policy retries is not waited for in the partition: the request goes to ``case-requests.retry``
 with its next attempt and when it is due (``streams.retry``), and the record there continues the
 ``case-requests`` record it came from (header ``origin``), which gets the one terminal outcome. The table
@@ -33,7 +42,7 @@ from offload_bridge.schemas.case_requests import (
     CaseRequestStatus,
     RetryCaseRequest,
 )
-from offload_bridge.schemas.headers import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER, REDRIVEN_FROM_HEADER
 from offload_bridge.schemas.validation import dotted
 from offload_bridge.settings import Settings
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter, SourceRecord
@@ -62,6 +71,8 @@ _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
 }  # fmt: skip
+# A redriven record of a request that ended so gets a fresh attempt: none of them left a case we know of.
+_REDRIVABLE = {CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED, CaseRequestStatus.UNKNOWN}
 INVALID_REQUEST = "INVALID_REQUEST"
 
 
@@ -127,6 +138,18 @@ class CaseCreation:
         if known is not None and known.origin == origin and known.status in _FINISHED:
             # This very record ended before a crash, its outcome not yet out: publish that outcome.
             await self._republish(partition, origin, source, request, known)
+            return
+        if (
+            known is not None
+            and known.status in _REDRIVABLE
+            and header(message, REDRIVEN_FROM_HEADER) is not None
+        ):
+            # Redriven on purpose from the DLQ: a new record, a new first attempt (see the module's notes).
+            log.info(
+                "case request %s (%s): redriven from %s after it ended %s; attempting it again",
+                request_id, origin, header(message, REDRIVEN_FROM_HEADER), known.status.value,
+            )  # fmt: skip
+            await self._attempt(partition, origin, source, request, 1)
             return
         if known is not None and known.status is CaseRequestStatus.RETRYING:
             # Another record of the requestId is being retried: at most one creation per requestId.
