@@ -7,12 +7,13 @@ operator decides. A request seen again after it ended gets ``duplicate`` with it
 
 Except a redrive: a record with the header ``redriven_from`` (written by ``offload-bridge dlq redrive``)
 whose request ended without a case we know of (``dead_lettered``, ``rejected``, ``unknown``) gets a fresh
-attempt, its attempts counted from 1 again under its own origin. ``dead_lettered`` and ``rejected`` mean
-Offload provably has no case (the calls were refused or never reached it), so the new call cannot make a
-second one; a ``rejected`` request may be accepted now (the monthly cap lifted, Offload's validation
-changed) and is otherwise refused again, harmlessly. ``unknown`` is redriven only with ``--force``: the
-operator checked that Offload has no case. A request that ended ``created`` stays ``duplicate`` with its
-caseId however it comes back, so no case is created twice.
+attempt, its attempts counted from 1 again under its own origin. Offload refused a ``rejected`` request,
+so it has no case of it: the new call may be accepted now (the monthly cap lifted, Offload's validation
+changed) and is otherwise refused again, harmlessly. A ``dead_lettered`` request's calls were refused or
+failed; those that failed with a 5xx or a timeout carry the same risk as their retries (``policy``), no
+more. ``unknown`` is redriven only with ``--force``: the operator checked that Offload has no case. A
+request that ended ``created`` stays ``duplicate`` with its caseId however it comes back, so no case we
+know of is created twice.
 
 A call the policy retries is not waited for in the partition: the request goes to ``case-requests.retry``
 with its next attempt and when it is due (``streams.retry``), and the record there continues the
@@ -71,7 +72,8 @@ _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
 }  # fmt: skip
-# A redriven record of a request that ended so gets a fresh attempt: none of them left a case we know of.
+# A redriven record of a request that ended so gets a fresh attempt: none of them left a case we know of
+# (the module's notes say why each is safe to send again).
 _REDRIVABLE = {CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED, CaseRequestStatus.UNKNOWN}
 INVALID_REQUEST = "INVALID_REQUEST"
 
