@@ -24,6 +24,7 @@ from offload_bridge.topics import (
     CASE_REQUESTS,
     CASE_REQUESTS_DLQ,
     TopicMissing,
+    topic_name,
 )
 from tests.ingress_support import read_topic
 from tests.kafka_java import assert_placed_like_kafka
@@ -215,6 +216,12 @@ def test_a_crash_during_the_call_ends_unknown_not_a_second_case(topics: Settings
             outcome = submitter.wait_for_outcome(request_id, timeout_s=240)
             assert outcome.outcome is CaseRequestOutcomeKind.UNKNOWN, outcome
             assert "in flight" in outcome.message
+            # Dead-lettered with its context, so that an operator finds it and redrives it only on purpose.
+            (letter,) = read_topic(settings, CASE_REQUESTS_DLQ)
+            assert letter.key == request_id.encode()
+            assert letter.headers["outcome"] == b"unknown"
+            assert letter.headers["error"].decode() == outcome.message
+            assert letter.headers["original_topic"].decode() == topic_name(CASE_REQUESTS, settings)
             time.sleep(2)
             assert len(sim_case_ids(sim)) == 1, "never sent again"
             # Published once more later, it stays settled without a call.
