@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from offload_bridge.clients import kafka_consumer, kafka_producer
 from offload_bridge.reading import assign_all, read_to_end
 from offload_bridge.schemas.answers import DlqHeader
-from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER
+from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER as REDRIVEN_FROM_HEADER  # re-exported
 from offload_bridge.settings import Settings
 from offload_bridge.topics import (
     ANSWERS,
@@ -37,8 +37,6 @@ from offload_bridge.topics import (
     TopicSpec,
     topic_name,
 )
-
-__all__ = ["REDRIVEN_FROM_HEADER"]  # re-exported: the header every redrive writes
 
 CLIENT_ID = "offload-bridge-dlq"
 
