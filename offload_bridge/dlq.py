@@ -10,7 +10,8 @@ What each queue redrives:
   is safe; ``--all`` skips ``rejected`` records, which would be rejected again.
 - ``case-requests.dlq`` → ``case-requests``. ``--all`` skips ``rejected`` records too. ``POST /cases`` is not
   idempotent: a request whose outcome was ``unknown`` may have created its case, so it is redriven only
-  on purpose (``force``).
+  on purpose (``force``). The worker gives a redriven request that ended ``dead_lettered``, ``rejected``
+  or ``unknown`` a fresh attempt; one that ended ``created`` stays ``duplicate`` with its caseId.
 
 ``redrive_all`` remembers how far it got in a consumer group per queue (``<prefix>dlq-redrive`` for answers,
 as before; ``<prefix>case-requests.dlq-redrive``), so each record is redriven once.
@@ -26,6 +27,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata
 from offload_bridge.clients import kafka_consumer, kafka_producer
 from offload_bridge.reading import assign_all, read_to_end
 from offload_bridge.schemas.answers import DlqHeader
+from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER as REDRIVEN_FROM_HEADER  # re-exported
 from offload_bridge.settings import Settings
 from offload_bridge.topics import (
     ANSWERS,
@@ -36,7 +38,6 @@ from offload_bridge.topics import (
     topic_name,
 )
 
-REDRIVEN_FROM_HEADER = "redriven_from"
 CLIENT_ID = "offload-bridge-dlq"
 
 

@@ -28,6 +28,7 @@ from offload_bridge.schemas.headers import (
     EVENT_TYPE_HEADER,
     ORIGIN_HEADER,
     RECEIVED_AT_HEADER,
+    REDRIVEN_FROM_HEADER,
     SOURCE_HEADER,
     VALIDATION_ERROR_HEADER,
 )
@@ -122,6 +123,7 @@ ORIGIN_HEADERS = {
     ORIGIN_HEADER: "on terminal outcomes only: <topic>:<partition>:<offset> of the record this outcome ends"
 }
 # The case-request agent's dead letters carry every DLQ header but the answer's id and attempt.
+REDRIVEN_FROM = "on a record `dlq redrive` republished: <topic>:<partition>:<offset> of its dead letter"
 _ANSWER_ONLY_DLQ_HEADERS = (DlqHeader.ANSWER_ID, DlqHeader.ATTEMPT)
 ANSWER_DLQ_HEADERS = {header.value: header.name.lower().replace("_", " ") for header in DlqHeader}
 CASE_REQUEST_DLQ_HEADERS = {
@@ -178,6 +180,7 @@ ANSWERS = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `answer`, `dlq redrive`
     readers=(Party.ANSWER_AGENT,),
     partitioning=BY_CASE,
+    headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
 )
 ANSWER_OUTCOMES = TopicSpec(
     "answer-outcomes",
@@ -222,6 +225,10 @@ CASE_REQUESTS = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `case-request`
     readers=(Party.CASE_REQUEST_AGENT,),
     partitioning=BY_REQUEST,
+    headers={
+        REDRIVEN_FROM_HEADER: f"{REDRIVEN_FROM}; a request that ended dead_lettered, rejected or unknown "
+        "gets a fresh attempt"
+    },
 )
 CASE_REQUEST_OUTCOMES = TopicSpec(
     "case-request-outcomes",

@@ -19,3 +19,8 @@ VALIDATION_ERROR_HEADER = "validation_error"
 # On a terminal outcome, and on a retry: where the record it ends (or continues) sits. The worker reads it
 # back after a crash so that no record gets a second terminal outcome.
 ORIGIN_HEADER = "origin"
+
+# On a record a DLQ redrive republished (``offload-bridge dlq redrive``): ``<dlq topic>:<partition>:<offset>``
+# of the dead letter it copies. The worker gives such a record a fresh attempt when its request had ended
+# without a case (see ``streams.case_requests.creation``).
+REDRIVEN_FROM_HEADER = "redriven_from"

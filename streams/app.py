@@ -12,11 +12,12 @@ from typing import Any
 import faust
 
 from offload_bridge.clients import faust_credentials
+from offload_bridge.faust_topics import faust_topic
 from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.streams.answers import agent as answers
 from offload_bridge.streams.case_requests import agent as case_requests
-from offload_bridge.streams.context import WorkerContext, raw_topic
+from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.metrics import WorkerMetrics
 from offload_bridge.streams.metrics import register_view as register_metrics_view
 from offload_bridge.streams.offload_api import OffloadApi
@@ -67,8 +68,8 @@ def create_app(settings: Settings) -> WorkerContext:
     worker = WorkerContext(
         settings=settings,
         app=app,
-        case_events=raw_topic(app, settings, CASE_EVENTS),
-        case_state=raw_topic(app, settings, CASE_STATE),
+        case_events=faust_topic(app, CASE_EVENTS, settings),
+        case_state=faust_topic(app, CASE_STATE, settings),
         # Partitions must equal the source topic's: the state agent writes each case into the partition
         # its event came from, and the query API routes by the key's partition.
         table=add_model_table(

@@ -11,21 +11,12 @@ from typing import Any
 
 import faust
 
+from offload_bridge.faust_topics import faust_topic
 from offload_bridge.settings import Settings
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.metrics import WorkerMetrics
 from offload_bridge.streams.offload_api import OffloadApi
-from offload_bridge.topics import TopicSpec, topic_name
-
-# Raw bytes in and out: records are produced and read exactly as the contracts describe them.
-RAW: dict[str, Any] = {
-    "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"
-}  # fmt: skip
-
-
-def raw_topic(app: faust.App, settings: Settings, spec: TopicSpec) -> Any:
-    """The Faust topic of a registry entry, raw bytes, with the worker's partition count."""
-    return app.topic(topic_name(spec, settings), partitions=settings.offload_topic_partitions, **RAW)
+from offload_bridge.topics import TopicSpec
 
 
 @dataclass
@@ -43,7 +34,7 @@ class WorkerContext:
 
     def topic(self, spec: TopicSpec) -> Any:
         """The Faust topic of a registry entry (raw bytes)."""
-        return raw_topic(self.app, self.settings, spec)
+        return faust_topic(self.app, spec, self.settings)
 
     def is_ready(self) -> bool:
         """True once the tables are recovered and no rebalance is under way: their answers are current."""

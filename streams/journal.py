@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from offload_bridge.clients import aiokafka_options
 from offload_bridge.partitioning import partition_for
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.streams.storage import add_model_table
 

@@ -21,7 +21,7 @@ from pydantic import HttpUrl, SecretStr
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.app import create_app as create_simulator
 from offload_bridge.simulator.settings import SimulatorSettings

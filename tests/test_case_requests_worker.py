@@ -14,11 +14,18 @@ from pydantic import HttpUrl, SecretStr
 from offload_bridge.case_requests import CaseRequestSubmitter
 from offload_bridge.clients import kafka_consumer
 from offload_bridge.reading import assign_all
-from offload_bridge.schemas.case_requests import CaseRequestOutcomeKind
+from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body, simulator_process
 from offload_bridge.testing import free_port, produce
-from offload_bridge.topics import CASE_EVENTS, CASE_REQUESTS, CASE_REQUESTS_DLQ, TopicMissing
+from offload_bridge.topics import (
+    CASE_EVENTS,
+    CASE_REQUEST_OUTCOMES,
+    CASE_REQUESTS,
+    CASE_REQUESTS_DLQ,
+    TopicMissing,
+    topic_name,
+)
 from tests.ingress_support import read_topic
 from tests.kafka_java import assert_placed_like_kafka
 from tests.streams_support import Worker, running_workers
@@ -209,6 +216,12 @@ def test_a_crash_during_the_call_ends_unknown_not_a_second_case(topics: Settings
             outcome = submitter.wait_for_outcome(request_id, timeout_s=240)
             assert outcome.outcome is CaseRequestOutcomeKind.UNKNOWN, outcome
             assert "in flight" in outcome.message
+            # Dead-lettered with its context, so that an operator finds it and redrives it only on purpose.
+            (letter,) = read_topic(settings, CASE_REQUESTS_DLQ)
+            assert letter.key == request_id.encode()
+            assert letter.headers["outcome"] == b"unknown"
+            assert letter.headers["error"].decode() == outcome.message
+            assert letter.headers["original_topic"].decode() == topic_name(CASE_REQUESTS, settings)
             time.sleep(2)
             assert len(sim_case_ids(sim)) == 1, "never sent again"
             # Published once more later, it stays settled without a call.
@@ -217,3 +230,52 @@ def test_a_crash_during_the_call_ends_unknown_not_a_second_case(topics: Settings
             assert again.outcome is CaseRequestOutcomeKind.DUPLICATE
             assert "ended unknown" in again.message
             assert len(sim_case_ids(sim)) == 1
+
+
+def _terminal_outcomes(settings: Settings, request_id: str) -> list[CaseRequestOutcome]:
+    outcomes = [
+        CaseRequestOutcome.model_validate_json(record.value or b"")
+        for record in read_topic(settings, CASE_REQUEST_OUTCOMES)
+        if record.key == request_id.encode()
+    ]
+    return [outcome for outcome in outcomes if outcome.outcome is not CaseRequestOutcomeKind.RETRYING]
+
+
+def test_a_dead_lettered_request_redriven_creates_its_case_once(topics: Settings, tmp_path: Path) -> None:
+    with simulator_process("--step-ms", "50") as sim:
+        settings = with_offload(
+            topics, sim.base_url, offload_retry_base_s=0.05, offload_retry_max_s=0.2,
+            offload_case_request_max_attempts=2,
+        )  # fmt: skip
+        worker = Worker(settings, tmp_path)
+        with running_workers(worker), CaseRequestSubmitter(settings) as submitter:
+            # Throttled on every attempt: dead-lettered after the budget.
+            sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+            request_id = submitter.publish(case_body(), request_id="req-redrive")
+            outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
+            assert outcome.outcome is CaseRequestOutcomeKind.DEAD_LETTERED, outcome
+            (letter,) = read_topic(settings, CASE_REQUESTS_DLQ)
+            assert (letter.key, letter.headers["outcome"]) == (b"req-redrive", b"dead_lettered")
+
+            sim.set_faults(endpoints={})
+            redrive = worker.run_cli("dlq", "redrive", "--topic", "case-requests.dlq", "--all")
+            assert redrive.returncode == 0, redrive.stderr
+            assert "1 redriven" in redrive.stdout
+
+            deadline = time.monotonic() + 60
+            while len(ended := _terminal_outcomes(settings, request_id)) < 2:
+                assert time.monotonic() < deadline, f"no outcome for the redriven request: {ended}"
+                time.sleep(0.2)
+            dead, created = ended
+            assert (dead.outcome, created.outcome) == (
+                CaseRequestOutcomeKind.DEAD_LETTERED, CaseRequestOutcomeKind.CREATED
+            )  # fmt: skip
+            assert sim_case_ids(sim) == [created.caseId]
+
+            # A second redrive finds nothing new; the request published again stays one case.
+            again = worker.run_cli("dlq", "redrive", "--topic", "case-requests.dlq", "--all")
+            assert again.returncode == 0 and "0 redriven" in again.stdout, again.stdout
+            submitter.publish(case_body(), request_id=request_id)
+            duplicate = submitter.wait_for_outcome(request_id, timeout_s=60)
+            assert (duplicate.outcome, duplicate.caseId) == (CaseRequestOutcomeKind.DUPLICATE, created.caseId)
+            assert sim_case_ids(sim) == [created.caseId]

@@ -13,7 +13,7 @@ from typing import Any
 
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
 from offload_bridge.schemas.case_state import AnswerRecord, CaseRecord, CaseState
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.streams.answers.case_view import (
     PENDING,

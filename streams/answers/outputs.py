@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from offload_bridge.partitioning import partition_for
-from offload_bridge.schemas.answers import AnswerOutcome, DlqHeader, Outcome, RetryAnswer, now_ms
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.answers import AnswerOutcome, Outcome, RetryAnswer
+from offload_bridge.schemas.dlq import dlq_headers
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import OutcomeJournal
 
@@ -164,19 +165,11 @@ class AnswerOutputs:
     ) -> None:
         """The record, byte for byte, on answers.dlq with what happened in its headers."""
         where = Position.of(message)
-        context = {
-            DlqHeader.OUTCOME: outcome.outcome.value,
-            DlqHeader.ERROR: outcome.message,
-            DlqHeader.ERROR_CODE: outcome.errorCode or "",
-            DlqHeader.HTTP_STATUS: "" if outcome.httpStatus is None else str(outcome.httpStatus),
-            DlqHeader.ANSWER_ID: outcome.answerId,
-            DlqHeader.ATTEMPT: str(outcome.attempt),
-            DlqHeader.ORIGINAL_TOPIC: where.topic,
-            DlqHeader.ORIGINAL_PARTITION: str(where.partition),
-            DlqHeader.ORIGINAL_OFFSET: str(where.offset),
-            DlqHeader.DEAD_LETTERED_AT: str(now_ms()),
-        }
-        headers = [(str(name), value.encode()) for name, value in context.items()]
+        headers = dlq_headers(
+            outcome=outcome.outcome.value, error=outcome.message, error_code=outcome.errorCode,
+            http_status=outcome.httpStatus, answer_id=outcome.answerId, attempt=outcome.attempt,
+            topic=where.topic, partition=where.partition, offset=where.offset,
+        )  # fmt: skip
         key = case_id.encode() if case_id else message.key
         await self.dlq.send(key=key, value=message.value, headers=headers)
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.answers import Answer, default_answer_id
+from offload_bridge.schemas.validation import describe_validation_error
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
 
@@ -42,8 +43,7 @@ def decode_answer(
         answer = model.model_validate_json(value)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        reason = f"schema: {where}: {first['msg']} ({error.error_count()} error(s))"
+        reason = "schema: " + describe_validation_error(error, first_only=True)
         if first["type"] == "json_invalid":
             reason = f"not JSON: {first['msg']}"
         raise _invalid(reason, key, value, position) from None

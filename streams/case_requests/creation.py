@@ -2,8 +2,18 @@
 
 Per requestId, a table remembers what happened. ``pending`` is written, and acknowledged by the broker,
 before every call; a request found ``pending`` (the worker died during a call) is never sent again
-blindly: its outcome is ``unknown`` and an operator decides. A request seen again after it ended gets
-``duplicate`` with its caseId and no call.
+blindly: its outcome is ``unknown``, the request goes to ``case-requests.dlq`` with its context, and an
+operator decides. A request seen again after it ended gets ``duplicate`` with its caseId and no call.
+
+Except a redrive: a record with the header ``redriven_from`` (written by ``offload-bridge dlq redrive``)
+whose request ended without a case we know of (``dead_lettered``, ``rejected``, ``unknown``) gets a fresh
+attempt, its attempts counted from 1 again under its own origin. Offload refused a ``rejected`` request,
+so it has no case of it: the new call may be accepted now (the monthly cap lifted, Offload's validation
+changed) and is otherwise refused again, harmlessly. A ``dead_lettered`` request's calls were refused or
+failed; those that failed with a 5xx or a timeout carry the same risk as their retries (``policy``), no
+more. ``unknown`` is redriven only with ``--force``: the operator checked that Offload has no case. A
+request that ended ``created`` stays ``duplicate`` with its caseId however it comes back, so no case we
+know of is created twice.
 
 A call the policy retries is not waited for in the partition: the request goes to ``case-requests.retry``
 with its next attempt and when it is due (``streams.retry``), and the record there continues the
@@ -33,7 +43,8 @@ from offload_bridge.schemas.case_requests import (
     CaseRequestStatus,
     RetryCaseRequest,
 )
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.headers import ORIGIN_HEADER, REDRIVEN_FROM_HEADER
+from offload_bridge.schemas.validation import dotted
 from offload_bridge.settings import Settings
 from offload_bridge.streams.case_requests.outputs import CaseRequestSink, DeadLetter, SourceRecord
 from offload_bridge.streams.case_requests.policy import CaseRequestDecision, DecidedReply, decide_case_request
@@ -52,10 +63,18 @@ CASE_REQUEST_CALLS = (
     "redelivered",  # records seen again after a crash whose outcome was already published
     "deferred",  # retry records not yet due, put back on case-requests.retry
 )
+# Every terminal outcome but created and duplicate copies the request to case-requests.dlq, unknown too:
+# the DLQ is where an operator finds every request that needs a decision.
+_DEAD_LETTERED_OUTCOMES = {
+    CaseRequestOutcomeKind.REJECTED, CaseRequestOutcomeKind.DEAD_LETTERED, CaseRequestOutcomeKind.UNKNOWN,
+}  # fmt: skip
 _FINISHED = {
     CaseRequestStatus.CREATED, CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED,
     CaseRequestStatus.UNKNOWN,
 }  # fmt: skip
+# A redriven record of a request that ended so gets a fresh attempt: none of them left a case we know of
+# (the module's notes say why each is safe to send again).
+_REDRIVABLE = {CaseRequestStatus.REJECTED, CaseRequestStatus.DEAD_LETTERED, CaseRequestStatus.UNKNOWN}
 INVALID_REQUEST = "INVALID_REQUEST"
 
 
@@ -122,6 +141,18 @@ class CaseCreation:
             # This very record ended before a crash, its outcome not yet out: publish that outcome.
             await self._republish(partition, origin, source, request, known)
             return
+        if (
+            known is not None
+            and known.status in _REDRIVABLE
+            and header(message, REDRIVEN_FROM_HEADER) is not None
+        ):
+            # Redriven on purpose from the DLQ: a new record, a new first attempt (see the module's notes).
+            log.info(
+                "case request %s (%s): redriven from %s after it ended %s; attempting it again",
+                request_id, origin, header(message, REDRIVEN_FROM_HEADER), known.status.value,
+            )  # fmt: skip
+            await self._attempt(partition, origin, source, request, 1)
+            return
         if known is not None and known.status is CaseRequestStatus.RETRYING:
             # Another record of the requestId is being retried: at most one creation per requestId.
             text = f"requestId {request_id} is being created by another record (attempt {known.attempt})"
@@ -174,10 +205,14 @@ class CaseCreation:
     async def _in_flight_at_crash(
         self, partition: int, origin: str, source: SourceRecord, known: CaseRequestRecord
     ) -> None:
+        text = (
+            f"attempt {known.attempt} was in flight when the worker stopped; "
+            "Offload may or may not have created the case"
+        )
+        letter = DeadLetter(CaseRequestOutcomeKind.UNKNOWN, text, None)
         await self._finish(
             partition, origin, known, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
-            message=f"attempt {known.attempt} was in flight when the worker stopped; "
-            "Offload may or may not have created the case",
+            (source, letter), message=text,
         )  # fmt: skip
 
     async def _republish(
@@ -194,7 +229,7 @@ class CaseCreation:
             "message": known.message,
         }  # fmt: skip
         dead_letter = None
-        if kind in (CaseRequestOutcomeKind.REJECTED, CaseRequestOutcomeKind.DEAD_LETTERED):
+        if kind in _DEAD_LETTERED_OUTCOMES:
             dead_letter = (source, DeadLetter(kind, known.message, known.errorCode, known.httpStatus))
         if kind is CaseRequestOutcomeKind.CREATED and known.caseId is not None:
             # The event may be out already; its event_id is the same, so the fold drops the copy.
@@ -235,9 +270,12 @@ class CaseCreation:
             )
             return
         if decided.decision is CaseRequestDecision.UNKNOWN:
+            letter = DeadLetter(
+                CaseRequestOutcomeKind.UNKNOWN, fields["message"], fields["errorCode"], fields["httpStatus"]
+            )
             await self._finish(
                 partition, origin, pending, CaseRequestStatus.UNKNOWN, CaseRequestOutcomeKind.UNKNOWN,
-                **fields,
+                (source, letter), **fields,
             )  # fmt: skip
             return
         settings = self.settings
@@ -342,8 +380,7 @@ def decode_retry(message: Any, partitions: int) -> RetryCaseRequest:
         return RetryCaseRequest.model_validate_json(message.value)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidCaseRequest(f"retry: {where}: {first['msg']}") from None
+        raise InvalidCaseRequest(f"retry: {dotted(first['loc'])}: {first['msg']}") from None
 
 
 def _fields(decided: DecidedReply) -> dict[str, Any]:

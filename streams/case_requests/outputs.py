@@ -18,7 +18,8 @@ from offload_bridge.schemas.case_requests import (
     CaseRequestOutcomeKind,
     RetryCaseRequest,
 )
-from offload_bridge.schemas.contracts import ORIGIN_HEADER
+from offload_bridge.schemas.dlq import dlq_headers
+from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.streams.reconcile.diff import SOURCE_BRIDGE, SynthesizedEvent, build_event
 
@@ -151,19 +152,12 @@ class CaseRequestOutputs:
 
     async def dead_letter(self, source: SourceRecord, letter: DeadLetter) -> None:
         """The request, as published, on case-requests.dlq with what happened in its headers."""
-        headers = {
-            "outcome": letter.kind.value,
-            "error": letter.error,
-            "error_code": letter.code or "",
-            "http_status": "" if letter.http_status is None else str(letter.http_status),
-            "original_topic": source.topic,
-            "original_partition": str(source.partition),
-            "original_offset": str(source.offset),
-            "dead_lettered_at": str(now_ms()),
-        }
-        sent = await self.dlq.send(
-            key=source.key, value=source.value, headers=[(k, v.encode()) for k, v in headers.items()]
-        )
+        headers = dlq_headers(
+            outcome=letter.kind.value, error=letter.error, error_code=letter.code,
+            http_status=letter.http_status, topic=source.topic, partition=source.partition,
+            offset=source.offset,
+        )  # fmt: skip
+        sent = await self.dlq.send(key=source.key, value=source.value, headers=headers)
         await sent
 
 

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from offload_bridge.partitioning import partition_for
 from offload_bridge.schemas.case_requests import CaseRequest
+from offload_bridge.schemas.validation import describe_validation_error
 
 
 class InvalidCaseRequest(ValueError):
@@ -25,11 +26,7 @@ def decode_request(
     try:
         request = CaseRequest.model_validate_json(value)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidCaseRequest(
-            f"schema: {where}: {first['msg']} ({error.error_count()} error(s))"
-        ) from None
+        raise InvalidCaseRequest("schema: " + describe_validation_error(error, first_only=True)) from None
     if key != request.requestId.encode():
         shown = key.decode(errors="replace") if key is not None else None
         raise InvalidCaseRequest(f"record key {shown!r} is not the requestId {request.requestId!r}")

@@ -31,6 +31,12 @@ from offload_bridge.schemas.events import (
     INPUT_NEEDED,
     parse_event_object,
 )
+from offload_bridge.schemas.headers import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    RECEIVED_AT_HEADER,
+    SOURCE_HEADER,
+)
 from offload_bridge.schemas.offload_case import OffloadCase
 
 SOURCE_RECONCILER = "reconciler"
@@ -60,10 +66,10 @@ class SynthesizedEvent:
 
     def headers(self, received_at: int, source: str) -> list[tuple[str, bytes]]:
         return [
-            ("event_type", self.event_type.encode()),
-            ("event_id", self.event_id.encode()),
-            ("received_at", str(received_at).encode()),
-            ("source", source.encode()),
+            (EVENT_TYPE_HEADER, self.event_type.encode()),
+            (EVENT_ID_HEADER, self.event_id.encode()),
+            (RECEIVED_AT_HEADER, str(received_at).encode()),
+            (SOURCE_HEADER, source.encode()),
         ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state import views
@@ -76,11 +77,12 @@ async def _quarantine(
     counters.inc("invalid")
     topic, partition, offset = _position(message)
     log.warning("case-events %s[%s]@%s is not a valid event, skipped: %s", topic, partition, offset, reason)
+    # Where it came from and why, under the names the dead-letter queues use.
     context = {
-        "error": reason.encode(),
-        "original_topic": str(topic).encode(),
-        "original_partition": str(partition).encode(),
-        "original_offset": str(offset).encode(),
+        DlqHeader.ERROR.value: reason.encode(),
+        DlqHeader.ORIGINAL_TOPIC.value: str(topic).encode(),
+        DlqHeader.ORIGINAL_PARTITION.value: str(partition).encode(),
+        DlqHeader.ORIGINAL_OFFSET.value: str(offset).encode(),
     }
     await invalid.send(key=message.key, value=message.value, headers=list({**headers, **context}.items()))
 

@@ -28,8 +28,7 @@ from offload_bridge.schemas.events import (
     FailedEvent,
     InputNeededEvent,
 )
-
-RECEIVED_AT_HEADER = "received_at"
+from offload_bridge.schemas.headers import RECEIVED_AT_HEADER
 
 # Fields every event type may carry; copied only when the event sent them, so an event that omits
 # clientReferenceId or metadata does not erase what an earlier one told us.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from offload_bridge.schemas.events import CaseEvent, parse_event
+from offload_bridge.schemas.validation import describe_validation_error
 
 
 class InvalidRecord(ValueError):
@@ -22,9 +23,7 @@ def decode_event(key: bytes | None, value: bytes | None) -> CaseEvent:
     try:
         event = parse_event(value)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidRecord(f"schema: {where}: {first['msg']} ({error.error_count()} error(s))") from None
+        raise InvalidRecord("schema: " + describe_validation_error(error, first_only=True)) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidRecord(f"not a JSON object: {error}") from None
     expected = event.data.caseId.encode()
