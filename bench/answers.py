@@ -28,8 +28,8 @@ import httpx
 from pydantic import HttpUrl, SecretStr
 
 from bench import kafka_reading
-from offload_bridge.admin import ensure_topics
-from offload_bridge.clients import admin_for
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.connection import admin_for
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from offload_bridge.clients import admin_for
+from offload_bridge.kafka.connection import admin_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from offload_bridge.clients import aiokafka_options
+from offload_bridge.kafka.connection import aiokafka_options
 from offload_bridge.settings import Settings
 
 

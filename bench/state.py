@@ -29,7 +29,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench import kafka_reading
-from offload_bridge.admin import ensure_topics
+from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
 from offload_bridge.topics import CASE_EVENTS, topic_name

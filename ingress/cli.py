@@ -22,9 +22,9 @@ def register(commands: Subcommands) -> None:
 def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from offload_bridge.admin import TopicCreationFailed, ensure_topics
-    from offload_bridge.clients import KafkaUnreachable
     from offload_bridge.ingress.logs import log_config
+    from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
+    from offload_bridge.kafka.connection import KafkaUnreachable
     from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
 
     host = args.host or settings.offload_ingress_host

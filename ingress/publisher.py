@@ -21,8 +21,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from offload_bridge.clients import librdkafka_options
-from offload_bridge.partitioning import LIBRDKAFKA_PARTITIONER
+from offload_bridge.kafka.connection import librdkafka_options
+from offload_bridge.kafka.partitioning import LIBRDKAFKA_PARTITIONER
 from offload_bridge.settings import Settings
 from offload_bridge.topics import CASE_EVENTS, topic_name
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from offload_bridge import dlq_cli
-from offload_bridge.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
 from offload_bridge.cli_support import (
@@ -26,9 +25,10 @@ from offload_bridge.cli_support import (
     is_server_module,
     server_command,
 )
-from offload_bridge.clients import KafkaUnreachable, connection_options, metadata_ok
 from offload_bridge.ingress.cli import register as register_ingress
-from offload_bridge.local_kafka import BrokerError, LocalBroker
+from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
+from offload_bridge.kafka.connection import KafkaUnreachable, connection_options, metadata_ok
+from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.simulator.cli import register as register_simulator
 from offload_bridge.streams.cli import register as register_streams

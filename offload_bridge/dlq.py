@@ -24,8 +24,8 @@ from typing import Literal
 
 from kafka import KafkaConsumer, OffsetAndMetadata
 
-from offload_bridge.clients import kafka_consumer, kafka_producer
-from offload_bridge.reading import assign_all, read_to_end
+from offload_bridge.kafka.connection import kafka_consumer, kafka_producer
+from offload_bridge.kafka.reading import assign_all, read_to_end
 from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.schemas.headers import REDRIVEN_FROM_HEADER as REDRIVEN_FROM_HEADER  # re-exported
 from offload_bridge.settings import Settings

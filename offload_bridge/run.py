@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from offload_bridge.admin import ensure_topics
 from offload_bridge.demo import SIMULATOR_KEY, run_demo
-from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.local_broker import LocalBroker
 from offload_bridge.processes import ServiceProcess
 from offload_bridge.settings import LOCAL_HOST, Settings
 

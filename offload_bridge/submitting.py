@@ -15,8 +15,8 @@ from typing import Generic, Self, TypeVar
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
-from offload_bridge.clients import kafka_consumer, kafka_producer
-from offload_bridge.reading import Offsets, assign_all, caught_up, end_offsets
+from offload_bridge.kafka.connection import kafka_consumer, kafka_producer
+from offload_bridge.kafka.reading import Offsets, assign_all, caught_up, end_offsets
 from offload_bridge.settings import Settings, get_settings
 from offload_bridge.topics import TopicSpec, topic_name
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from offload_bridge.clients import kafka_consumer
-from offload_bridge.reading import assign_all
+from offload_bridge.kafka.connection import kafka_consumer
+from offload_bridge.kafka.reading import assign_all
 from offload_bridge.schemas.headers import SOURCE_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, TopicSpec, topic_name

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
-from offload_bridge.clients import admin_for, kafka_consumer, kafka_producer
+from offload_bridge.kafka.connection import admin_for, kafka_consumer, kafka_producer
+from offload_bridge.kafka.reading import assign_all
 from offload_bridge.processes import ServiceProcess, running
-from offload_bridge.reading import assign_all
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicSpec, topic_name
 

@@ -2,8 +2,8 @@
 
 Each ``TopicSpec`` says everything about one topic: its name, key, value model, headers, how its records
 are partitioned, its broker configuration, and who writes and reads it. Everything else is derived from
-it: ``topics create`` (``offload_bridge.admin``), the worker's Faust topics
-(``offload_bridge.faust_topics``), and the JSON Schemas and AsyncAPI document other teams read
+it: ``topics create`` (``offload_bridge.kafka.admin``), the worker's Faust topics
+(``offload_bridge.kafka.faust_topics``), and the JSON Schemas and AsyncAPI document other teams read
 (``offload_bridge.contracts``, ``offload-bridge schemas export``).
 
 Names are relative (``case-events``); the full name carries ``OFFLOAD_TOPIC_PREFIX`` in front

@@ -11,8 +11,8 @@ from typing import Any
 
 import faust
 
-from offload_bridge.clients import faust_credentials
-from offload_bridge.faust_topics import faust_topic
+from offload_bridge.kafka.connection import faust_credentials
+from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.streams.answers import agent as answers

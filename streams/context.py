@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from offload_bridge.faust_topics import faust_topic
+from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.settings import Settings
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.metrics import WorkerMetrics

@@ -36,8 +36,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, Field
 
-from offload_bridge.clients import aiokafka_options
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.connection import aiokafka_options
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.streams.storage import add_model_table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offload_bridge.admin import ensure_topics
+from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.logs import logging_dict
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, topic_name

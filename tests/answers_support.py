@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from offload_bridge.partitioning import partition_for
-from offload_bridge.reading import read_topic
+from offload_bridge.kafka.partitioning import partition_for
+from offload_bridge.kafka.reading import read_topic
 from offload_bridge.schemas.answers import AnswerOutcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import RunningSimulator, WebhookReceiver

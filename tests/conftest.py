@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from offload_bridge.admin import ensure_topics
-from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.local_broker import LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from offload_bridge import reading
-from offload_bridge.clients import kafka_consumer
+from offload_bridge.kafka import reading
+from offload_bridge.kafka.connection import kafka_consumer
 from offload_bridge.settings import Settings
 from offload_bridge.testing import Record, ServiceProcess, free_port, settings_env
 from offload_bridge.topics import TopicSpec, topic_name

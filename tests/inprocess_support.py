@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from pydantic import HttpUrl, SecretStr
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
 from offload_bridge.schemas.headers import ORIGIN_HEADER

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from offload_bridge.clients import kafka_consumer
-from offload_bridge.local_kafka import LocalBroker
-from offload_bridge.reading import read_topic
+from offload_bridge.kafka.connection import kafka_consumer
+from offload_bridge.kafka.local_broker import LocalBroker
+from offload_bridge.kafka.reading import read_topic
 from offload_bridge.settings import Settings
 
 PROGRAM = Path(__file__).parent / "java" / "KafkaPartition.java"

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
 from offload_bridge.topics import CASE_EVENTS

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import HttpUrl, SecretStr
 
-from offload_bridge.admin import ensure_topics
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.dlq import list_dead_letters
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import DlqHeader, Outcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import (

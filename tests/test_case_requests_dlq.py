@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from offload_bridge.dlq import CASE_REQUESTS_QUEUE, REDRIVEN_FROM_HEADER, list_dead_letters, redrive_all
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.schemas.dlq import dlq_headers
 from offload_bridge.settings import Settings

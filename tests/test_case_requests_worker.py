@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.case_requests import CaseRequestSubmitter
-from offload_bridge.clients import kafka_consumer
-from offload_bridge.reading import assign_all
+from offload_bridge.kafka.connection import kafka_consumer
+from offload_bridge.kafka.reading import assign_all
 from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import DEFAULT_API_KEY, case_body, simulator_process

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from offload_bridge.clients import (
+from offload_bridge.kafka.connection import (
     KafkaConnection,
     aiokafka_options,
     bootstrap_list,

@@ -20,8 +20,8 @@ from kafka.admin import MemberToRemove
 
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
-from offload_bridge.clients import admin_for, kafka_consumer
-from offload_bridge.reading import end_offsets, topic_partitions
+from offload_bridge.kafka.connection import admin_for, kafka_consumer
+from offload_bridge.kafka.reading import end_offsets, topic_partitions
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import RunningSimulator, case_body, simulator_process

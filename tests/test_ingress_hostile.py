@@ -17,10 +17,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from offload_bridge.admin import ensure_topics
 from offload_bridge.ingress.auth import SignatureError, secret_key, verify
 from offload_bridge.ingress.bounds import MAX_ID_BYTES, MAX_JSON_DEPTH
 from offload_bridge.ingress.publisher import Publisher, PublishFailed, RecordTooLarge
+from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, topic_name

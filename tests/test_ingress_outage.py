@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.kafka.local_broker import LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import free_port, unique_prefix
 from offload_bridge.topics import CASE_EVENTS

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from offload_bridge.admin import ensure_topics
-from offload_bridge.local_kafka import LocalBroker
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.local_broker import LocalBroker
 from offload_bridge.settings import Settings, SettingsError, load_settings
 from offload_bridge.testing import consume, free_port, produce, unique_prefix
 from offload_bridge.topics import ANSWERS

@@ -66,7 +66,8 @@ def test_help_and_the_client_modules_import_without_the_server_stack() -> None:
     client_modules = "import " + ", ".join(
         f"offload_bridge.{name}"
         for name in (
-            "answers", "case_requests", "dlq", "tail", "admin", "reading", "partitioning", "schemas.dlq",
+            "answers", "case_requests", "dlq", "tail", "kafka.admin", "kafka.reading", "kafka.partitioning",
+            "kafka.connection", "schemas.dlq",
             "submitting",
         )
     )  # fmt: skip

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from offload_bridge.clients import metadata_ok
-from offload_bridge.local_kafka import LocalBroker, _cluster_id
+from offload_bridge.kafka.connection import metadata_ok
+from offload_bridge.kafka.local_broker import LocalBroker, _cluster_id
 from offload_bridge.settings import Settings
 from offload_bridge.testing import free_port
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from offload_bridge.cli import build_parser
-from offload_bridge.local_kafka import KAFKA_VERSION
+from offload_bridge.kafka.local_broker import KAFKA_VERSION
 from offload_bridge.schemas.answers import AnswerOutcome, Outcome
 from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.settings import Settings

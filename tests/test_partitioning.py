@@ -8,7 +8,7 @@ import uuid
 import pytest
 from kafka.partitioner.default import murmur2
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from tests.kafka_java import java_partitions
 
 # Kafka's own known answers for murmur2 (clients/src/test/.../common/utils/UtilsTest.java, testMurmur2).

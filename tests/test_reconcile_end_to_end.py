@@ -12,7 +12,7 @@ import httpx
 from pydantic import HttpUrl
 
 from offload_bridge.answers import AnswerSubmitter
-from offload_bridge.clients import kafka_producer
+from offload_bridge.kafka.connection import kafka_producer
 from offload_bridge.schemas.answers import Outcome
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body, simulator_process

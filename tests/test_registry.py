@@ -9,7 +9,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 
 from offload_bridge import contracts
-from offload_bridge.faust_topics import faust_topic
+from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.schemas.answers import Answer, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, RetryCaseRequest
 from offload_bridge.settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import consume, free_port, produce
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID, CASE_STATE

@@ -7,8 +7,8 @@ import sys
 
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from offload_bridge.admin import ensure_topics
-from offload_bridge.clients import admin_for
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.connection import admin_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import free_port
 from offload_bridge.topics import ALL_TOPICS, CASE_EVENTS, CASE_STATE, topic_name

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from offload_bridge.clients import admin_for
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.connection import admin_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from tests.streams_support import (
     Worker,

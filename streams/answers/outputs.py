@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, Outcome, RetryAnswer
 from offload_bridge.schemas.dlq import dlq_headers
 from offload_bridge.schemas.headers import ORIGIN_HEADER

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.schemas.case_requests import (
     CaseRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.case_requests import CaseRequest
 from offload_bridge.schemas.validation import describe_validation_error
 

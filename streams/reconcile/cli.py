@@ -25,7 +25,7 @@ def read_case_states(settings: Settings, timeout_s: float = 60.0) -> dict[str, C
     """The latest CaseState of every case on ``case-state``, read up to its current end."""
     from pydantic import ValidationError
 
-    from offload_bridge.reading import read_topic
+    from offload_bridge.kafka.reading import read_topic
     from offload_bridge.schemas.case_state import CaseState
     from offload_bridge.topics import CASE_STATE, topic_name
 
@@ -47,7 +47,7 @@ def read_case_states(settings: Settings, timeout_s: float = 60.0) -> dict[str, C
 async def reconcile_cases(
     settings: Settings, case_ids: list[str], states: dict[str, CaseState], dry_run: bool
 ) -> int:
-    from offload_bridge.clients import kafka_producer
+    from offload_bridge.kafka.connection import kafka_producer
     from offload_bridge.schemas.answers import now_ms
     from offload_bridge.streams.offload_api import OffloadApi
     from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, decide_reconcile

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.settings import Settings

@@ -16,7 +16,7 @@ import aiohttp
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
-from offload_bridge.partitioning import partition_for
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state.fold import FoldResult

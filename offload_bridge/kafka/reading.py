@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from offload_bridge.clients import kafka_consumer
+from offload_bridge.kafka.connection import kafka_consumer
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicMissing
 

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from offload_bridge.clients import metadata_ok
+from offload_bridge.kafka.connection import metadata_ok
 from offload_bridge.settings import LOCAL_HOST, Settings
 
 KAFKA_VERSION = "4.1.1"

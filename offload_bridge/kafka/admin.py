@@ -8,7 +8,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from offload_bridge.clients import KafkaUnreachable, admin_for
+from offload_bridge.kafka.connection import KafkaUnreachable, admin_for
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, TopicSpec, topic_name
 
