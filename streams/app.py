@@ -15,6 +15,7 @@ from offload_bridge.kafka.connection import faust_credentials
 from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
+from offload_bridge.streams import handover
 from offload_bridge.streams.answers import agent as answers
 from offload_bridge.streams.case_requests import agent as case_requests
 from offload_bridge.streams.context import WorkerContext
@@ -65,6 +66,8 @@ def create_faust_app(settings: Settings) -> faust.App:
 
 def create_app(settings: Settings) -> WorkerContext:
     app = create_faust_app(settings)
+    # Faust can lose records of the stream partitions while it takes them over after a restart.
+    handover.install(app)
     worker = WorkerContext(
         settings=settings,
         app=app,
