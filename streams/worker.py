@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.kafka.admin import ensure_changelog_topics, ensure_topics
 from offload_bridge.logs import logging_dict
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, topic_name
@@ -38,6 +38,9 @@ def run_worker(settings: Settings) -> int:
     # Faust creates only the last level of its data directory.
     settings.offload_worker_data_dir.mkdir(parents=True, exist_ok=True)
     streams = create_app(settings)
+    ensure_changelog_topics(
+        settings, (table.changelog_topic.get_topic_name() for table in streams.app.tables.values())
+    )
     level = settings.offload_worker_log_level.upper()
     worker = faust.Worker(streams.app, loglevel=level, logging_config=logging_dict(settings, level))
     # At WARNING and above Faust drives a terminal spinner by lowering the root logger to DEBUG, which

@@ -27,7 +27,20 @@ class TopicsReport:
 
 def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS) -> TopicsReport:
     """Create every missing topic; idempotent. Raises KafkaUnreachable or TopicCreationFailed."""
-    wanted = {topic_name(spec, settings): spec for spec in specs}
+    return _ensure_configs(settings, {topic_name(spec, settings): spec.config() for spec in specs})
+
+
+def ensure_changelog_topics(settings: Settings, names: Iterable[str]) -> TopicsReport:
+    """Create the worker's table changelogs (compacted, co-partitioned) before Faust starts.
+
+    Faust would create them itself at start-up, but its consumer can take its first metadata while they
+    are still being created; a table whose changelog shows no partitions there refuses every write
+    (PartitionsMismatch) until the metadata is next refreshed, minutes later.
+    """
+    return _ensure_configs(settings, {name: {"cleanup.policy": "compact"} for name in names})
+
+
+def _ensure_configs(settings: Settings, wanted: dict[str, dict[str, str]]) -> TopicsReport:
     admin = admin_for(settings)
     try:
         return _ensure(admin, wanted, settings)
@@ -39,18 +52,18 @@ def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS) -
         admin.close()
 
 
-def _ensure(admin: Any, wanted: dict[str, TopicSpec], settings: Settings) -> TopicsReport:
+def _ensure(admin: Any, wanted: dict[str, dict[str, str]], settings: Settings) -> TopicsReport:
     report = TopicsReport()
     present = set(admin.list_topics())
-    missing = {name: spec for name, spec in wanted.items() if name not in present}
+    missing = {name: configs for name, configs in wanted.items() if name not in present}
     if missing:
         request = {
             name: {
                 "num_partitions": settings.offload_topic_partitions,
                 "replication_factor": settings.offload_topic_replication,
-                "configs": spec.config(),
+                "configs": configs,
             }
-            for name, spec in missing.items()
+            for name, configs in missing.items()
         }
         response = admin.create_topics(request, raise_errors=False, wait_for_metadata=False)
         for topic in response["topics"]:
