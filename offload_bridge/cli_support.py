@@ -64,3 +64,12 @@ def server_command(handler: Handler) -> Handler:
 
     checked.__doc__ = handler.__doc__
     return checked
+
+
+def outcome_line(head: list[str], fields: list[tuple[str, object]], message: str | None) -> str:
+    """One line for an outcome on a terminal: its head, then ``label=value`` for each field that has a
+    value, then the message quoted."""
+    parts = [*head, *(f"{label}={value}" for label, value in fields if value is not None)]
+    if message:
+        parts.append(f"message={message!r}")
+    return " ".join(parts)

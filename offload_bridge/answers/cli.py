@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from offload_bridge.cli_support import outcome_line
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,18 +20,16 @@ EXIT_NO_OUTCOME = 3  # no terminal outcome before --timeout
 
 
 def _outcome_line(outcome: AnswerOutcome) -> str:
-    parts = [f"{outcome.outcome.value}", f"answerId={outcome.answerId}", f"attempt={outcome.attempt}"]
-    for label, value in (
-        ("http", outcome.httpStatus),
-        ("code", outcome.errorCode),
-        ("caseStatus", outcome.caseStatus),
-        ("currentInputRequestId", outcome.currentInputRequestId),
-    ):
-        if value is not None:
-            parts.append(f"{label}={value}")
-    if outcome.message:
-        parts.append(f"message={outcome.message!r}")
-    return " ".join(parts)
+    return outcome_line(
+        [outcome.outcome.value, f"answerId={outcome.answerId}", f"attempt={outcome.attempt}"],
+        [
+            ("http", outcome.httpStatus),
+            ("code", outcome.errorCode),
+            ("caseStatus", outcome.caseStatus),
+            ("currentInputRequestId", outcome.currentInputRequestId),
+        ],
+        outcome.message,
+    )
 
 
 def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:

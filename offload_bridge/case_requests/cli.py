@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from offload_bridge.cli_support import CommandError
+from offload_bridge.cli_support import CommandError, outcome_line
 from offload_bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,18 +20,12 @@ EXIT_REFUSED = 1  # rejected, dead_lettered, unknown, or a duplicate without a c
 EXIT_NO_OUTCOME = 3  # no terminal outcome before --timeout
 
 
-def outcome_line(outcome: CaseRequestOutcome) -> str:
-    parts = [outcome.outcome.value, f"requestId={outcome.requestId}"]
-    for label, value in (
-        ("caseId", outcome.caseId),
-        ("http", outcome.httpStatus),
-        ("code", outcome.errorCode),
-    ):
-        if value is not None:
-            parts.append(f"{label}={value}")
-    if outcome.message:
-        parts.append(f"message={outcome.message!r}")
-    return " ".join(parts)
+def _outcome_line(outcome: CaseRequestOutcome) -> str:
+    return outcome_line(
+        [outcome.outcome.value, f"requestId={outcome.requestId}"],
+        [("caseId", outcome.caseId), ("http", outcome.httpStatus), ("code", outcome.errorCode)],
+        outcome.message,
+    )
 
 
 def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,7 +52,7 @@ def cmd_create_case(args: argparse.Namespace, settings: Settings) -> int:
         print(f"published requestId={request_id}")
         if not args.wait:
             return 0
-        outcome = wait_printing(submitter, request_id, args.timeout, outcome_line)
+        outcome = wait_printing(submitter, request_id, args.timeout, _outcome_line)
     if outcome is None:
         return EXIT_NO_OUTCOME
     created = outcome.outcome is CaseRequestOutcomeKind.CREATED
