@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint typecheck kafka-start kafka-stop clean
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
+# uv installs the same packages as pip would, in a third of the time.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 # The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move.
