@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck kafka-start kafka-stop clean
+.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 # uv installs the same packages as pip would, in a third of the time.
@@ -27,9 +27,13 @@ typecheck: $(STAMP)
 
 # The test session starts the local broker if none answers and stops it again at the end. The test files are
 # spread over TEST_WORKERS processes (most tests wait on the broker, not the CPU); TEST_WORKERS=0 runs them in one.
+# Lint and type-check run beside the tests: any of the three failing fails `make test`.
 TEST_WORKERS ?= 4
-test: $(STAMP) lint typecheck
+test: $(STAMP)
 	$(BIN)/offload-bridge kafka fetch
+	$(MAKE) --no-print-directory -j3 lint typecheck test-suite
+
+test-suite: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 kafka-start: $(STAMP)
