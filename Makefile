@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory -j3 lint typecheck test-suite
 
 test-suite: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 kafka-start: $(STAMP)
 	$(BIN)/offload-bridge kafka start

@@ -86,8 +86,8 @@ def topics(settings: Settings) -> Settings:
 
 
 # The longest test files (each over half a minute on a 2-core machine), longest first. Under pytest-xdist
-# (make test) each process takes whole files in collection order, so these start first and the
-# processes finish together instead of one of them running a long file alone at the end.
+# (make test: --dist loadfile --no-loadscope-reorder) each process takes whole files in collection order,
+# so these start first and the processes finish together instead of one running a long file alone at the end.
 _LONGEST_FIRST = (
     "test_crash_outcomes.py",
     "test_packaging.py",
