@@ -30,11 +30,11 @@ typecheck: $(STAMP)
 # Lint and type-check run beside the tests: any of the three failing fails `make test`.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/offload-bridge kafka fetch
 	$(MAKE) --no-print-directory -j3 lint typecheck test-suite
 
 test-suite: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/offload-bridge kafka fetch
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 kafka-start: $(STAMP)
 	$(BIN)/offload-bridge kafka start

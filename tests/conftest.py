@@ -83,27 +83,3 @@ def topics(settings: Settings) -> Settings:
     """``settings`` with every topic of the contract created."""
     ensure_topics(settings)
     return settings
-
-
-# The longest test files (each over half a minute on a 2-core machine), longest first. Under pytest-xdist
-# (make test: --dist loadfile --no-loadscope-reorder) each process takes whole files in collection order,
-# so these start first and the processes finish together instead of one running a long file alone at the end.
-_LONGEST_FIRST = (
-    "test_crash_outcomes.py",
-    "test_packaging.py",
-    "test_ingress.py",
-    "test_reconcile_end_to_end.py",
-    "test_worker_group.py",
-    "test_streams_worker.py",
-    "test_answers_worker.py",
-    "test_ingress_fuzz.py",
-    "test_local_kafka.py",
-    "test_kafka_security.py",
-    "test_case_requests_worker.py",
-    "test_ingress_outage.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: position for position, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
