@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from offload_bridge.kafka.admin import ensure_topics
-from offload_bridge.kafka.local_broker import LocalBroker
+from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 
-_BROKER_STARTED = pytest.StashKey[LocalBroker]()
+
+@dataclass
+class _BrokerStart:
+    """The controller's start of the local broker, run in a thread while the xdist workers start up."""
+
+    broker: LocalBroker
+    timeout_s: float
+    started: bool = False
+    thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        # A failure shows in the workers, which wait for the broker to answer and say where its logs are.
+        with contextlib.suppress(BrokerError):
+            self.started = self.broker.start(timeout_s=self.timeout_s)
+
+
+_BROKER_START = pytest.StashKey[_BrokerStart]()
 
 
 def _distributes(config: pytest.Config) -> bool:
@@ -20,21 +40,38 @@ def _distributes(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With pytest-xdist the controller owns the local broker, so that no worker stops it under another."""
+    """With pytest-xdist the controller owns the local broker, so that no worker stops it under another.
+
+    The broker starts in a thread: its JVM comes up while the workers start and collect the tests.
+    """
     if not _distributes(config):
         return
     settings = Settings()
     if settings.uses_external_kafka:
         return
-    broker = LocalBroker.from_settings(settings)
-    if broker.start(timeout_s=settings.offload_kafka_start_timeout_s):
-        config.stash[_BROKER_STARTED] = broker
+    start = _BrokerStart(LocalBroker.from_settings(settings), settings.offload_kafka_start_timeout_s)
+    start.thread = threading.Thread(target=start.run, name="kafka-broker-start", daemon=True)
+    start.thread.start()
+    config.stash[_BROKER_START] = start
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    broker = config.stash.get(_BROKER_STARTED, None)
-    if broker is not None:
-        broker.stop()
+    start = config.stash.get(_BROKER_START, None)
+    if start is None:
+        return
+    if start.thread is not None:
+        start.thread.join()
+    if start.started:
+        start.broker.stop()
+
+
+def _wait_until_up(broker: LocalBroker, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not broker.is_up():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the local broker at {broker.bootstrap} did not answer within {timeout_s:.0f}s; "
+                        f"its logs are in {broker.logs_dir}")  # fmt: skip
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +88,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     broker = LocalBroker.from_settings(settings)
     if hasattr(request.config, "workerinput"):
+        _wait_until_up(broker, settings.offload_kafka_start_timeout_s)
         yield broker.bootstrap
         return
     started = broker.start(timeout_s=settings.offload_kafka_start_timeout_s)
