@@ -20,6 +20,7 @@ from offload_bridge.streams.answers.delivery import AnswerDelivery
 from offload_bridge.streams.answers.outputs import AnswerOutputs, call_counts, outcome_counts
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.streams.messages import handle_each
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY
 
 ANSWER_JOURNAL_TABLE = "answer_journal"
@@ -32,19 +33,11 @@ def register(worker: WorkerContext) -> Feature:
 
     @worker.app.agent(worker.topic(ANSWERS), name="answers", isolated_partitions=True)
     async def forward_answers(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await delivery.on_answer(event.message)
-            except Exception as error:
-                await delivery.on_unexpected(event.message, error)
+        await handle_each(stream, delivery.on_answer, delivery.on_unexpected)
 
     @worker.app.agent(worker.topic(ANSWERS_RETRY), name="answer-retries", isolated_partitions=True)
     async def retry_answers(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await delivery.on_retry(event.message)
-            except Exception as error:
-                await delivery.on_unexpected(event.message, error)
+        await handle_each(stream, delivery.on_retry, delivery.on_unexpected)
 
     @worker.app.page("/stats/answers")
     class Stats(View):

@@ -34,6 +34,7 @@ from offload_bridge.streams.answers.policy import (
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
+from offload_bridge.streams.messages import position
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 from offload_bridge.streams.retry import wait_until_due
 
@@ -66,7 +67,7 @@ class AnswerDelivery:
 
     async def on_answer(self, message: Any) -> None:
         try:
-            answer = decode_answer(Answer, message.key, message.value, _position(message), self.partitions)
+            answer = decode_answer(Answer, message.key, message.value, position(message), self.partitions)
         except InvalidAnswer as invalid:
             await self._reject_invalid(message, origin_of(message), invalid)
             return
@@ -76,9 +77,7 @@ class AnswerDelivery:
         # A retry continues the answer record it came from: that record gets the one terminal outcome.
         origin = header(message, ORIGIN_HEADER) or origin_of(message)
         try:
-            retry = decode_answer(
-                RetryAnswer, message.key, message.value, _position(message), self.partitions
-            )
+            retry = decode_answer(RetryAnswer, message.key, message.value, position(message), self.partitions)
         except InvalidAnswer as invalid:
             await self._reject_invalid(message, origin, invalid)
             return
@@ -312,10 +311,6 @@ class AnswerDelivery:
             caseStatus=view.status,
             currentInputRequestId=view.input_request_id,
         )
-
-
-def _position(message: Any) -> tuple[str, int, int]:
-    return str(message.topic), int(message.partition), int(message.offset)
 
 
 def _describe(result: Result) -> str:

@@ -17,6 +17,7 @@ from offload_bridge.schemas.dlq import dlq_headers
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.streams.messages import position
 
 log = logging.getLogger("offload_bridge.streams.answers")
 
@@ -49,7 +50,7 @@ class Position:
 
     @classmethod
     def of(cls, message: Any) -> Position:
-        return cls(str(message.topic), int(message.partition), int(message.offset))
+        return cls(*position(message))
 
 
 class AnswerSink(Protocol):

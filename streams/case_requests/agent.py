@@ -18,6 +18,7 @@ from offload_bridge.streams.case_requests.creation import CaseCreation
 from offload_bridge.streams.case_requests.outputs import CaseRequestOutputs
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
+from offload_bridge.streams.messages import handle_each, position
 from offload_bridge.streams.storage import add_model_table
 from offload_bridge.topics import (
     CASE_REQUEST_OUTCOMES,
@@ -51,23 +52,17 @@ def register(worker: WorkerContext) -> Feature:
     )  # fmt: skip
     creation = CaseCreation(settings, table, worker.offload, outputs)
 
+    async def skipped(message: Any, error: Exception) -> None:
+        creation.counts.inc("failed")
+        log.exception("%s[%s]@%s: failed, skipped", *position(message))
+
     @app.agent(worker.topic(CASE_REQUESTS), name="case-requests", concurrency=1, isolated_partitions=True)
     async def create_cases(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await creation.on_request(event.message)
-            except Exception:
-                creation.counts.inc("failed")
-                log.exception("case-requests %s[%s]@%s: failed, skipped", *_position(event.message))
+        await handle_each(stream, creation.on_request, skipped)
 
     @app.agent(worker.topic(CASE_REQUESTS_RETRY), name="case-request-retries", isolated_partitions=True)
     async def retry_case_requests(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await creation.on_retry(event.message)
-            except Exception:
-                creation.counts.inc("failed")
-                log.exception("case-requests.retry %s[%s]@%s: failed, skipped", *_position(event.message))
+        await handle_each(stream, creation.on_retry, skipped)
 
     @app.page("/stats/case-requests")
     class Stats(View):
@@ -76,7 +71,3 @@ def register(worker: WorkerContext) -> Feature:
 
     worker.metrics.add("case_requests", "case requests by outcome", creation.counts.as_dict)
     return Feature("case_requests", {"caseRequests": creation.counts})
-
-
-def _position(message: Any) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset

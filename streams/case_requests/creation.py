@@ -51,6 +51,7 @@ from offload_bridge.streams.case_requests.policy import CaseRequestDecision, Dec
 from offload_bridge.streams.case_requests.records import InvalidCaseRequest, decode_request
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
+from offload_bridge.streams.messages import position
 from offload_bridge.streams.offload_api import OffloadApi, OffloadUnreachable
 from offload_bridge.streams.retry import backoff_s, wait_until_due
 
@@ -308,7 +309,7 @@ class CaseCreation:
     # --- outcomes ------------------------------------------------------------------------------------
 
     async def _reject_invalid(self, message: Any, origin: str, reason: str) -> None:
-        log.warning("%s[%s]@%s rejected: %s", *_position(message), reason)
+        log.warning("%s[%s]@%s rejected: %s", *position(message), reason)
         letter = DeadLetter(CaseRequestOutcomeKind.REJECTED, reason, INVALID_REQUEST)
         await self._terminal(
             int(message.partition), origin, _request_id_hint(message), CaseRequestOutcomeKind.REJECTED,
@@ -395,7 +396,3 @@ def _fields(decided: DecidedReply) -> dict[str, Any]:
 def _request_id_hint(message: Any) -> str:
     key = message.key
     return key.decode(errors="replace") if key else f"{message.topic}:{message.partition}:{message.offset}"
-
-
-def _position(message: Any) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset

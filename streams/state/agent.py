@@ -12,6 +12,7 @@ from typing import Any
 from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
+from offload_bridge.streams.messages import handle_each, position
 from offload_bridge.streams.state import views
 from offload_bridge.streams.state.fold import FoldResult, fold
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
@@ -35,14 +36,16 @@ def register(worker: WorkerContext) -> Feature:
     counters = fold_counts()
     invalid = worker.topic(CASE_EVENTS_INVALID)
 
+    async def fold_one(message: Any) -> None:
+        await handle(worker, counters, invalid, message)
+
+    async def skipped(message: Any, error: Exception) -> None:
+        counters.inc("failed")
+        log.exception("%s[%s]@%s: folding failed, skipped", *position(message))
+
     @worker.app.agent(worker.case_events, name="case-state", concurrency=1)
     async def fold_case_events(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await handle(worker, counters, invalid, event.message)
-            except Exception:
-                counters.inc("failed")
-                log.exception("case-events %s[%s]@%s: folding failed, skipped", *_position(event.message))
+        await handle_each(stream, fold_one, skipped)
 
     views.register(worker, counters)
     worker.metrics.add(
@@ -75,7 +78,7 @@ async def _quarantine(
 ) -> None:
     """Count, log and copy a record that is no event to case-events.invalid, with where it came from."""
     counters.inc("invalid")
-    topic, partition, offset = _position(message)
+    topic, partition, offset = position(message)
     log.warning("case-events %s[%s]@%s is not a valid event, skipped: %s", topic, partition, offset, reason)
     # Where it came from and why, under the names the dead-letter queues use.
     context = {
@@ -85,7 +88,3 @@ async def _quarantine(
         DlqHeader.ORIGINAL_OFFSET.value: str(offset).encode(),
     }
     await invalid.send(key=message.key, value=message.value, headers=list({**headers, **context}.items()))
-
-
-def _position(message: Any) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset
