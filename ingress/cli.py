@@ -45,6 +45,7 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         # The access log would print the secret path token.
         "access_log": False,
         "timeout_graceful_shutdown": settings.offload_ingress_shutdown_grace_s,
+        "timeout_keep_alive": settings.offload_ingress_keepalive_s,
         # httptools' parser, answering a request it cannot parse in Offload's envelope (by name: each
         # worker process imports it).
         "http": "offload_bridge.ingress.protocol:EnvelopeHttpToolsProtocol",

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     offload_ingress_workers: int = Field(default=1, ge=1, le=64)
     # On SIGTERM, in-flight webhooks get this long to finish before the process exits.
     offload_ingress_shutdown_grace_s: float = Field(default=30.0, gt=0)
+    # How long an idle keep-alive connection stays open. Longer than a client's or a load balancer's own
+    # idle timeout (httpx 5 s, AWS ALB 60 s), so the client always closes first: a server that closes
+    # first races a request already on its way, which the sender sees as a reset.
+    offload_ingress_keepalive_s: float = Field(default=75.0, gt=0, le=3600)
     # How long the ingress producer gathers records into one batch (librdkafka linger.ms). Fewer, larger
     # produce requests cost the broker and the client less CPU; 5 ms measured best at 32 connections.
     offload_ingress_linger_ms: float = Field(default=5.0, ge=0, le=1000)

@@ -308,3 +308,25 @@ def test_a_thousand_concurrent_posts_each_land_exactly_once(
     landed = Counter(i for i in event_ids(read_topic(ingress_settings, CASE_EVENTS)) if i.startswith(marker))
     assert len(landed) == 1000, f"{1000 - len(landed)} events missing"
     assert set(landed.values()) == {1}, "no event may land twice"
+
+
+def test_an_idle_keep_alive_connection_outlives_a_clients_own_idle_timeout(ingress: Ingress) -> None:
+    # httpx keeps an idle connection 5 s. Were the ingress to close first (uvicorn's default is 5 s),
+    # a webhook sent on the connection at that moment would meet a reset: the sender cannot know
+    # whether it arrived, and Offload never sends it again.
+    with httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=60)) as client:
+        url = f"{ingress.url}/webhooks/offload/{TOKEN}"
+        sockets: list[object] = []
+
+        def post(event_id: str) -> httpx.Response:
+            response = client.post(
+                url, content=json.dumps(event_body(event_id=event_id)).encode(), headers=JSON
+            )
+            sockets.append(response.extensions["network_stream"].get_extra_info("socket"))
+            return response
+
+        marker = f"evt_idle_{uuid.uuid4().hex[:8]}"
+        assert post(f"{marker}_1").status_code == 200
+        time.sleep(6)
+        assert post(f"{marker}_2").status_code == 200
+        assert sockets[0] is sockets[1], "the second post reused the idle connection"
