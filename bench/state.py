@@ -2,7 +2,9 @@
 
 1. Pre-fill ``case-events`` (a fresh topic prefix) with EVENTS webhook events over CASES cases, as the
    ingress writes them (body bytes, key caseId, headers).
-2. Anchor: a raw aiokafka consumer drains the same topic from the beginning (before and after the worker).
+2. Anchors: a raw aiokafka consumer drains the same topic from the beginning (before and after the
+   worker), and a bare Faust agent built like the worker's iterates it doing nothing (``bench.bare_faust``):
+   the framework's own ceiling, the figure the fold is judged against.
 3. Fold rate: ``offload-bridge worker`` (a real process, memory store) folds the backlog; the rate is
    taken from its /stats counters between the first and the last event folded.
 4. Latency at RATE events/s: produce (acks=all, idempotent) and poll ``GET /cases/{id}`` until the
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -170,6 +173,41 @@ async def latency(
     return samples
 
 
+async def bare_faust_rate(settings: Settings, expected: int, deadline_s: float, workdir: Path) -> float:
+    """Events/s of a bare Faust agent (``bench.bare_faust``, a child process) over the whole topic."""
+    command = [
+        sys.executable, "-m", "bench.bare_faust", str(settings.offload_topic_prefix), str(expected),
+        "--bootstrap", str(settings.kafka_bootstrap_servers), "--data-dir", str(workdir / "bare-faust"),
+    ]  # fmt: skip
+    log_path = workdir / "bare-faust.log"
+    with open(log_path, "wb") as log_file:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file)
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(_result_line, child), deadline_s)
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    if line is None:
+        raise RuntimeError(f"the bare Faust agent printed no result (log {log_path})")
+    rate: float = json.loads(line)["rate"]
+    return rate
+
+
+def _result_line(child: subprocess.Popen[bytes]) -> str | None:
+    from bench.bare_faust import RESULT_PREFIX
+
+    assert child.stdout is not None
+    for raw in child.stdout:
+        line = raw.decode(errors="replace")
+        if line.startswith(RESULT_PREFIX):
+            return line[len(RESULT_PREFIX) :]
+    return None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -185,6 +223,8 @@ async def run(args: argparse.Namespace) -> int:
     print(f"anchor (raw aiokafka drain) before: {anchors[0]:,.0f} events/s", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-state-"))
+    bare = await bare_faust_rate(settings, args.events, args.phase_timeout, workdir)
+    print(f"anchor (bare Faust agent, same app settings): {bare:,.0f} events/s", flush=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -212,7 +252,9 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(f"fold rate        {rate:>10,.0f} events/s")
     print(f"raw consumer     {anchor:>10,.0f} events/s (median of {len(anchors)} runs)")
-    print(f"ratio            {rate / anchor:>10.2f}x   (goal >= 0.5x and >= 10,000 events/s)")
+    print(f"bare Faust agent {bare:>10,.0f} events/s")
+    print(f"ratio to Faust   {rate / bare:>10.2f}x   (goal >= 0.6x)")
+    print(f"ratio to raw     {rate / anchor:>10.2f}x")
     late = sum(1 for sample in samples if sample == float("inf"))
     print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({len(samples)} samples, {late} not "
           f"visible within 10 s; produce->GET visible; goal p50 <= 10 ms, p99 <= 50 ms)")  # fmt: skip

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     # from a dead one then serves at once instead of replaying the changelog. Costs one more copy of
     # the table (memory or disk) and changelog reads per replica; no effect with a single worker.
     offload_worker_standby_replicas: int = Field(default=1, ge=0, le=10)
+    # The fold writes each changed case once per batch, to case-state and to the table's changelog:
+    # once OFFLOAD_STATE_BATCH_EVENTS events are held, or OFFLOAD_STATE_BATCH_MS after the first of them.
+    # Queries see a change at once; the topics and the committed offsets move per batch. Larger batches
+    # fold faster when events come in bursts and cost memory and replay time after a crash.
+    offload_state_batch_events: int = Field(default=1000, ge=1, le=100_000)
+    offload_state_batch_ms: float = Field(default=50.0, gt=0, le=60_000)
+    # How often the worker commits the offsets of what it has handled (Faust's broker_commit_interval).
+    # A restart replays at most about this much; shorter costs a commit request per interval.
+    offload_worker_commit_interval_s: float = Field(default=2.8, gt=0, le=300)
 
     # --- Reconciler and case requests (issue 7) ----------------------------------------------------
     # Every interval the worker asks GET /cases/{id} for the open cases of its partitions whose last

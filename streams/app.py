@@ -24,8 +24,9 @@ from offload_bridge.streams.metrics import register_view as register_metrics_vie
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile import agent as reconcile
 from offload_bridge.streams.state import agent as state
+from offload_bridge.streams.state.batch import StateWriter
 from offload_bridge.streams.storage import add_model_table
-from offload_bridge.topics import CASE_EVENTS, CASE_STATE
+from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 
 CASE_STATE_TABLE = "case_state"
 
@@ -53,6 +54,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         # instead of waiting out the session of the member it was before a crash.
         consumer_group_instance_id=settings.worker_instance_id,
         broker_session_timeout=settings.offload_worker_session_timeout_s,
+        broker_commit_interval=settings.offload_worker_commit_interval_s,
         # Several heartbeats per session, so one late heartbeat does not evict a live worker.
         broker_heartbeat_interval=settings.offload_worker_session_timeout_s / 5,
         table_standby_replicas=settings.offload_worker_standby_replicas,
@@ -68,20 +70,21 @@ def create_app(settings: Settings) -> WorkerContext:
     app = create_faust_app(settings)
     # Faust can lose records of the stream partitions while it takes them over after a restart.
     handover.install(app)
+    # Partitions must equal the source topic's: the state agent writes each case into the partition its
+    # event came from, and the query API routes by the key's partition.
+    table = add_model_table(
+        app,
+        CASE_STATE_TABLE,
+        CaseRecord,
+        settings.offload_topic_partitions,
+        help="CaseRecord per caseId, folded from case-events",
+    )
     worker = WorkerContext(
         settings=settings,
         app=app,
         case_events=faust_topic(app, CASE_EVENTS, settings),
-        case_state=faust_topic(app, CASE_STATE, settings),
-        # Partitions must equal the source topic's: the state agent writes each case into the partition
-        # its event came from, and the query API routes by the key's partition.
-        table=add_model_table(
-            app,
-            CASE_STATE_TABLE,
-            CaseRecord,
-            settings.offload_topic_partitions,
-            help="CaseRecord per caseId, folded from case-events",
-        ),
+        table=table,
+        cases=StateWriter(settings, table, topic_name(CASE_STATE, settings)),
         offload=OffloadApi(settings),
         metrics=WorkerMetrics(app),
     )

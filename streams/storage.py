@@ -45,7 +45,8 @@ class ModelTable(faust.Table[str, M], Generic[M]):
     def __init__(self, app: Any, *, model: type[M], exclude_defaults: bool = False, **kwargs: Any) -> None:
         super().__init__(app, key_type=str, **kwargs)
         self.key_serializer = "raw"
-        self.value_serializer = PydanticCodec(model, exclude_defaults)
+        self.codec: PydanticCodec[M] = PydanticCodec(model, exclude_defaults)
+        self.value_serializer = self.codec
         self.last_write: asyncio.Future[Any] | None = None
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
@@ -75,3 +76,33 @@ def add_model_table(
     )  # fmt: skip
     app.tables.add(table)
     return table
+
+
+def write_local(
+    table: ModelTable[M], partition: int, items: list[tuple[str, M]], changelog: Any, offset: int
+) -> None:
+    """Put ``items`` of one partition into the table's local store without writing the changelog again.
+
+    For writers that sent the changelog records themselves and had them acknowledged (the case-state
+    batch); ``offset`` is the last of them. Faust's stores pick the partition from the current event,
+    which a batch written after its events has not, so this addresses the partition itself: rocksdb's
+    database of the partition, written as one batch, then the changelog offset it now holds (what Faust
+    stores after each changelog write, so a restart replays only what came later); the memory store's
+    dict, as its own changelog replay fills it.
+    """
+    store: Any = table.data
+    if hasattr(store, "_db_for_partition"):
+        import rocksdict
+
+        writes = rocksdict.WriteBatch(raw_mode=True)
+        codec = table.codec
+        for key, value in items:
+            raw_key = key.encode()
+            writes.put(raw_key, codec.dumps(value))
+            store._key_index[raw_key] = partition
+        store._db_for_partition(partition).write(writes)
+        store.set_persisted_offset(changelog, offset)
+        return
+    for key, value in items:
+        store.data[key] = value
+        store._key_partition[key] = partition

@@ -141,10 +141,18 @@ class Topic:
 
 
 class MemoryTable(dict[str, Any]):
-    """A table as the logic uses it; every write is durable at once."""
+    """A table as the logic uses it; every write is durable at once. ``saved``: the keys of ``save``s."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved: list[str] = []
 
     async def put_durably(self, key: str, value: Any, timeout_s: float) -> None:
         self[key] = value
+
+    async def save(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.saved.append(key)
 
 
 @dataclass
@@ -168,7 +176,6 @@ class AnswerRecording:
     progress: list[AnswerOutcome] = field(default_factory=list)
     retries: list[Message] = field(default_factory=list)
     dead_letters: list[tuple[Message, AnswerOutcome]] = field(default_factory=list)
-    case_states: list[tuple[str, bytes]] = field(default_factory=list)
     journal: _Journal = field(default_factory=_Journal)
     retry_topic: Topic = field(default_factory=lambda: Topic("answers.retry"))
 
@@ -195,9 +202,6 @@ class AnswerRecording:
 
     async def dead_letter(self, message: Any, case_id: str | None, outcome: AnswerOutcome) -> None:
         self.dead_letters.append((message, outcome))
-
-    async def case_changed(self, case_id: str, state_json: bytes) -> None:
-        self.case_states.append((case_id, state_json))
 
     @property
     def ended(self) -> list[AnswerOutcome]:

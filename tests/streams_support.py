@@ -14,10 +14,11 @@ from typing import Any
 
 import httpx
 
+from offload_bridge.kafka.connection import kafka_producer
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
-from offload_bridge.topics import CASE_EVENTS
+from offload_bridge.topics import CASE_EVENTS, topic_name
 
 # Offload's documented example payloads, byte for byte (shared with the ingress tests).
 SEED_INPUT_NEEDED = (Path(__file__).parent / "data" / "webhook_input_needed.json").read_bytes()
@@ -45,9 +46,8 @@ def event_body(
     return json.dumps(payload).encode()
 
 
-def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
-    """Produce a webhook body to case-events exactly as the ingress does: the body unchanged, key caseId,
-    headers event_type, event_id, received_at (ms), source."""
+def _ingress_headers(body: bytes, received_at: int | None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The key and headers the ingress gives a webhook body."""
     event = json.loads(body)
     headers = {
         "event_type": event["event_type"].encode(),
@@ -55,7 +55,28 @@ def publish_webhook(settings: Settings, body: bytes, received_at: int | None = N
         "received_at": str(received_at if received_at is not None else int(time.time() * 1000)).encode(),
         "source": b"webhook",
     }
-    return produce(settings, CASE_EVENTS, body, key=event["data"]["caseId"].encode(), headers=headers)
+    return event["data"]["caseId"].encode(), list(headers.items())
+
+
+def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
+    """Produce a webhook body to case-events exactly as the ingress does: the body unchanged, key caseId,
+    headers event_type, event_id, received_at (ms), source."""
+    key, headers = _ingress_headers(body, received_at)
+    return produce(settings, CASE_EVENTS, body, key=key, headers=dict(headers))
+
+
+def publish_webhooks(settings: Settings, events: Sequence[tuple[bytes, int]]) -> None:
+    """``publish_webhook`` for many (body, received_at), in order, through one producer."""
+    # One request in flight: a retried send never overtakes the next, so each case keeps its order.
+    producer = kafka_producer(settings, max_in_flight_requests_per_connection=1)
+    try:
+        topic = topic_name(CASE_EVENTS, settings)
+        for body, received_at in events:
+            key, headers = _ingress_headers(body, received_at)
+            producer.send(topic, value=body, key=key, headers=headers)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
 
 
 def cases_on_every_partition(label: str, partitions: int, per_partition: int = 2) -> list[str]:

@@ -71,9 +71,8 @@ def create_delivery(worker: WorkerContext) -> AnswerDelivery:
         outcomes=outcome_topic,
         retry=worker.topic(ANSWERS_RETRY),
         dlq=worker.topic(ANSWERS_DLQ),
-        case_state=worker.case_state,
         journal=journal,
         outcome_counts=outcomes,
         call_counts=calls,
     )
-    return AnswerDelivery(settings, worker.table, worker.offload, outputs, outcomes, calls)
+    return AnswerDelivery(settings, worker.cases, worker.offload, outputs, outcomes, calls)

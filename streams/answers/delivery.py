@@ -37,6 +37,7 @@ from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.messages import position
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
 from offload_bridge.streams.retry import wait_until_due
+from offload_bridge.streams.state.store import CaseStore
 
 log = logging.getLogger("offload_bridge.streams.answers")
 
@@ -49,7 +50,7 @@ class AnswerDelivery:
     def __init__(
         self,
         settings: Settings,
-        table: Any,
+        table: CaseStore,
         api: OffloadApi,
         outputs: AnswerSink,
         outcome_counts: Counters,
@@ -57,7 +58,7 @@ class AnswerDelivery:
     ) -> None:
         self.settings = settings
         self.partitions = settings.offload_topic_partitions
-        self.table = table  # faust Table[str, CaseRecord]
+        self.table = table  # CaseStore: the case-state table, read and saved through the fold's writer
         self.api = api
         self.out = outputs
         self.outcome_counts = outcome_counts  # outcomes published, by kind
@@ -141,9 +142,9 @@ class AnswerDelivery:
         except OffloadUnreachable as unreachable:
             result = unreachable
         # Read after the call: the case-state agent may have folded an event meanwhile.
-        record = self.table.get(case_id)
-        context = table_context(record, answer)
-        view = table_view(record, answer)
+        case_record = self.table.get(case_id)
+        context = table_context(case_record, answer)
+        view = table_view(case_record, answer)
         if needs_delivery_check(result, context):
             looked = await self._look_at_case(answer)
             if looked is not None:
@@ -265,8 +266,9 @@ class AnswerDelivery:
         if question is not None and question.id == answer.inputRequestId and question.status == PENDING:
             changes["inputRequest"] = question.model_copy(update={"status": "RESOLVED"})
         state = state.model_copy(update=changes)
-        self.table[case_id] = record.model_copy(update={"state": state})
-        await self.out.case_changed(case_id, state.model_dump_json().encode())
+        # Saved (the table, its changelog and case-state) before the outcome is published: a re-sent
+        # answer must find it and end duplicate.
+        await self.table.save(case_id, record.model_copy(update={"state": state}))
         current = state.inputRequest.id if state.inputRequest is not None else None
         return CaseView(state.status, current, delivered=True)
 

@@ -74,9 +74,6 @@ class AnswerSink(Protocol):
     async def dead_letter(self, message: Any, case_id: str | None, outcome: AnswerOutcome) -> None:
         """The record on answers.dlq with what happened in its headers."""
 
-    async def case_changed(self, case_id: str, state_json: bytes) -> None:
-        """The case's new state on case-state."""
-
 
 class AnswerOutputs:
     """The topics the answer agents write to (faust TopicT, raw bytes)."""
@@ -86,7 +83,6 @@ class AnswerOutputs:
         outcomes: Any,
         retry: Any,
         dlq: Any,
-        case_state: Any,
         journal: OutcomeJournal,
         outcome_counts: Counters,
         call_counts: Counters,
@@ -95,7 +91,6 @@ class AnswerOutputs:
         self.journal = journal
         self.retry = retry
         self.dlq = dlq
-        self.case_state = case_state
         self.outcome_counts = outcome_counts
         self.call_counts = call_counts
 
@@ -173,6 +168,3 @@ class AnswerOutputs:
         )  # fmt: skip
         key = case_id.encode() if case_id else message.key
         await self.dlq.send(key=key, value=message.value, headers=headers)
-
-    async def case_changed(self, case_id: str, state_json: bytes) -> None:
-        await self.case_state.send(key=case_id.encode(), value=state_json)

@@ -1,7 +1,9 @@
 """The case-state feature: folds ``case-events`` into the case-state table and publishes each change.
 
 One actor (concurrency 1) keeps events of a partition in order; a bad record or an unexpected error is
-handled per message, so the actor never restarts and the partition always moves on.
+handled per message, so the actor never restarts and the partition always moves on. The actor
+acknowledges nothing itself: ``StateWriter`` writes each batch's changes and then acknowledges its
+events (``batch``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
-from offload_bridge.streams.messages import handle_each, position
+from offload_bridge.streams.messages import position
 from offload_bridge.streams.state import views
+from offload_bridge.streams.state.batch import StateWriter
 from offload_bridge.streams.state.fold import FoldResult, fold
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from offload_bridge.topics import CASE_EVENTS_INVALID
@@ -35,17 +38,24 @@ def register(worker: WorkerContext) -> Feature:
     """The state agent, the query API (``/ready``, ``/stats``, ``/cases``) and the case_events metric."""
     counters = fold_counts()
     invalid = worker.topic(CASE_EVENTS_INVALID)
-
-    async def fold_one(message: Any) -> None:
-        await handle(worker, counters, invalid, message)
-
-    async def skipped(message: Any, error: Exception) -> None:
-        counters.inc("failed")
-        log.exception("%s[%s]@%s: folding failed, skipped", *position(message))
+    writer = worker.cases
 
     @worker.app.agent(worker.case_events, name="case-state", concurrency=1)
     async def fold_case_events(stream: Any) -> None:
-        await handle_each(stream, fold_one, skipped)
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            try:
+                await handle(writer, counters, invalid, message)
+            except Exception:
+                counters.inc("failed")
+                log.exception("%s[%s]@%s: folding failed, skipped", *position(message))
+            # Every event, folded or not, is acknowledged in order with its batch.
+            await writer.hold(manual, event)
+
+    @worker.app.on_before_shutdown.connect
+    async def write_what_is_held(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await writer.close()
 
     views.register(worker, counters)
     worker.metrics.add(
@@ -56,7 +66,7 @@ def register(worker: WorkerContext) -> Feature:
     return Feature("state", {"caseEvents": counters})
 
 
-async def handle(worker: WorkerContext, counters: Counters, invalid: Any, message: Any) -> None:
+async def handle(writer: StateWriter, counters: Counters, invalid: Any, message: Any) -> None:
     headers: dict[str, bytes] = dict(message.headers or ())
     try:
         event = decode_event(message.key, message.value)
@@ -64,13 +74,12 @@ async def handle(worker: WorkerContext, counters: Counters, invalid: Any, messag
         await _quarantine(counters, invalid, message, headers, str(error))
         return
     case_id = event.data.caseId
-    record, outcome = fold(worker.table.get(case_id), event, headers)
+    record, outcome = fold(writer.get(case_id), event, headers)
     counters.inc(outcome.value)
     if outcome is FoldResult.DUPLICATE:
         return
-    # A new value each time (never mutated in place), so the changelog sees every change.
-    worker.table[case_id] = record
-    await worker.case_state.send(key=case_id.encode(), value=record.state.model_dump_json().encode())
+    # A new value each time (never mutated in place): a held batch may still be writing the old one.
+    writer.put(case_id, message.partition, record)
 
 
 async def _quarantine(

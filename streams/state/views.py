@@ -67,7 +67,7 @@ def register(streams: WorkerContext, counters: Counters) -> None:
     async def lookup(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Runs on the worker owning the case; table_route forwards the request there first."""
         case_id = request.match_info["case_id"]
-        record = table.get(case_id)
+        record = streams.cases.get(case_id)
         if record is None:
             return error_response(view, 404, "CASE_NOT_FOUND", f"no event of case {case_id} was seen")
         return ok_response(view, record.state.model_dump_json().encode())

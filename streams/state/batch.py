@@ -1,0 +1,250 @@
+"""The fold's changes, held per batch and made durable together: each changed case costs one write.
+
+Faust writes a changelog record per table assignment, and a case-state record per event doubled that:
+two produce calls through Faust's buffers for every event, most of the fold's time. Here the agent folds
+into an open batch; a flush (once ``OFFLOAD_STATE_BATCH_EVENTS`` events are held, or
+``OFFLOAD_STATE_BATCH_MS`` after the first of them) writes each changed case once, in this order:
+
+1. its CaseState to ``case-state``, and waits for the broker's acknowledgement;
+2. its CaseRecord to the table's changelog, and waits;
+3. the local store (with rocksdb also the changelog offset the store now holds, as Faust does);
+4. only then acknowledges the batch's events to Faust, which may commit their offsets.
+
+A crash anywhere leaves the committed offsets at or before the first event whose change is not in both
+topics, so a restart folds those events again against the recovered table, and the fold is
+deterministic. The order makes that replay complete: an event the changelog already holds folds as a
+duplicate, which publishes nothing, so its case-state record must have been acknowledged first (1
+before 2); and the local store, which rocksdb keeps across restarts, never holds a change the changelog
+lacks (3 after 2). Faust waits for every delivered event to be acknowledged before it gives partitions
+away or stops (``stream_wait_empty``), and the timer flushes a partial batch, so a rebalance never
+strands a batch.
+
+Queries and the next events read through the held batches (``get``): a change is visible at once; only
+the topics and the committed offsets move per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from offload_bridge.kafka.connection import aiokafka_options
+from offload_bridge.kafka.partitioning import partition_for
+from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.settings import Settings
+from offload_bridge.streams.retry import backoff_s
+from offload_bridge.streams.storage import ModelTable, write_local
+
+log = logging.getLogger(__name__)
+
+# One produce request per partition and flush: large enough for a full batch of case records.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+# Told of every change once it is durable: (caseId, partition, record).
+ChangeListener = Callable[[str, int, CaseRecord], None]
+
+
+@dataclass
+class _Batch:
+    changes: dict[str, tuple[int, CaseRecord]] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)  # Faust events, acknowledged once durable
+    opened_at: float = 0.0
+
+
+class StateWriter:
+    """Holds the fold's changes until they are on the broker, then acknowledges their events."""
+
+    def __init__(self, settings: Settings, table: ModelTable[CaseRecord], case_state_topic: str) -> None:
+        self.settings = settings
+        self.table = table
+        self.case_state_topic = case_state_topic
+        self.batch_events = settings.offload_state_batch_events
+        self.batch_s = settings.offload_state_batch_ms / 1000
+        self.listeners: list[ChangeListener] = []
+        self._open = _Batch()
+        self._flushing: _Batch | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stream: Any = None
+        self.flushes = 0
+        self.records_written = 0
+
+    # --- what the agent calls --------------------------------------------------------------------
+
+    def get(self, case_id: str) -> CaseRecord | None:
+        """The newest record of a case: the open batch, the batch being written, then the table."""
+        change = self._open.changes.get(case_id)
+        if change is None and self._flushing is not None:
+            change = self._flushing.changes.get(case_id)
+        if change is not None:
+            return change[1]
+        # The store itself, not the table: the table's get adds a sensor call per read, a tenth of the
+        # fold's own time.
+        record: CaseRecord | None = self.table.data.get(case_id)
+        return record
+
+    def put(self, case_id: str, partition: int, record: CaseRecord) -> None:
+        """The case's new record, written with the open batch."""
+        self._open.changes[case_id] = (partition, record)
+
+    async def hold(self, stream: Any, event: Any) -> None:
+        """Acknowledge ``event`` with its batch; starts a flush once the batch is full."""
+        if self._stream is None:
+            self._stream = stream
+            self._timer = asyncio.create_task(self._flush_on_time(), name="case-state-batch-timer")
+        batch = self._open
+        if not batch.events:
+            batch.opened_at = time.monotonic()
+        batch.events.append(event)
+        if len(batch.events) >= self.batch_events:
+            await self.flush()
+
+    async def save(self, case_id: str, record: CaseRecord) -> None:
+        """A change made outside the fold (an accepted answer): written with the open batch, now."""
+        self.put(case_id, partition_for(case_id, self.settings.offload_topic_partitions), record)
+        await self.drain()
+
+    async def flush(self) -> None:
+        """Start writing the open batch (after the one being written, if any); returns once started."""
+        async with self._start_lock:
+            if self._flush_task is not None:
+                # One batch in flight: the agent folds the next while this one is written, and waits
+                # here only when it has filled another.
+                await asyncio.shield(self._flush_task)
+            batch = self._open
+            if not batch.events:
+                return
+            self._open = _Batch()
+            self._flushing = batch
+            self._flush_task = asyncio.create_task(self._write_until_done(batch), name="case-state-flush")
+
+    async def drain(self) -> None:
+        """Write everything held and wait for it (before the worker stops)."""
+        await self.flush()
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    # --- the flush -------------------------------------------------------------------------------
+
+    async def _flush_on_time(self) -> None:
+        while True:
+            await asyncio.sleep(self.batch_s / 2)
+            opened_at = self._open.opened_at
+            if self._open.events and time.monotonic() - opened_at >= self.batch_s:
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("case-state: a timed flush failed to start")
+
+    async def _write_until_done(self, batch: _Batch) -> None:
+        """Write ``batch``; on a failure, again with backoff: its events stay unacknowledged meanwhile, so
+        nothing is committed past them and the fold waits rather than lose a change."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._write(batch)
+                break
+            except Exception:
+                delay = backoff_s(
+                    attempt, self.settings.offload_retry_base_s, self.settings.offload_retry_max_s
+                )
+                log.exception("case-state: writing a batch of %d changes failed; again in %.1fs",
+                              len(batch.changes), delay)  # fmt: skip
+                await asyncio.sleep(delay)
+        if self._flushing is batch:
+            self._flushing = None
+        self._flush_task = None
+
+    async def _write(self, batch: _Batch) -> None:
+        by_partition: dict[int, list[tuple[str, CaseRecord]]] = defaultdict(list)
+        for case_id, (partition, record) in batch.changes.items():
+            by_partition[partition].append((case_id, record))
+        producer = await self._started_producer()
+        states = {
+            partition: [
+                (case_id.encode(), record.state.model_dump_json().encode()) for case_id, record in items
+            ]
+            for partition, items in by_partition.items()
+        }
+        await self._produce(producer, self.case_state_topic, states)
+        codec = self.table.codec
+        changelog = self.table.changelog_topic.get_topic_name()
+        records = {
+            partition: [(case_id.encode(), codec.dumps(record)) for case_id, record in items]
+            for partition, items in by_partition.items()
+        }
+        last_offsets = await self._produce(producer, changelog, records)
+        for partition, items in by_partition.items():
+            write_local(
+                self.table, partition, items, TopicPartition(changelog, partition), last_offsets[partition]
+            )
+        for event in batch.events:
+            await self._stream.ack(event)
+        self.flushes += 1
+        self.records_written += len(batch.changes)
+        for listener in self.listeners:
+            for case_id, (partition, record) in batch.changes.items():
+                listener(case_id, partition, record)
+
+    async def _produce(
+        self, producer: AIOKafkaProducer, topic: str, records: dict[int, list[tuple[bytes, bytes]]]
+    ) -> dict[int, int]:
+        """Send each partition's records as few batches and wait for all; the last offset per partition."""
+        pending: list[tuple[int, int, asyncio.Future[Any]]] = []
+        for partition, items in records.items():
+            for count, batch in _batches(producer, items):
+                future = await producer.send_batch(batch, topic, partition=partition)
+                pending.append((partition, count, future))
+        last: dict[int, int] = {}
+        for partition, count, future in pending:
+            metadata = await future
+            last[partition] = max(last.get(partition, -1), metadata.offset + count - 1)
+        return last
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                **aiokafka_options(self.settings),
+                acks="all",
+                enable_idempotence=True,
+                max_batch_size=MAX_REQUEST_BYTES,
+                max_request_size=MAX_REQUEST_BYTES,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+
+def _batches(producer: AIOKafkaProducer, items: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[int, Any]]:
+    """(record count, BatchBuilder) covering ``items`` in order."""
+    batch = producer.create_batch()
+    count = 0
+    for key, value in items:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            yield count, batch
+            batch = producer.create_batch()
+            count = 0
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes exceeds the producer's batch size")
+        count += 1
+    if count:
+        yield count, batch
