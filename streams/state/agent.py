@@ -70,6 +70,7 @@ async def handle(worker: WorkerContext, counters: Counters, invalid: Any, messag
         return
     # A new value each time (never mutated in place), so the changelog sees every change.
     worker.table[case_id] = record
+    worker.case_changes.publish(case_id, message.partition, record)  # Faust files the write there too
     await worker.case_state.send(key=case_id.encode(), value=record.state.model_dump_json().encode())
 
 
