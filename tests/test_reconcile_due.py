@@ -1,12 +1,22 @@
-"""The index of open cases by due time."""
+"""The index of open cases by due time, alone and under the reconciler, against the walk of the whole table
+that it replaces."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.kafka.partitioning import partition_for
+from offload_bridge.schemas.case_state import CaseRecord, CaseState
+from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.due import DueIndex, due_at
+from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from tests.inprocess_support import PARTITIONS, MemoryTable, PublishedEvents, settings
 
 
 def state(case_id: str, status: str | None, updated_at: int) -> CaseState:
@@ -121,3 +131,90 @@ def test_a_rebuild_takes_a_case_filed_under_another_partition_over() -> None:
     assert index.due(now=500, partitions={1}) == [] and index.due(now=500, partitions={0}) == ["c"]
     index.drop({1})
     assert "c" in index  # partition 1's drop does not take it
+
+
+# --- the reconciler's index against the walk of the whole table -----------------------------------------
+
+STALE_S = 1.5
+# A few cases over three partitions, so that a partition often changes hands with changes of its own.
+CASE_IDS = [f"case-{n}" for n in range(40) if partition_for(f"case-{n}", PARTITIONS) < 3][:9]
+OWNABLE = st.frozensets(st.integers(0, 3))
+STATUSES = ("CREATED", "RUNNING", "INPUT_NEEDED", "COMPLETED", "FAILED")
+
+
+def walk(table: MemoryTable, owned: set[int], now: int) -> list[str]:
+    """What a sweep looked at before the index: every record of the table, read at every sweep."""
+    found = []
+    for case_id, record in table.items():
+        current = record.state
+        if current.status in TERMINAL_STATUSES or now - current.updatedAt < STALE_S * 1000:
+            continue
+        if partition_for(case_id, PARTITIONS) in owned:
+            found.append((current.updatedAt, case_id))
+    return [case_id for _, case_id in sorted(found)]
+
+
+@dataclass
+class Write:
+    """A case's new record: through an agent of this worker (told to the index) when its partition is
+    owned, else by the partition's owner, arriving through the changelog (told to no one)."""
+
+    case_id: str
+    status: str
+    updated_at: int
+
+
+@dataclass
+class Rebalance:
+    """A new assignment; ``rebuild`` says whether the rebalance-complete hook ran or left it to a sweep."""
+
+    owned: frozenset[int]
+    rebuild: bool
+
+
+@dataclass
+class Sweep:
+    now: int
+
+
+Step = Write | Rebalance | Sweep
+
+writes = st.builds(Write, st.sampled_from(CASE_IDS), st.sampled_from(STATUSES), st.integers(0, 10_000))
+# Several writes between rebalances: the changes a partition sees while it is another worker's.
+steps = st.one_of(
+    writes, writes, writes,
+    st.builds(Rebalance, OWNABLE, st.booleans()),
+    st.builds(Sweep, st.integers(0, 12_000)),
+)  # fmt: skip
+
+
+@hypothesis_settings(deadline=None, derandomize=True, database=None, max_examples=300)
+@given(start=OWNABLE, steps=st.lists(steps, max_size=60))
+def test_the_due_cases_always_equal_the_walk_of_the_table(start: frozenset[int], steps: list[Step]) -> None:
+    owned = set(start)
+    table = MemoryTable()
+    reconciler = Reconciler(
+        settings(offload_reconcile_stale_s=STALE_S), table, api=cast(OffloadApi, None),
+        publish=PublishedEvents(), owned=lambda: owned, ready=lambda: True, counters=reconcile_counts(),
+    )  # fmt: skip
+    reconciler.rebuild()
+    for step in steps:
+        if isinstance(step, Write):
+            record = CaseRecord(state=state(step.case_id, step.status, step.updated_at))
+            table[step.case_id] = record
+            partition = partition_for(step.case_id, PARTITIONS)
+            if partition in owned:
+                reconciler.case_changed(step.case_id, partition, record)
+        elif isinstance(step, Rebalance):
+            reconciler.partitions_revoked(set(owned))
+            owned.clear()
+            owned.update(step.owned)
+            if step.rebuild:
+                reconciler.rebuild()
+        else:
+            assert reconciler.due_cases(step.now) == walk(table, owned, step.now)
+    assert reconciler.due_cases(20_000) == walk(table, owned, 20_000)
+    # Only open cases of owned partitions are held: terminal ones cost nothing.
+    assert all(
+        table[case_id].state.status not in TERMINAL_STATUSES for case_id in reconciler.index.due(10**9)
+    )
