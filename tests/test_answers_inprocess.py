@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import Outcome, RetryAnswer
+from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body
 from offload_bridge.streams.answers.delivery import AnswerDelivery
 from offload_bridge.streams.answers.outputs import call_counts, outcome_counts
 from tests.inprocess_support import (
+    PARTITIONS,
     AnswerRecording,
     MemoryTable,
     Message,
@@ -31,9 +34,11 @@ class Delivery:
     def __init__(self, sim: Simulator, worker_settings: Settings) -> None:
         self.out = AnswerRecording()
         self.table = MemoryTable()
+        self.changes: list[tuple[str, int, CaseRecord]] = []  # what the worker's case_changes would hear
         self.logic = AnswerDelivery(
-            worker_settings, self.table, sim.api(worker_settings), self.out, outcome_counts(), call_counts()
-        )
+            worker_settings, self.table, sim.api(worker_settings), self.out, outcome_counts(), call_counts(),
+            lambda case_id, partition, record: self.changes.append((case_id, partition, record)),
+        )  # fmt: skip
         self.topic = Topic("answers")
 
     def record(self, case_id: str, input_request_id: str, text: str) -> Message:
@@ -73,6 +78,8 @@ async def test_an_answer_is_accepted_and_recorded_in_the_case_state(sim: Simulat
     recorded = delivery.table[case_id].state.answers[question]
     assert recorded.outcome == Outcome.ACCEPTED and recorded.answerId == outcome.answerId
     assert [changed for changed, _ in delivery.out.case_states] == [case_id]
+    # No event of the case folded yet: the reconciler hears of a new open case, in its key's partition.
+    assert delivery.changes == [(case_id, partition_for(case_id, PARTITIONS), delivery.table[case_id])]
     assert delivery.logic.call_counts["calls"] == 1
 
 

@@ -76,4 +76,6 @@ def create_delivery(worker: WorkerContext) -> AnswerDelivery:
         outcome_counts=outcomes,
         call_counts=calls,
     )
-    return AnswerDelivery(settings, worker.table, worker.offload, outputs, outcomes, calls)
+    return AnswerDelivery(
+        settings, worker.table, worker.offload, outputs, outcomes, calls, worker.case_changes.publish
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome, RetryAnswer, now_ms
 from offload_bridge.schemas.case_state import AnswerRecord, CaseRecord, CaseState
 from offload_bridge.schemas.headers import ORIGIN_HEADER
@@ -32,6 +33,7 @@ from offload_bridge.streams.answers.policy import (
     needs_delivery_check,
 )
 from offload_bridge.streams.answers.records import InvalidAnswer, decode_answer
+from offload_bridge.streams.context import CaseChangeListener
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.messages import position
@@ -54,6 +56,7 @@ class AnswerDelivery:
         outputs: AnswerSink,
         outcome_counts: Counters,
         call_counts: Counters,
+        case_changed: CaseChangeListener | None = None,
     ) -> None:
         self.settings = settings
         self.partitions = settings.offload_topic_partitions
@@ -62,6 +65,7 @@ class AnswerDelivery:
         self.out = outputs
         self.outcome_counts = outcome_counts  # outcomes published, by kind
         self.call_counts = call_counts  # outputs.ANSWER_CALLS
+        self.case_changed = case_changed  # told of each case-state record this writes
 
     # --- entry points, one per record ----------------------------------------------------------------
 
@@ -265,7 +269,12 @@ class AnswerDelivery:
         if question is not None and question.id == answer.inputRequestId and question.status == PENDING:
             changes["inputRequest"] = question.model_copy(update={"status": "RESOLVED"})
         state = state.model_copy(update=changes)
-        self.table[case_id] = record.model_copy(update={"state": state})
+        record = record.model_copy(update={"state": state})
+        self.table[case_id] = record
+        if self.case_changed is not None:
+            # A case first known from its answer is a new open case for the reconciler; the answer's
+            # partition is its key's (decode_answer checked), where Faust files the write.
+            self.case_changed(case_id, partition_for(case_id, self.partitions), record)
         await self.out.case_changed(case_id, state.model_dump_json().encode())
         current = state.inputRequest.id if state.inputRequest is not None else None
         return CaseView(state.status, current, delivered=True)
