@@ -25,6 +25,7 @@ from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile import agent as reconcile
 from offload_bridge.streams.state import agent as state
 from offload_bridge.streams.state.batch import StateWriter
+from offload_bridge.streams.state.changes import CaseChanges
 from offload_bridge.streams.storage import add_model_table
 from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 
@@ -79,12 +80,14 @@ def create_app(settings: Settings) -> WorkerContext:
         settings.offload_topic_partitions,
         help="CaseRecord per caseId, folded from case-events",
     )
+    changes = CaseChanges()
     worker = WorkerContext(
         settings=settings,
         app=app,
         case_events=faust_topic(app, CASE_EVENTS, settings),
         table=table,
-        cases=StateWriter(settings, table, topic_name(CASE_STATE, settings)),
+        cases=StateWriter(settings, table, topic_name(CASE_STATE, settings), changes),
+        case_changes=changes,
         offload=OffloadApi(settings),
         metrics=WorkerMetrics(app),
     )

@@ -17,6 +17,7 @@ from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.metrics import WorkerMetrics
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.state.batch import StateWriter
+from offload_bridge.streams.state.changes import CaseChanges
 from offload_bridge.topics import TopicSpec
 
 
@@ -29,6 +30,7 @@ class WorkerContext:
     case_events: Any  # faust TopicT: raw bytes in, the ingress's record as it was produced
     table: Any  # faust Table[str, CaseRecord], changelog-backed, co-partitioned with case_events
     cases: StateWriter  # the one writer of the table and of case-state; reads see its held batches
+    case_changes: CaseChanges  # the writer tells it of every change it wrote
     offload: OffloadApi  # the one HTTP client to Offload every feature shares; closed when the app stops
     metrics: WorkerMetrics
     features: list[Feature] = field(default_factory=list)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.schemas.case_state import CaseRecord, CaseState
 from offload_bridge.settings import Settings
@@ -98,3 +99,64 @@ async def test_a_throttling_offload_ends_the_sweep_early(sim: Simulator) -> None
     await sweep.sweep()
     assert sweep.counters["throttled"] == 5  # MAX_CONSECUTIVE_THROTTLES
     assert sweep.counters["checked"] == 0
+
+
+class CountingTable(MemoryTable):
+    """Counts the walks of the whole table and the cases read one by one."""
+
+    def __init__(self, records: dict[str, CaseRecord]) -> None:
+        super().__init__(records)
+        self.walks = 0
+        self.reads: list[str] = []
+
+    def items(self) -> Any:
+        self.walks += 1
+        return super().items()
+
+    def keys(self) -> Any:
+        self.walks += 1
+        return super().keys()
+
+    def values(self) -> Any:
+        self.walks += 1
+        return super().values()
+
+    def __iter__(self) -> Any:
+        self.walks += 1
+        return super().__iter__()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads.append(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.reads.append(key)
+        return super().__getitem__(key)
+
+
+async def test_a_sweep_reads_the_due_cases_only_never_the_terminal_ones(sim: Simulator) -> None:
+    behind = await sim.create_case(case_body(scenario="complete"))
+    await sim.wait_for_case(behind, lambda c: c["status"] == "COMPLETED")
+    records = {f"done-{n}": known(f"done-{n}", ("COMPLETED", "FAILED")[n % 2], LONG_AGO) for n in range(300)}
+    records |= {f"fresh-{n}": known(f"fresh-{n}", "RUNNING", now_ms()) for n in range(50)}  # not due yet
+    records[behind] = known(behind, "RUNNING", LONG_AGO)
+    table = CountingTable(records)
+    sweep = reconciler(sim, table, settings(offload_reconcile_stale_s=600, offload_reconcile_rps=1000))
+    sweep.rebuild()  # what the end of a rebalance does: the one walk
+    assert table.walks == 1 and len(sweep.index) == 51  # the open cases only
+
+    table.walks, table.reads = 0, []
+    for _ in range(3):
+        await sweep.sweep()
+    # Only the case due was read (again after each answer from Offload); nothing else, no walk.
+    assert table.walks == 0 and set(table.reads) == {behind}
+    assert (sweep.counters["checked"], sweep.counters["published"], sweep.counters["not_found"]) == (3, 3, 0)
+
+    # The state agent folds what was published: the case is terminal now, out of the index and the sweeps.
+    record = known(behind, "COMPLETED", now_ms())
+    table[behind] = record
+    sweep.case_changed(behind, partition_for(behind, PARTITIONS), record)
+    table.reads = []
+    await sweep.sweep()
+    assert table.walks == 0 and table.reads == [] and len(sweep.index) == 50
+    assert sweep.counters["checked"] == 3

@@ -4,6 +4,7 @@ open cases of this worker's partitions, ``GET /stats/reconcile`` and the reconci
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faust.web import Request, Response, View
 
@@ -28,6 +29,28 @@ def register(worker: WorkerContext) -> Feature:
     reconciler = Reconciler(
         settings, worker.table, worker.offload, publish, worker.local_partitions, worker.is_ready, counters
     )
+    # The index of due cases follows every write of the agents, and is rebuilt from the table whenever
+    # a rebalance changed which partitions are here and what they hold.
+    worker.case_changes.subscribe(reconciler.case_changed)
+    source = worker.case_events.get_topic_name()
+
+    @worker.app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0]  # the TPs this worker gives up
+        reconciler.partitions_revoked({tp.partition for tp in revoked if tp.topic == source})
+
+    @worker.app.on_rebalance_complete.connect
+    async def index_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Sent once the tables are recovered and before the stream partitions resume: the one scan of
+        # the table sees every case of the owned partitions, and no agent writes meanwhile.
+        try:
+            reconciler.rebuild()
+            index = reconciler.index
+            partitions = sorted(index.partitions())
+            log.info("reconcile: indexed %d open case(s) of partitions %s", len(index), partitions)
+        except Exception:
+            # Never fail the recovery for it: the next sweep scans for the partitions not indexed.
+            log.exception("reconcile: indexing the owned partitions failed")
 
     @worker.app.timer(settings.offload_reconcile_interval_s, name="reconcile")  # type: ignore[untyped-decorator]
     async def reconcile() -> None:

@@ -3,22 +3,27 @@ synthesized event into ``case-events`` where Offload is ahead.
 
 It never writes the table itself: the state agent folds the synthesized events like webhooks (tables
 change only inside an event's context, and the fold's dedup and ordering rules stay in one place).
+
+Which cases a sweep looks at comes from an index of the open cases by due time (``reconcile.due``), kept
+in step with the table by the case changes the features publish and rebuilt from one scan of the table
+after each rebalance: a sweep costs the cases due, not the size of the table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import now_ms
-from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.schemas.case_state import CaseRecord, CaseState
 from offload_bridge.settings import Settings
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.diff import ReconcileDecision, SynthesizedEvent, decide_reconcile
+from offload_bridge.streams.reconcile.due import DueIndex, due_at
 from offload_bridge.streams.reconcile.fetch import FetchKind, FetchResult, fetch_case
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 from offload_bridge.streams.retry import backoff_s
@@ -52,7 +57,9 @@ Publish = Callable[[str, SynthesizedEvent], Awaitable[None]]
 
 
 class Reconciler:
-    """Sweeps over a case table (``get``/``items`` of CaseRecord by caseId); the I/O is injected."""
+    """Sweeps over the due cases of a case table (``get``/``items`` of CaseRecord by caseId); the I/O is
+    injected. ``case_changed`` must hear of every write to the table's owned partitions, and ``rebuild``
+    run once their contents changed otherwise (a rebalance's recovery)."""
 
     def __init__(
         self,
@@ -72,27 +79,60 @@ class Reconciler:
         self.ready = ready  # False during recovery and rebalances
         self.counters = counters
         self.bucket = TokenBucket(settings.offload_reconcile_rps)
+        self.index = DueIndex()
 
-    def stale_open_cases(self, now: int) -> list[str]:
-        """Open cases of the owned partitions untouched for OFFLOAD_RECONCILE_STALE_S, oldest first."""
-        partitions = self.owned()
+    def due_at(self, state: CaseState) -> int | None:
+        """When a case is due for a check (unix ms), None when never: the one place that decides it."""
+        return due_at(state, self.settings.offload_reconcile_stale_s)
+
+    def case_changed(self, case_id: str, partition: int, record: CaseRecord) -> None:
+        """A write to the table: move the case in the index (out of it once terminal)."""
+        self.index.set(case_id, partition, self.due_at(record.state))
+
+    def partitions_revoked(self, partitions: set[int]) -> None:
+        """Forget these partitions: whoever gets them next changes them, unseen by ``case_changed``."""
+        self.index.drop(partitions)
+
+    def rebuild(self) -> None:
+        """Index the owned partitions anew from one scan of the table; forget the others."""
+        self._hold(self.owned(), anew=True)
+
+    def _hold(self, owned: set[int], anew: bool) -> None:
+        held = self.index.partitions()
+        self.index.drop(held - owned)
+        partitions = owned if anew else owned - held
+        if partitions:
+            self.index.rebuild(partitions, self._scan(partitions))
+
+    def _scan(self, partitions: set[int]) -> Iterator[tuple[str, int, int]]:
+        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt)."""
         count = self.settings.offload_topic_partitions
-        stale_ms = self.settings.offload_reconcile_stale_s * 1000
-        found: list[tuple[int, str]] = []
         for case_id, record in self.table.items():
-            state = record.state
-            if state.status in TERMINAL_STATUSES or now - state.updatedAt < stale_ms:
-                continue
-            if partition_for(case_id, count) in partitions:
-                found.append((state.updatedAt, case_id))
-        return [case_id for _, case_id in sorted(found)]
+            due = self.due_at(record.state)
+            if due is None:
+                continue  # terminal: never due, so never hashed either
+            partition = partition_for(case_id, count)
+            if partition in partitions:
+                yield case_id, partition, due
+
+    def due_cases(self, now: int) -> list[str]:
+        """The owned cases due for a check at ``now``, oldest first, from the index.
+
+        Today these are the open cases untouched for OFFLOAD_RECONCILE_STALE_S. An owned partition the
+        index does not hold yet (no rebuild since it was assigned) is scanned for once, here.
+        """
+        if not self.ready():
+            return []  # the owned partitions are moving: nothing to hold, nothing to sweep
+        owned = self.owned()
+        self._hold(owned, anew=False)
+        return self.index.due(now, owned)
 
     async def sweep(self) -> None:
         counters = self.counters
         counters.inc("sweeps")
         settings = self.settings
         throttles = 0
-        for case_id in self.stale_open_cases(now_ms()):
+        for case_id in self.due_cases(now_ms()):
             if not self.ready():
                 return  # a rebalance: these partitions may be someone else's now
             await self.bucket.take()

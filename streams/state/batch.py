@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,15 +41,13 @@ from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.streams.retry import backoff_s
+from offload_bridge.streams.state.changes import CaseChanges
 from offload_bridge.streams.storage import ModelTable, write_local
 
 log = logging.getLogger(__name__)
 
 # One produce request per partition and flush: large enough for a full batch of case records.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-
-# Told of every change once it is durable: (caseId, partition, record).
-ChangeListener = Callable[[str, int, CaseRecord], None]
 
 
 @dataclass
@@ -62,13 +60,15 @@ class _Batch:
 class StateWriter:
     """Holds the fold's changes until they are on the broker, then acknowledges their events."""
 
-    def __init__(self, settings: Settings, table: ModelTable[CaseRecord], case_state_topic: str) -> None:
+    def __init__(
+        self, settings: Settings, table: ModelTable[CaseRecord], case_state_topic: str, changes: CaseChanges
+    ) -> None:
         self.settings = settings
         self.table = table
         self.case_state_topic = case_state_topic
+        self.changes = changes  # told of each change once the local store holds it
         self.batch_events = settings.offload_state_batch_events
         self.batch_s = settings.offload_state_batch_ms / 1000
-        self.listeners: list[ChangeListener] = []
         self._open = _Batch()
         self._flushing: _Batch | None = None
         self._flush_task: asyncio.Task[None] | None = None
@@ -201,9 +201,8 @@ class StateWriter:
             await self._stream.ack(event)
         self.flushes += 1
         self.records_written += len(batch.changes)
-        for listener in self.listeners:
-            for case_id, (partition, record) in batch.changes.items():
-                listener(case_id, partition, record)
+        for case_id, (partition, record) in batch.changes.items():
+            self.changes.publish(case_id, partition, record)
 
     async def _produce(
         self, producer: AIOKafkaProducer, topic: str, records: dict[int, list[tuple[bytes, bytes]]]

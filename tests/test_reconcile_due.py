@@ -1,0 +1,220 @@
+"""The index of open cases by due time, alone and under the reconciler, against the walk of the whole table
+that it replaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from offload_bridge.kafka.partitioning import partition_for
+from offload_bridge.schemas.case_state import CaseRecord, CaseState
+from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.reconcile.due import DueIndex, due_at
+from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from tests.inprocess_support import PARTITIONS, MemoryTable, PublishedEvents, settings
+
+
+def state(case_id: str, status: str | None, updated_at: int) -> CaseState:
+    return CaseState(caseId=case_id, status=status, firstSeenAt=updated_at, updatedAt=updated_at)
+
+
+def held(*partitions: int) -> DueIndex:
+    index = DueIndex()
+    index.rebuild(partitions, [])
+    return index
+
+
+# --- due_at: the one rule --------------------------------------------------------------------------------
+
+
+def test_an_open_case_is_due_once_stale_and_a_terminal_one_never() -> None:
+    assert due_at(state("c", "RUNNING", 1_000), stale_s=2) == 3_000
+    assert due_at(state("c", None, 1_000), stale_s=2) == 3_000  # no status yet: open
+    assert due_at(state("c", "COMPLETED", 1_000), stale_s=2) is None
+    assert due_at(state("c", "FAILED", 1_000), stale_s=2) is None
+
+
+@given(
+    updated_at=st.integers(0, 10**13),
+    stale_s=st.floats(0, 30 * 86_400, allow_nan=False),
+    after=st.integers(-(10**10), 10**10),
+)
+def test_due_at_agrees_with_the_staleness_rule_of_the_walk(
+    updated_at: int, stale_s: float, after: int
+) -> None:
+    # Fractional settings too: an integer now reaches the due time exactly when the walk's test holds.
+    now = updated_at + after
+    due = due_at(state("c", "RUNNING", updated_at), stale_s)
+    assert due is not None
+    assert (due <= now) == (now - updated_at >= stale_s * 1000)
+
+
+# --- the index alone ------------------------------------------------------------------------------------
+
+
+def test_due_cases_come_oldest_first_ties_by_case_id_across_partitions() -> None:
+    index = held(0, 1, 2)
+    index.set("b", 1, 300)
+    index.set("a", 2, 300)
+    index.set("c", 0, 100)
+    index.set("d", 2, 200)
+    index.set("later", 0, 1_000)
+    assert index.due(now=500) == ["c", "d", "a", "b"]
+    assert index.due(now=300) == ["c", "d", "a", "b"]  # due at exactly now: due
+    assert index.due(now=299) == ["c", "d"]
+    assert index.due(now=2_000, partitions={2}) == ["d", "a"]
+    assert index.due(now=2_000, partitions={5}) == []  # not held
+
+
+def test_a_change_moves_a_case_and_a_terminal_one_leaves_the_index() -> None:
+    index = held(0)
+    index.set("c", 0, 100)
+    index.set("c", 0, 900)  # a new event: due later
+    assert index.due(now=500) == [] and index.due_time("c") == 900
+    index.set("c", 0, 900)  # no change
+    assert len(index) == 1
+    index.set("c", 0, None)  # terminal
+    assert "c" not in index and len(index) == 0 and index.due(now=10**9) == []
+    index.set("c", 0, None)  # terminal again: nothing to remove
+    assert len(index) == 0
+
+
+def test_a_change_in_a_partition_not_held_is_ignored() -> None:
+    index = held(0)
+    index.set("elsewhere", 3, 100)
+    assert "elsewhere" not in index and index.partitions() == {0}
+
+
+def test_a_case_written_to_another_partition_moves_there_or_out() -> None:
+    index = held(0, 1)
+    index.set("c", 0, 100)
+    index.set("c", 1, 200)  # an event a producer put in another partition than its key's
+    assert index.due(now=500, partitions={0}) == [] and index.due(now=500, partitions={1}) == ["c"]
+    index.set("c", 4, 300)  # into a partition not held: out of the index
+    assert "c" not in index and index.due(now=500) == []
+
+
+def test_dropping_a_partition_forgets_its_cases_and_its_later_changes() -> None:
+    index = held(0, 1)
+    index.set("a", 0, 100)
+    index.set("b", 1, 100)
+    index.drop({0})
+    assert index.partitions() == {1} and "a" not in index and index.due(now=500) == ["b"]
+    index.set("a", 0, 100)  # after the revocation: not ours any more
+    assert "a" not in index
+    index.drop({0, 7})  # dropping what is not held does nothing
+    assert index.partitions() == {1}
+
+
+def test_a_rebuild_replaces_the_named_partitions_and_keeps_the_others() -> None:
+    index = held(0, 1)
+    index.set("old", 0, 100)
+    index.set("kept", 1, 100)
+    scan = [("new", 0, 50), ("other", 2, 10), ("also", 3, 10)]
+    index.rebuild({0, 3}, scan)
+    assert index.partitions() == {0, 1, 3}
+    assert "old" not in index and "other" not in index
+    assert index.due(now=500) == ["also", "new", "kept"]
+    index.rebuild({1}, [])
+    assert index.due(now=500) == ["also", "new"]
+
+
+def test_a_rebuild_takes_a_case_filed_under_another_partition_over() -> None:
+    index = held(0, 1)
+    index.set("c", 1, 100)  # the hub filed it under partition 1
+    index.rebuild({0}, [("c", 0, 200)])  # the scan finds it in partition 0
+    assert index.due(now=500, partitions={1}) == [] and index.due(now=500, partitions={0}) == ["c"]
+    index.drop({1})
+    assert "c" in index  # partition 1's drop does not take it
+
+
+# --- the reconciler's index against the walk of the whole table -----------------------------------------
+
+STALE_S = 1.5
+# A few cases over three partitions, so that a partition often changes hands with changes of its own.
+CASE_IDS = [f"case-{n}" for n in range(40) if partition_for(f"case-{n}", PARTITIONS) < 3][:9]
+OWNABLE = st.frozensets(st.integers(0, 3))
+STATUSES = ("CREATED", "RUNNING", "INPUT_NEEDED", "COMPLETED", "FAILED")
+
+
+def walk(table: MemoryTable, owned: set[int], now: int) -> list[str]:
+    """What a sweep looked at before the index: every record of the table, read at every sweep."""
+    found = []
+    for case_id, record in table.items():
+        current = record.state
+        if current.status in TERMINAL_STATUSES or now - current.updatedAt < STALE_S * 1000:
+            continue
+        if partition_for(case_id, PARTITIONS) in owned:
+            found.append((current.updatedAt, case_id))
+    return [case_id for _, case_id in sorted(found)]
+
+
+@dataclass
+class Write:
+    """A case's new record: through an agent of this worker (told to the index) when its partition is
+    owned, else by the partition's owner, arriving through the changelog (told to no one)."""
+
+    case_id: str
+    status: str
+    updated_at: int
+
+
+@dataclass
+class Rebalance:
+    """A new assignment; ``rebuild`` says whether the rebalance-complete hook ran or left it to a sweep."""
+
+    owned: frozenset[int]
+    rebuild: bool
+
+
+@dataclass
+class Sweep:
+    now: int
+
+
+Step = Write | Rebalance | Sweep
+
+writes = st.builds(Write, st.sampled_from(CASE_IDS), st.sampled_from(STATUSES), st.integers(0, 10_000))
+# Several writes between rebalances: the changes a partition sees while it is another worker's.
+steps = st.one_of(
+    writes, writes, writes,
+    st.builds(Rebalance, OWNABLE, st.booleans()),
+    st.builds(Sweep, st.integers(0, 12_000)),
+)  # fmt: skip
+
+
+@hypothesis_settings(deadline=None, derandomize=True, database=None, max_examples=300)
+@given(start=OWNABLE, steps=st.lists(steps, max_size=60))
+def test_the_due_cases_always_equal_the_walk_of_the_table(start: frozenset[int], steps: list[Step]) -> None:
+    owned = set(start)
+    table = MemoryTable()
+    reconciler = Reconciler(
+        settings(offload_reconcile_stale_s=STALE_S), table, api=cast(OffloadApi, None),
+        publish=PublishedEvents(), owned=lambda: owned, ready=lambda: True, counters=reconcile_counts(),
+    )  # fmt: skip
+    reconciler.rebuild()
+    for step in steps:
+        if isinstance(step, Write):
+            record = CaseRecord(state=state(step.case_id, step.status, step.updated_at))
+            table[step.case_id] = record
+            partition = partition_for(step.case_id, PARTITIONS)
+            if partition in owned:
+                reconciler.case_changed(step.case_id, partition, record)
+        elif isinstance(step, Rebalance):
+            reconciler.partitions_revoked(set(owned))
+            owned.clear()
+            owned.update(step.owned)
+            if step.rebuild:
+                reconciler.rebuild()
+        else:
+            assert reconciler.due_cases(step.now) == walk(table, owned, step.now)
+    assert reconciler.due_cases(20_000) == walk(table, owned, 20_000)
+    # Only open cases of owned partitions are held: terminal ones cost nothing.
+    assert all(
+        table[case_id].state.status not in TERMINAL_STATUSES for case_id in reconciler.index.due(10**9)
+    )
