@@ -25,6 +25,10 @@ SEED_COMPLETED = (Path(__file__).parent / "data" / "webhook_completed.json").rea
 
 WORKER_READY_TIMEOUT_S = 120.0
 STATE_TIMEOUT_S = 60.0
+# The store of a worker whose test does not choose one. The production default, rocksdb://, costs a few
+# seconds more per start and restart, and most tests are about what the worker does, not where its tables
+# live; the tests that choose rocksdb:// (or OFFLOAD_WORKER_STORE in the environment) run on it.
+UNCHOSEN_STORE = "memory://"
 
 
 def event_body(
@@ -77,8 +81,10 @@ class Worker:
     def __init__(self, settings: Settings, workdir: Path, name: str = "worker", port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        chosen = "offload_worker_store" in settings.model_fields_set
         self.env = {
             **settings_env(settings),
+            "OFFLOAD_WORKER_STORE": settings.offload_worker_store if chosen else UNCHOSEN_STORE,
             "OFFLOAD_WORKER_WEB_PORT": str(self.port),
             "OFFLOAD_WORKER_DATA_DIR": str(workdir / f"{name}-data"),
         }

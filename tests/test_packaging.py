@@ -207,10 +207,12 @@ from importlib.metadata import distribution
 files = distribution("offload-bridge").files or []
 top = {f.parts[0] for f in files if f.parts[0] != ".." and not f.parts[0].endswith(".dist-info")}
 names = ["faust", "aiokafka", "confluent_kafka", "httpx", "fastapi", "starlette", "uvicorn", "yaml",
-         "ingress", "streams", "schemas", "simulator"]
+         "rocksdict", "ingress", "streams", "schemas", "simulator"]
 print(json.dumps({"top": sorted(top), "importable": [n for n in names if importlib.util.find_spec(n)]}))
 """
-SERVER_PACKAGES = ["aiokafka", "confluent_kafka", "fastapi", "faust", "httpx", "starlette", "uvicorn", "yaml"]
+SERVER_PACKAGES = [
+    "aiokafka", "confluent_kafka", "fastapi", "faust", "httpx", "rocksdict", "starlette", "uvicorn", "yaml",
+]  # fmt: skip
 
 
 def installed_names(python: Path, cwd: Path) -> dict[str, list[str]]:
