@@ -8,16 +8,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from offload_bridge.kafka.connection import kafka_producer
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
-from offload_bridge.topics import CASE_EVENTS
+from offload_bridge.topics import CASE_EVENTS, topic_name
 
 # Offload's documented example payloads, byte for byte (shared with the ingress tests).
 SEED_INPUT_NEEDED = (Path(__file__).parent / "data" / "webhook_input_needed.json").read_bytes()
@@ -49,9 +50,9 @@ def event_body(
     return json.dumps(payload).encode()
 
 
-def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
-    """Produce a webhook body to case-events exactly as the ingress does: the body unchanged, key caseId,
-    headers event_type, event_id, received_at (ms), source."""
+def _as_ingress(body: bytes, received_at: int | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """The key and headers the ingress gives a webhook body: caseId, event_type, event_id, received_at
+    (ms), source."""
     event = json.loads(body)
     headers = {
         "event_type": event["event_type"].encode(),
@@ -59,7 +60,28 @@ def publish_webhook(settings: Settings, body: bytes, received_at: int | None = N
         "received_at": str(received_at if received_at is not None else int(time.time() * 1000)).encode(),
         "source": b"webhook",
     }
-    return produce(settings, CASE_EVENTS, body, key=event["data"]["caseId"].encode(), headers=headers)
+    return event["data"]["caseId"].encode(), headers
+
+
+def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
+    """Produce a webhook body to case-events exactly as the ingress does, the body unchanged."""
+    key, headers = _as_ingress(body, received_at)
+    return produce(settings, CASE_EVENTS, body, key=key, headers=headers)
+
+
+def publish_webhooks(settings: Settings, bodies: Iterable[bytes]) -> None:
+    """``publish_webhook`` for many bodies through one producer; returns once the broker acknowledged all."""
+    producer = kafka_producer(settings, linger_ms=5)
+    try:
+        sent = []
+        for body in bodies:
+            key, headers = _as_ingress(body)
+            topic = topic_name(CASE_EVENTS, settings)
+            sent.append(producer.send(topic, value=body, key=key, headers=list(headers.items())))
+        for future in sent:
+            future.get(timeout=30)
+    finally:
+        producer.close()
 
 
 def cases_on_every_partition(label: str, partitions: int, per_partition: int = 2) -> list[str]:
