@@ -5,8 +5,9 @@
 2. Anchors: a raw aiokafka consumer drains the same topic from the beginning (before and after the
    worker), and a bare Faust agent built like the worker's iterates it doing nothing (``bench.bare_faust``):
    the framework's own ceiling, the figure the fold is judged against.
-3. Fold rate: ``offload-bridge worker`` (a real process, memory store) folds the backlog; the rate is
-   taken from its /stats counters between the first and the last event folded.
+3. Fold rate: ``offload-bridge worker`` (a real process on ``--store``, by default the settings' default)
+   folds the backlog; the rate is taken from its /stats counters between the first and the last event
+   folded.
 4. Latency at RATE events/s: produce (acks=all, idempotent) and poll ``GET /cases/{id}`` until the
    event is visible, for every SAMPLE_EVERY-th event. The ingress is not part of this measurement: the
    clock starts just before the produce an ingress would do on a POST.
@@ -231,6 +232,7 @@ async def run(args: argparse.Namespace) -> int:
         **settings_env(settings),
         "OFFLOAD_WORKER_WEB_PORT": str(port),
         "OFFLOAD_WORKER_DATA_DIR": str(workdir / "data"),
+        "OFFLOAD_WORKER_STORE": args.store,
         "OFFLOAD_WORKER_LOG_LEVEL": "warning",
     }
     worker = ServiceProcess(["worker"], env=env, log_path=workdir / "worker.log", cwd=workdir)
@@ -241,7 +243,7 @@ async def run(args: argparse.Namespace) -> int:
         ready_s = time.perf_counter() - started
         print(f"worker ready in {ready_s:.1f}s (log {workdir / 'worker.log'})", flush=True)
         rate, elapsed = await fold_rate(url, args.events, args.phase_timeout)
-        print(f"worker fold: {rate:,.0f} events/s ({elapsed:.1f}s)", flush=True)
+        print(f"worker fold ({args.store}): {rate:,.0f} events/s ({elapsed:.1f}s)", flush=True)
         samples = await latency(settings, url, args.rate, args.latency_seconds, args.cases, args.sample_every)
     finally:
         worker.stop()
@@ -270,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=500, help="events/s of the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--sample-every", type=int, default=50, help="measure every Nth event's latency")
+    parser.add_argument(
+        "--store", default=Settings().offload_worker_store, choices=["memory://", "rocksdb://"],
+        help="the worker's table store (default: the settings' default)",
+    )  # fmt: skip
     parser.add_argument("--phase-timeout", type=float, default=300.0, help="deadline of each phase, s")
     args = parser.parse_args(argv)
     return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4))

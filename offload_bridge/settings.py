@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     # --- Streams worker (the Faust app in streams/) -----------------------------------------------
     # Unset: "<OFFLOAD_TOPIC_PREFIX>streams", so each prefix gets its own consumer group and changelogs.
     offload_worker_app_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200)
-    # memory:// rebuilds tables from their changelogs at start; rocksdb:// (pip install
-    # 'offload-bridge[rocksdb]') keeps them on disk under OFFLOAD_WORKER_DATA_DIR.
-    offload_worker_store: str = Field(default="memory://", pattern=r"^(memory|rocksdb)://.*$")
+    # rocksdb:// keeps the tables on disk under OFFLOAD_WORKER_DATA_DIR: a restart reads them back and
+    # replays only the changelog written since, and RAM stays flat as cases accumulate. memory:// holds
+    # every record in RAM (about 6 KB a case) and replays each table's whole changelog at every start
+    # (15.7 s at 50k cases against 2.4 s with rocksdb://): fine for tests and small tables only.
+    offload_worker_store: str = Field(default="rocksdb://", pattern=r"^(memory|rocksdb)://.*$")
     offload_worker_data_dir: Path = Field(default=Path("worker-data"))
     offload_worker_web_host: str = Field(default=LOCAL_HOST, min_length=1)
     offload_worker_web_port: int = Field(default=6066, ge=1, le=65535)
@@ -226,6 +228,18 @@ class Settings(BaseSettings):
     @property
     def worker_app_id(self) -> str:
         return self.offload_worker_app_id or f"{self.offload_topic_prefix}streams"
+
+    @property
+    def worker_data_path(self) -> Path:
+        """This worker's Faust data directory: one per app id and worker instance id.
+
+        A RocksDB database is locked by the process that opened it, so two workers of one machine that
+        share OFFLOAD_WORKER_DATA_DIR (the default, relative to where they run) must not share the
+        directory below it: the second would wait on the first's lock for every partition they both
+        hold, active or standby. The instance id already names one worker and stays the same across its
+        restarts, which is when the data must be found again.
+        """
+        return self.offload_worker_data_dir / self.worker_app_id / self.worker_instance_id
 
     @property
     def worker_url(self) -> str:

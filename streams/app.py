@@ -42,7 +42,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         broker=broker_urls(settings),
         broker_credentials=faust_credentials(settings),
         store=settings.offload_worker_store,
-        datadir=str(settings.offload_worker_data_dir / settings.worker_app_id),
+        datadir=str(settings.worker_data_path),
         web_bind=settings.offload_worker_web_host,
         web_host=settings.offload_worker_web_host,
         web_port=settings.offload_worker_web_port,

@@ -36,7 +36,7 @@ def run_worker(settings: Settings) -> int:
     from offload_bridge.streams.app import create_app
 
     # Faust creates only the last level of its data directory.
-    settings.offload_worker_data_dir.mkdir(parents=True, exist_ok=True)
+    settings.worker_data_path.parent.mkdir(parents=True, exist_ok=True)
     streams = create_app(settings)
     ensure_changelog_topics(
         settings, (table.changelog_topic.get_topic_name() for table in streams.app.tables.values())

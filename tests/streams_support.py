@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ SEED_COMPLETED = (Path(__file__).parent / "data" / "webhook_completed.json").rea
 
 WORKER_READY_TIMEOUT_S = 120.0
 STATE_TIMEOUT_S = 60.0
+# The store of a worker whose test does not choose one. The production default, rocksdb://, costs a few
+# seconds more per start and restart, and most tests are about what the worker does, not where its tables
+# live; the tests that choose rocksdb:// (or OFFLOAD_WORKER_STORE in the environment) run on it.
+UNCHOSEN_STORE = "memory://"
 
 
 def event_body(
@@ -46,8 +50,9 @@ def event_body(
     return json.dumps(payload).encode()
 
 
-def _ingress_headers(body: bytes, received_at: int | None) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The key and headers the ingress gives a webhook body."""
+def _as_ingress(body: bytes, received_at: int | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """The key and headers the ingress gives a webhook body: caseId, event_type, event_id, received_at
+    (ms), source."""
     event = json.loads(body)
     headers = {
         "event_type": event["event_type"].encode(),
@@ -55,26 +60,29 @@ def _ingress_headers(body: bytes, received_at: int | None) -> tuple[bytes, list[
         "received_at": str(received_at if received_at is not None else int(time.time() * 1000)).encode(),
         "source": b"webhook",
     }
-    return event["data"]["caseId"].encode(), list(headers.items())
+    return event["data"]["caseId"].encode(), headers
 
 
 def publish_webhook(settings: Settings, body: bytes, received_at: int | None = None) -> tuple[int, int]:
-    """Produce a webhook body to case-events exactly as the ingress does: the body unchanged, key caseId,
-    headers event_type, event_id, received_at (ms), source."""
-    key, headers = _ingress_headers(body, received_at)
-    return produce(settings, CASE_EVENTS, body, key=key, headers=dict(headers))
+    """Produce a webhook body to case-events exactly as the ingress does, the body unchanged."""
+    key, headers = _as_ingress(body, received_at)
+    return produce(settings, CASE_EVENTS, body, key=key, headers=headers)
 
 
-def publish_webhooks(settings: Settings, events: Sequence[tuple[bytes, int]]) -> None:
-    """``publish_webhook`` for many (body, received_at), in order, through one producer."""
+def publish_webhooks(settings: Settings, events: Iterable[bytes | tuple[bytes, int]]) -> None:
+    """``publish_webhook`` for many bodies (or (body, received_at)), in order, through one producer;
+    returns once the broker acknowledged all."""
     # One request in flight: a retried send never overtakes the next, so each case keeps its order.
-    producer = kafka_producer(settings, max_in_flight_requests_per_connection=1)
+    producer = kafka_producer(settings, linger_ms=5, max_in_flight_requests_per_connection=1)
     try:
         topic = topic_name(CASE_EVENTS, settings)
-        for body, received_at in events:
-            key, headers = _ingress_headers(body, received_at)
-            producer.send(topic, value=body, key=key, headers=headers)
-        producer.flush(timeout=60)
+        sent = []
+        for event in events:
+            body, received_at = event if isinstance(event, tuple) else (event, None)
+            key, headers = _as_ingress(body, received_at)
+            sent.append(producer.send(topic, value=body, key=key, headers=list(headers.items())))
+        for future in sent:
+            future.get(timeout=30)
     finally:
         producer.close()
 
@@ -98,8 +106,10 @@ class Worker:
     def __init__(self, settings: Settings, workdir: Path, name: str = "worker", port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        chosen = "offload_worker_store" in settings.model_fields_set
         self.env = {
             **settings_env(settings),
+            "OFFLOAD_WORKER_STORE": settings.offload_worker_store if chosen else UNCHOSEN_STORE,
             "OFFLOAD_WORKER_WEB_PORT": str(self.port),
             "OFFLOAD_WORKER_DATA_DIR": str(workdir / f"{name}-data"),
         }

@@ -109,6 +109,11 @@ class ImageBuild:
         self.workdir = PurePosixPath("/")
         self.entrypoint: list[str] = []
         self.cmd: list[str] = []
+        self.env: dict[str, str] = {}
+        self.user = "root"
+        self.uids: dict[str, int] = {"root": 0}
+        # Directories made with an owner (container path -> user name), since ownership is not carried out.
+        self.owners: dict[str, str] = {}
 
     def path(self, container_path: str, root: Path | None = None) -> Path:
         full = self.workdir / container_path  # an absolute container path replaces the workdir
@@ -152,7 +157,15 @@ class ImageBuild:
     def do_run(self, args: str) -> None:
         for step in (shlex.split(part) for part in args.split("&&")):
             if step[0] == "useradd":
-                continue  # would add a user to this machine; USER is not carried out either
+                # Would add a user to this machine: only its uid is recorded, and USER is not carried out.
+                flags, name = step[1:-1], step[-1]
+                self.uids[name] = int(flags[flags.index("--uid") + 1])
+                continue
+            if step[:2] == ["install", "-d"]:
+                owner = dict(zip(step[2:-1:2], step[3:-1:2], strict=True))["-o"]
+                self.path(step[-1]).mkdir(parents=True, exist_ok=True)
+                self.owners[step[-1]] = owner
+                continue
             if step[:2] == ["rm", "-rf"]:
                 for target in step[2:]:
                     shutil.rmtree(self.path(target))
@@ -176,7 +189,12 @@ class ImageBuild:
             )  # fmt: skip
 
     def do_user(self, args: str) -> None:
-        pass
+        self.user = args
+
+    def do_env(self, args: str) -> None:
+        for assignment in shlex.split(args):
+            name, _, value = assignment.partition("=")
+            self.env[name] = value
 
     def do_entrypoint(self, args: str) -> None:
         self.entrypoint = json.loads(args)
@@ -207,10 +225,12 @@ from importlib.metadata import distribution
 files = distribution("offload-bridge").files or []
 top = {f.parts[0] for f in files if f.parts[0] != ".." and not f.parts[0].endswith(".dist-info")}
 names = ["faust", "aiokafka", "confluent_kafka", "httpx", "fastapi", "starlette", "uvicorn", "yaml",
-         "ingress", "streams", "schemas", "simulator"]
+         "rocksdict", "ingress", "streams", "schemas", "simulator"]
 print(json.dumps({"top": sorted(top), "importable": [n for n in names if importlib.util.find_spec(n)]}))
 """
-SERVER_PACKAGES = ["aiokafka", "confluent_kafka", "fastapi", "faust", "httpx", "starlette", "uvicorn", "yaml"]
+SERVER_PACKAGES = [
+    "aiokafka", "confluent_kafka", "fastapi", "faust", "httpx", "rocksdict", "starlette", "uvicorn", "yaml",
+]  # fmt: skip
 
 
 def installed_names(python: Path, cwd: Path) -> dict[str, list[str]]:
@@ -272,6 +292,32 @@ def test_dockerfile_builds_an_image_whose_entrypoint_works(
         finally:
             simulator.terminate()
             simulator.wait(timeout=30)
+
+
+def test_the_worker_keeps_its_tables_in_a_volume_the_runtime_user_owns(
+    image: ImageBuild, compose: dict[str, Any]
+) -> None:
+    worker = compose["services"]["worker"]
+    mounts = dict(volume.split(":", 1) for volume in worker["volumes"])
+    data_dir = mounts["worker-data"]
+    assert worker["environment"]["OFFLOAD_WORKER_STORE"] == "rocksdb://"
+    assert worker["environment"]["OFFLOAD_WORKER_DATA_DIR"] == data_dir
+    # The image makes the mount point, owned by the user it runs as: an empty named volume starts as a
+    # copy of it, owner included (a path the image lacks becomes a root-owned volume).
+    assert image.env["OFFLOAD_WORKER_DATA_DIR"] == data_dir
+    assert image.path(data_dir).is_dir()
+    assert image.owners[data_dir] == image.user
+    assert image.uids[image.user] == 10001
+    # The image's own settings: the RocksDB store, under that directory.
+    shown = subprocess.run(
+        [str(image.python), "-c", "from offload_bridge.settings import Settings; s = Settings(); "
+         "print(s.offload_worker_store, s.worker_data_path)"],
+        env={"PATH": os.defpath, **image.env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    store, path = shown.stdout.split()
+    assert store == "rocksdb://"
+    assert PurePosixPath(path).is_relative_to(data_dir)
 
 
 def test_services_have_health_checks_and_start_after_the_topics(compose: dict[str, Any]) -> None:

@@ -6,22 +6,40 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from offload_bridge.settings import Settings, SettingsError, load_settings
 
 
-def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def clear_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KAFKA_", "OFFLOAD_")):
             monkeypatch.delenv(name)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_environment(monkeypatch)
     settings = load_settings()
     assert settings.offload_topic_prefix == "offload."
     assert settings.offload_topic_partitions == 6
     assert settings.offload_topic_replication == 1
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert settings.uses_external_kafka is False
+    assert settings.offload_worker_store == "rocksdb://"
+
+
+def test_workers_of_one_machine_keep_their_tables_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_environment(monkeypatch)
+    # Same OFFLOAD_WORKER_DATA_DIR, different ports: each worker gets its own directory (a RocksDB is
+    # locked by the process that opened it), and a restarted worker finds its own again.
+    one, two = (Settings(offload_worker_web_port=port) for port in (6066, 6067))
+    assert one.worker_data_path != two.worker_data_path
+    assert one.worker_data_path.parent == two.worker_data_path.parent == Path("worker-data/offload.streams")
+    assert Settings(offload_worker_web_port=6066).worker_data_path == one.worker_data_path
+    pinned = Settings(offload_worker_instance_id="worker-0", offload_worker_data_dir=Path("/data"))
+    assert pinned.worker_data_path == Path("/data/offload.streams/worker-0")
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,7 @@ def test_worker_restarted_after_sigkill_answers_within_seconds(
     topics: Settings, tmp_path: Path, store: str
 ) -> None:
     if store.startswith("rocksdb"):
-        pytest.importorskip("rocksdict", reason="pip install 'offload-bridge[rocksdb]'")
+        pytest.importorskip("rocksdict", reason="rocksdict comes with pip install 'offload-bridge[server]'")
     settings = topics.model_copy(
         update={"offload_worker_store": store, "offload_worker_instance_id": "restart-me"}
     )

@@ -1,9 +1,9 @@
 """The worker's query API, in Offload's envelope: ``{"ok": true, "data": ...}`` or an error.
 
 ``GET /cases/{caseId}`` is routed to the worker owning the case's partition, so any worker answers for
-every case. ``GET /cases`` lists this worker's own partitions and says which. Until the table is
-recovered (and during a rebalance) every query answers 503 ``NOT_READY``: a fresh worker would
-otherwise report cases as missing.
+every case. ``GET /cases`` lists this worker's own partitions a page at a time (``listing``) and says
+which. Until the table is recovered (and during a rebalance) every query answers 503 ``NOT_READY``: a
+fresh worker would otherwise report cases as missing.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import aiohttp
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
-from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state.fold import FoldResult
+from offload_bridge.streams.state.listing import CaseLister, InvalidQuery, encode_cursor, parse_query
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LIST_LIMIT = 100
-MAX_LIST_LIMIT = 1000
 
 
 def _body(payload: Any) -> bytes:
@@ -48,6 +45,8 @@ def not_ready(view: View) -> Response:
 
 def register(streams: WorkerContext, counters: Counters) -> None:
     app, table = streams.app, streams.table
+    count = streams.settings.offload_topic_partitions
+    lister = CaseLister(table, count)
 
     @app.page("/ready")
     class Ready(View):
@@ -91,32 +90,20 @@ def register(streams: WorkerContext, counters: Counters) -> None:
         async def get(self, request: Request) -> Response:
             if not streams.is_ready():
                 return not_ready(self)
-            status = request.query.get("status")
             try:
-                limit = int(request.query.get("limit", DEFAULT_LIST_LIMIT))
-                if not 1 <= limit <= MAX_LIST_LIMIT:
-                    raise ValueError
-            except ValueError:
-                return error_response(self, 400, "INVALID_REQUEST", f"limit must be 1..{MAX_LIST_LIMIT}")
+                query = parse_query(request.query, count)
+            except InvalidQuery as error:
+                return error_response(self, 400, "INVALID_REQUEST", str(error))
             partitions = streams.local_partitions()
-            count = streams.settings.offload_topic_partitions
-            cases: list[bytes] = []
-            truncated = False
-            for case_id, record in table.items():
-                if status is not None and record.state.status != status:
-                    continue
-                if partition_for(case_id, count) not in partitions:
-                    continue  # a standby copy of another worker's case
-                if len(cases) == limit:
-                    truncated = True
-                    break
-                cases.append(record.state.model_dump_json().encode())
+            page = lister.page(partitions, query)
             meta = {
                 "worker": streams.settings.worker_url,
                 "partitions": sorted(partitions),
                 "partitionCount": count,
                 "complete": len(partitions) == count,
-                "truncated": truncated,
+                "nextCursor": encode_cursor(page.next) if page.next is not None else None,
+                # Older clients read this: true while the walk has more to look at.
+                "truncated": page.next is not None,
             }
-            data = _body(meta)[:-1] + b',"cases":[' + b",".join(cases) + b"]}"
+            data = _body(meta)[:-1] + b',"cases":[' + b",".join(page.cases) + b"]}"
             return ok_response(self, data)
