@@ -56,6 +56,14 @@ class _Batch:
     events: list[Any] = field(default_factory=list)  # Faust events, acknowledged once durable
     opened_at: float = 0.0
 
+    @property
+    def empty(self) -> bool:
+        return not self.events and not self.changes
+
+    def note_opened(self) -> None:
+        if self.empty:
+            self.opened_at = time.monotonic()
+
 
 class StateWriter:
     """Holds the fold's changes until they are on the broker, then acknowledges their events."""
@@ -95,6 +103,7 @@ class StateWriter:
 
     def put(self, case_id: str, partition: int, record: CaseRecord) -> None:
         """The case's new record, written with the open batch."""
+        self._open.note_opened()
         self._open.changes[case_id] = (partition, record)
 
     async def hold(self, stream: Any, event: Any) -> None:
@@ -103,8 +112,7 @@ class StateWriter:
             self._stream = stream
             self._timer = asyncio.create_task(self._flush_on_time(), name="case-state-batch-timer")
         batch = self._open
-        if not batch.events:
-            batch.opened_at = time.monotonic()
+        batch.note_opened()
         batch.events.append(event)
         if len(batch.events) >= self.batch_events:
             await self.flush()
@@ -122,7 +130,7 @@ class StateWriter:
                 # here only when it has filled another.
                 await asyncio.shield(self._flush_task)
             batch = self._open
-            if not batch.events:
+            if batch.empty:
                 return
             self._open = _Batch()
             self._flushing = batch
@@ -147,8 +155,8 @@ class StateWriter:
     async def _flush_on_time(self) -> None:
         while True:
             await asyncio.sleep(self.batch_s / 2)
-            opened_at = self._open.opened_at
-            if self._open.events and time.monotonic() - opened_at >= self.batch_s:
+            batch = self._open
+            if not batch.empty and time.monotonic() - batch.opened_at >= self.batch_s:
                 try:
                     await self.flush()
                 except Exception:
