@@ -175,7 +175,8 @@ async def latency(
 
 
 async def bare_faust_rate(settings: Settings, expected: int, deadline_s: float, workdir: Path) -> float:
-    """Events/s of a bare Faust agent (``bench.bare_faust``, a child process) over the whole topic."""
+    """Events/s of a bare Faust agent (``bench.bare_faust``, a child process) over the topic's first
+    ``expected`` events."""
     command = [
         sys.executable, "-m", "bench.bare_faust", str(settings.offload_topic_prefix), str(expected),
         "--bootstrap", str(settings.kafka_bootstrap_servers), "--data-dir", str(workdir / "bare-faust"),

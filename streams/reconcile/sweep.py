@@ -27,6 +27,7 @@ from offload_bridge.streams.reconcile.due import DueIndex, due_at
 from offload_bridge.streams.reconcile.fetch import FetchKind, FetchResult, fetch_case
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 from offload_bridge.streams.retry import backoff_s
+from offload_bridge.streams.state.scan import open_records
 
 log = logging.getLogger("offload_bridge.streams.reconcile")
 
@@ -107,6 +108,14 @@ class Reconciler:
     def _scan(self, partitions: set[int]) -> Iterator[tuple[str, int, int]]:
         """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt)."""
         count = self.settings.offload_topic_partitions
+        stored = open_records(self.table, partitions)
+        if stored is not None:
+            # rocksdb: only the open records of these partitions are decoded.
+            for case_id, record in stored:
+                due = self.due_at(record.state)
+                if due is not None:
+                    yield case_id, partition_for(case_id, count), due
+            return
         for case_id, record in self.table.items():
             due = self.due_at(record.state)
             if due is None:
