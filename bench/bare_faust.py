@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         offload_worker_web_port=free_port(),
     )
     # Faust creates only the last level of its data directory.
-    settings.offload_worker_data_dir.mkdir(parents=True, exist_ok=True)
+    settings.worker_data_path.parent.mkdir(parents=True, exist_ok=True)
     app = build(settings, args.expected, args.table)
     ensure_changelog_topics(
         settings, (table.changelog_topic.get_topic_name() for table in app.tables.values())

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # (15.7 s at 50k cases against 2.4 s with rocksdb://): fine for tests and small tables only.
     offload_worker_store: str = Field(default="rocksdb://", pattern=r"^(memory|rocksdb)://.*$")
     offload_worker_data_dir: Path = Field(default=Path("worker-data"))
+    # rocksdb://: the memory of each table partition's database. Writes gather in memtables (up to two of
+    # this size) until flushed to disk; reads are cached in a block cache of this size. A worker's RSS
+    # grows by at most about partitions x (2 x write buffer + cache) for the case table.
+    offload_worker_rocksdb_write_buffer_mb: int = Field(default=4, ge=1, le=1024)
+    offload_worker_rocksdb_block_cache_mb: int = Field(default=8, ge=1, le=8192)
     offload_worker_web_host: str = Field(default=LOCAL_HOST, min_length=1)
     offload_worker_web_port: int = Field(default=6066, ge=1, le=65535)
     # How other workers reach this one's web server (query routing); unset: http://WEB_HOST:WEB_PORT.

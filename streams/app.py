@@ -26,7 +26,7 @@ from offload_bridge.streams.reconcile import agent as reconcile
 from offload_bridge.streams.state import agent as state
 from offload_bridge.streams.state.batch import StateWriter
 from offload_bridge.streams.state.changes import CaseChanges
-from offload_bridge.streams.storage import add_model_table
+from offload_bridge.streams.storage import add_model_table, store_options
 from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 
 CASE_STATE_TABLE = "case_state"
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> WorkerContext:
         CaseRecord,
         settings.offload_topic_partitions,
         help="CaseRecord per caseId, folded from case-events",
+        store_options=store_options(settings),
     )
     changes = CaseChanges()
     worker = WorkerContext(

@@ -40,7 +40,7 @@ from offload_bridge.kafka.connection import aiokafka_options
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
-from offload_bridge.streams.storage import add_model_table
+from offload_bridge.streams.storage import add_model_table, store_options
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ class OutcomeJournal:
         self.outcomes = outcomes  # faust TopicT, raw bytes
         # Keys written raw, so the changelog places them with Kafka's partitioner like the source topic.
         self.table = add_model_table(
-            app, table_name, JournalEntry, self.partitions, help=help, exclude_defaults=True
-        )
+            app, table_name, JournalEntry, self.partitions, help=help, exclude_defaults=True,
+            store_options=store_options(settings),
+        )  # fmt: skip
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._caught_up: set[int] = set()
         self.recovered = 0  # outcomes found on the topic whose journal write had been lost

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from offload_bridge.schemas.case_state import CaseRecord, CaseState
 from offload_bridge.schemas.events import TERMINAL_STATUSES
+from offload_bridge.streams.state.batch import record_json
 from offload_bridge.streams.state.scan import is_terminal_json
 from offload_bridge.streams.storage import PydanticCodec
 
@@ -37,3 +38,19 @@ def test_terminal_json_is_recognised_exactly(
     )  # fmt: skip
     value = CODEC.dumps(CaseRecord(state=state, recentEventIds=["evt_1"]))
     assert is_terminal_json(value) == (status in TERMINAL_STATUSES)
+
+
+@given(
+    case_id=TRICKY.filter(bool),
+    status=STATUSES,
+    event_ids=st.lists(st.text(max_size=20), max_size=64),
+)
+def test_a_record_encoded_around_its_state_json_is_the_codecs_own(
+    case_id: str, status: str | None, event_ids: list[str]
+) -> None:
+    state = CaseState(caseId=case_id, status=status, firstSeenAt=1, updatedAt=2)
+    record = CaseRecord(state=state, recentEventIds=event_ids)
+    encoded = record_json(record, state.model_dump_json().encode())
+    assert CODEC.loads(encoded) == record
+    assert encoded == CODEC.dumps(record)
+    assert is_terminal_json(encoded) == (status in TERMINAL_STATUSES)

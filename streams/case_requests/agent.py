@@ -19,7 +19,7 @@ from offload_bridge.streams.case_requests.outputs import CaseRequestOutputs
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.streams.messages import handle_each, position
-from offload_bridge.streams.storage import add_model_table
+from offload_bridge.streams.storage import add_model_table, store_options
 from offload_bridge.topics import (
     CASE_REQUEST_OUTCOMES,
     CASE_REQUESTS,
@@ -39,7 +39,7 @@ def register(worker: WorkerContext) -> Feature:
     # start (and create their changelogs) in the order they are added: the request table first.
     table = add_model_table(
         app, CASE_REQUESTS_TABLE, CaseRequestRecord, settings.offload_topic_partitions,
-        help="CaseRequestRecord per requestId",
+        help="CaseRequestRecord per requestId", store_options=store_options(settings),
     )  # fmt: skip
     outcomes = worker.topic(CASE_REQUEST_OUTCOMES)
     journal = OutcomeJournal(

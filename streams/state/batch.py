@@ -26,6 +26,7 @@ the topics and the committed offsets move per batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -183,28 +184,24 @@ class StateWriter:
         self._flush_task = None
 
     async def _write(self, batch: _Batch) -> None:
-        by_partition: dict[int, list[tuple[str, CaseRecord]]] = defaultdict(list)
+        # Per partition: (caseId, record, its JSON) and the two topics' records. Each value is encoded
+        # once: the state's JSON goes to case-state and, wrapped, into the record's JSON.
+        stored: dict[int, list[tuple[str, CaseRecord, bytes]]] = defaultdict(list)
+        states: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        records: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for case_id, (partition, record) in batch.changes.items():
-            by_partition[partition].append((case_id, record))
+            state_json = record.state.model_dump_json().encode()
+            encoded = record_json(record, state_json)
+            stored[partition].append((case_id, record, encoded))
+            states[partition].append((case_id.encode(), state_json))
+            records[partition].append((case_id.encode(), encoded))
         producer = await self._started_producer()
-        states = {
-            partition: [
-                (case_id.encode(), record.state.model_dump_json().encode()) for case_id, record in items
-            ]
-            for partition, items in by_partition.items()
-        }
         await self._produce(producer, self.case_state_topic, states)
-        codec = self.table.codec
         changelog = self.table.changelog_topic.get_topic_name()
-        records = {
-            partition: [(case_id.encode(), codec.dumps(record)) for case_id, record in items]
-            for partition, items in by_partition.items()
-        }
         last_offsets = await self._produce(producer, changelog, records)
-        for partition, items in by_partition.items():
-            write_local(
-                self.table, partition, items, TopicPartition(changelog, partition), last_offsets[partition]
-            )
+        for partition, items in stored.items():
+            changelog_tp = TopicPartition(changelog, partition)
+            write_local(self.table, partition, items, changelog_tp, last_offsets[partition])
         for event in batch.events:
             await self._stream.ack(event)
         self.flushes += 1
@@ -239,6 +236,12 @@ class StateWriter:
             await producer.start()
             self._producer = producer
         return self._producer
+
+
+def record_json(record: CaseRecord, state_json: bytes) -> bytes:
+    """``record``'s JSON as the table's codec writes it, around its state's JSON already encoded."""
+    ids = json.dumps(record.recentEventIds, separators=(",", ":"), ensure_ascii=False).encode()
+    return b'{"state":' + state_json + b',"recentEventIds":' + ids + b"}"
 
 
 def _batches(producer: AIOKafkaProducer, items: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[int, Any]]:
