@@ -19,10 +19,10 @@ from typing import Any
 
 import faust
 
-from offload_bridge.kafka.admin import ensure_changelog_topics
 from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.settings import Settings
 from offload_bridge.streams.app import create_faust_app
+from offload_bridge.streams.worker import run_faust_app
 from offload_bridge.testing import free_port
 from offload_bridge.topics import CASE_EVENTS
 
@@ -71,20 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         offload_worker_app_id=f"{args.prefix}bare-{'table' if args.table else 'iterate'}",
         offload_worker_data_dir=args.data_dir,
         offload_worker_web_port=free_port(),
+        offload_worker_log_level="warning",
     )
     # Faust creates only the last level of its data directory.
     settings.worker_data_path.parent.mkdir(parents=True, exist_ok=True)
     app = build(settings, args.expected, args.table)
-    ensure_changelog_topics(
-        settings, (table.changelog_topic.get_topic_name() for table in app.tables.values())
-    )
-    worker = faust.Worker(app, loglevel="WARNING")
-    worker.spinner = None
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else 1
-    return 0
+    return run_faust_app(app, settings)
 
 
 if __name__ == "__main__":

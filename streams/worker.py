@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from offload_bridge.kafka.admin import ensure_changelog_topics, ensure_topics
 from offload_bridge.logs import logging_dict
 from offload_bridge.settings import Settings
@@ -31,18 +33,23 @@ def prepare_topics(settings: Settings) -> None:
 def run_worker(settings: Settings) -> int:
     """Blocks until the worker is stopped; returns the process exit code."""
     prepare_topics(settings)
-    import faust
-
     from offload_bridge.streams.app import create_app
 
     # Faust creates only the last level of its data directory.
     settings.worker_data_path.parent.mkdir(parents=True, exist_ok=True)
-    streams = create_app(settings)
+    return run_faust_app(create_app(settings).app, settings)
+
+
+def run_faust_app(app: Any, settings: Settings) -> int:
+    """Run a built Faust app in the foreground, as the worker runs (its tables' changelog topics made
+    first); returns the process exit code."""
+    import faust
+
     ensure_changelog_topics(
-        settings, (table.changelog_topic.get_topic_name() for table in streams.app.tables.values())
+        settings, (table.changelog_topic.get_topic_name() for table in app.tables.values())
     )
     level = settings.offload_worker_log_level.upper()
-    worker = faust.Worker(streams.app, loglevel=level, logging_config=logging_dict(settings, level))
+    worker = faust.Worker(app, loglevel=level, logging_config=logging_dict(settings, level))
     # At WARNING and above Faust drives a terminal spinner by lowering the root logger to DEBUG, which
     # builds a log record for every Kafka request: a third of the fold's time.
     worker.spinner = None
