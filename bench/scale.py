@@ -1,8 +1,8 @@
 """Benchmark of the case-state worker at scale, with the rocksdb store, against anchors of the same run.
 
 1. Pre-fill ``case-events`` (a fresh topic prefix) with EVENTS events over CASES cases, as the ingress
-   writes them: rounds of one event per case (so a case's events lie far apart, as in production), each
-   case two questions and then COMPLETED or FAILED, except every CASES/OPEN-th case, which stays open.
+   writes them: each case two questions and then COMPLETED or FAILED (every CASES/OPEN-th case stays
+   open), its events interleaved with those of the WINDOW cases started around it.
 2. Anchors: a raw aiokafka consumer drains the whole topic (before and after), and a bare Faust agent
    built like the worker's iterates its first ANCHOR_EVENTS events doing nothing (``bench.bare_faust``).
 3. The worker (a real process, ``rocksdb://``) folds the backlog: its rate from /stats, its peak RSS
@@ -43,30 +43,32 @@ def case_id_of(number: int) -> str:
     return f"case-{number:07d}"
 
 
-async def prefill(settings: Settings, events: int, cases: int, open_every: int) -> float:
-    """Round r holds event r of every case; kind 0 is a question, the last round the case's end."""
+async def prefill(settings: Settings, events: int, cases: int, open_every: int, window: int) -> float:
+    """Cases start in order and live through ``window`` others: in each block of ``window`` cases, round r
+    holds event r of every case (a question, then the last round COMPLETED or FAILED). A year of history
+    replays like this: the cases of a few days are open at once, not all of them."""
     topic = topic_name(CASE_EVENTS, settings)
-    rounds = -(-events // cases)
+    per_case = -(-events // cases)
     started = time.perf_counter()
     sent = 0
     async with producer(settings) as kafka:
         pending = []
-        for round_number in range(rounds):
-            for number in range(cases):
-                if sent == events:
-                    break
-                last = round_number == rounds - 1 and number % open_every != 0
-                # make_event's kinds: 0 a question, 1 COMPLETED, 2 FAILED.
-                kind = (1 + number % 2) if last else 0
-                case_id = case_id_of(number)
-                event = make_event(case_id, 1_000_000 + round_number * 10_000_000 + number, kind)
-                pending.append(
-                    await kafka.send(topic, event.body, key=case_id.encode(), headers=event.headers)
-                )
-                sent += 1
-                if len(pending) >= 20_000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
+        for first in range(0, cases, window):
+            for round_number in range(per_case):
+                for number in range(first, min(first + window, cases)):
+                    if sent == events:
+                        break
+                    last = round_number == per_case - 1 and number % open_every != 0
+                    # make_event's kinds: 0 a question, 1 COMPLETED, 2 FAILED.
+                    kind = (1 + number % 2) if last else 0
+                    case_id = case_id_of(number)
+                    event = make_event(case_id, 1_000_000 + sent, kind)
+                    key = case_id.encode()
+                    pending.append(await kafka.send(topic, event.body, key=key, headers=event.headers))
+                    sent += 1
+                    if len(pending) >= 20_000:
+                        await asyncio.gather(*pending)
+                        pending.clear()
         await asyncio.gather(*pending)
     return time.perf_counter() - started
 
@@ -147,8 +149,8 @@ async def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     open_every = max(1, args.cases // max(1, args.open))
     print(f"prefix {settings.offload_topic_prefix}  events {args.events:,}  cases {args.cases:,}  "
-          f"open ~{args.cases // open_every:,}", flush=True)  # fmt: skip
-    fill_s = await prefill(settings, args.events, args.cases, open_every)
+          f"open at the end ~{args.cases // open_every:,}  window {args.window:,}", flush=True)  # fmt: skip
+    fill_s = await prefill(settings, args.events, args.cases, open_every, args.window)
     print(f"pre-fill: {args.events:,} events in {fill_s:.0f}s ({args.events / fill_s:,.0f}/s)", flush=True)
     anchors = [await raw_drain(settings, args.events, args.phase_timeout)]
     print(f"anchor (raw aiokafka drain) before: {anchors[0]:,.0f} events/s", flush=True)
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=3_000_000)
     parser.add_argument("--cases", type=int, default=1_000_000)
+    parser.add_argument("--window", type=int, default=10_000, help="cases whose events interleave")
     parser.add_argument("--open", type=int, default=10_000, help="cases left open (not terminal)")
     parser.add_argument(
         "--anchor-events", type=int, default=300_000, help="events the bare Faust agent reads"
