@@ -3,6 +3,9 @@ that it replaces."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -16,6 +19,7 @@ from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.due import DueIndex, due_at
 from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from offload_bridge.streams.storage import PydanticCodec
 from tests.inprocess_support import PARTITIONS, MemoryTable, PublishedEvents, settings
 
 
@@ -218,3 +222,55 @@ def test_the_due_cases_always_equal_the_walk_of_the_table(start: frozenset[int],
     assert all(
         table[case_id].state.status not in TERMINAL_STATUSES for case_id in reconciler.index.due(10**9)
     )
+
+
+class _GatedPartition:
+    """A rocksdb partition database whose scan waits at its first row until the test opens the gate."""
+
+    def __init__(self, rows: dict[bytes, bytes], started: threading.Event, gate: threading.Event) -> None:
+        self.rows, self.started, self.gate = rows, started, gate
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        self.started.set()
+        self.gate.wait(timeout=30)
+        yield from self.rows.items()
+
+
+class _RocksStore:
+    offset_key = b"__faust\0offset__"
+
+    def __init__(self, partitions: dict[int, _GatedPartition]) -> None:
+        self.partitions = partitions
+
+    def _db_for_partition(self, partition: int) -> _GatedPartition:
+        return self.partitions[partition]
+
+
+class _RocksTable:
+    """What the rebuild reads of a rocksdb-backed ModelTable: its store and its codec."""
+
+    def __init__(self, store: _RocksStore) -> None:
+        self.data = store
+        self.codec: PydanticCodec[CaseRecord] = PydanticCodec(CaseRecord)
+
+
+async def test_changes_heard_while_a_background_rebuild_scans_win_over_what_it_read() -> None:
+    codec: PydanticCodec[CaseRecord] = PydanticCodec(CaseRecord)
+    started, gate = threading.Event(), threading.Event()
+    partition = partition_for("c1", PARTITIONS)
+    rows = {b"c1": codec.dumps(CaseRecord(state=state("c1", "INPUT_NEEDED", 1_000)))}
+    table = _RocksTable(_RocksStore({partition: _GatedPartition(rows, started, gate)}))
+    reconciler = Reconciler(
+        settings(offload_reconcile_stale_s=STALE_S), table, api=cast(OffloadApi, None),
+        publish=PublishedEvents(), owned=lambda: {partition}, ready=lambda: True, counters=reconcile_counts(),
+    )  # fmt: skip
+    task = reconciler.start_rebuild()
+    await asyncio.to_thread(started.wait, 30)
+    assert reconciler.rebuilding and reconciler.due_cases(10**12) == [], "no sweep while the index is built"
+    # Written while the scan runs: c1 ends, c2 opens. The scan still reads c1 open.
+    reconciler.case_changed("c1", partition, CaseRecord(state=state("c1", "COMPLETED", 2_000)))
+    reconciler.case_changed("c2", partition, CaseRecord(state=state("c2", "INPUT_NEEDED", 3_000)))
+    gate.set()
+    await task
+    assert not reconciler.rebuilding
+    assert "c1" not in reconciler.index and reconciler.due_cases(10**12) == ["c2"]

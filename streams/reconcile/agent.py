@@ -3,6 +3,7 @@ open cases of this worker's partitions, ``GET /stats/reconcile`` and the reconci
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,16 +42,22 @@ def register(worker: WorkerContext) -> Feature:
 
     @worker.app.on_rebalance_complete.connect
     async def index_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Sent once the tables are recovered and before the stream partitions resume: the one scan of
-        # the table sees every case of the owned partitions, and no agent writes meanwhile.
-        try:
-            reconciler.rebuild()
-            index = reconciler.index
-            partitions = sorted(index.partitions())
-            log.info("reconcile: indexed %d open case(s) of partitions %s", len(index), partitions)
-        except Exception:
-            # Never fail the recovery for it: the next sweep scans for the partitions not indexed.
-            log.exception("reconcile: indexing the owned partitions failed")
+        # Sent once the tables are recovered, before the stream partitions resume. The scan runs in the
+        # background (seconds for a million rocksdb records), so readiness does not wait for it; the
+        # agents' writes meanwhile reach the index as changes.
+        reconciler.start_rebuild().add_done_callback(log_indexed)
+
+    def log_indexed(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            # Never fail the worker for it: the next sweep scans for the partitions not indexed.
+            log.error("reconcile: indexing the owned partitions failed", exc_info=task.exception())
+            return
+        index = reconciler.index
+        log.info(
+            "reconcile: indexed %d open case(s) of partitions %s", len(index), sorted(index.partitions())
+        )
 
     @worker.app.timer(settings.offload_reconcile_interval_s, name="reconcile")  # type: ignore[untyped-decorator]
     async def reconcile() -> None:

@@ -81,6 +81,9 @@ class Reconciler:
         self.counters = counters
         self.bucket = TokenBucket(settings.offload_reconcile_rps)
         self.index = DueIndex()
+        # While a background rebuild scans: the changes heard meanwhile, applied again after it.
+        self._heard_while_scanning: list[tuple[str, int, int | None]] | None = None
+        self._rebuild_task: asyncio.Task[None] | None = None
 
     def due_at(self, state: CaseState) -> int | None:
         """When a case is due for a check (unix ms), None when never: the one place that decides it."""
@@ -88,11 +91,51 @@ class Reconciler:
 
     def case_changed(self, case_id: str, partition: int, record: CaseRecord) -> None:
         """A write to the table: move the case in the index (out of it once terminal)."""
-        self.index.set(case_id, partition, self.due_at(record.state))
+        due = self.due_at(record.state)
+        self.index.set(case_id, partition, due)
+        if self._heard_while_scanning is not None:
+            self._heard_while_scanning.append((case_id, partition, due))
 
     def partitions_revoked(self, partitions: set[int]) -> None:
         """Forget these partitions: whoever gets them next changes them, unseen by ``case_changed``."""
+        self.cancel_rebuild()
         self.index.drop(partitions)
+
+    def start_rebuild(self) -> asyncio.Task[None]:
+        """``rebuild`` in the background (after a rebalance): the worker serves and folds meanwhile, and
+        sweeps wait until it is done. A million rocksdb records take seconds to scan."""
+        self.cancel_rebuild()
+        self._rebuild_task = asyncio.create_task(self.rebuild_in_background(), name="reconcile-index")
+        return self._rebuild_task
+
+    def cancel_rebuild(self) -> None:
+        if self._rebuild_task is not None and not self._rebuild_task.done():
+            self._rebuild_task.cancel()
+        self._rebuild_task = None
+        self._heard_while_scanning = None
+
+    async def rebuild_in_background(self) -> None:
+        """Index the owned partitions anew; the rocksdb scan runs in a thread (reads of rocksdb are
+        thread-safe, and its snapshot iterator does not see later writes: those come as changes heard
+        meanwhile, applied after the scan in the order they were made)."""
+        owned = self.owned()
+        self._heard_while_scanning = []
+        try:
+            stored = open_records(self.table, owned)
+            if stored is None:
+                found = list(self._scan(owned))  # the memory store: objects, no decoding
+            else:
+                found = await asyncio.to_thread(lambda: list(self._scan(owned)))
+            self.index.drop(self.index.partitions() - owned)
+            self.index.rebuild(owned, found)
+            for case_id, partition, due in self._heard_while_scanning:
+                self.index.set(case_id, partition, due)
+        finally:
+            self._heard_while_scanning = None
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuild_task is not None and not self._rebuild_task.done()
 
     def rebuild(self) -> None:
         """Index the owned partitions anew from one scan of the table; forget the others."""
@@ -130,8 +173,8 @@ class Reconciler:
         Today these are the open cases untouched for OFFLOAD_RECONCILE_STALE_S. An owned partition the
         index does not hold yet (no rebuild since it was assigned) is scanned for once, here.
         """
-        if not self.ready():
-            return []  # the owned partitions are moving: nothing to hold, nothing to sweep
+        if not self.ready() or self.rebuilding:
+            return []  # the owned partitions are moving or being indexed: nothing to sweep yet
         owned = self.owned()
         self._hold(owned, anew=False)
         return self.index.due(now, owned)
