@@ -135,17 +135,30 @@ async def test_a_throttled_request_is_retried_through_the_retry_topic(sim: Simul
 
 async def test_retries_end_dead_lettered_after_the_attempt_budget(sim: Simulator) -> None:
     creation = Creation(sim, settings(offload_case_request_max_attempts=3))
-    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "503"}})
-    await creation.publish("req-503")
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "429"}})
+    await creation.publish("req-429")
     assert [o.outcome for o in creation.out.progress_outcomes] == [Kind.RETRYING] * 2
     (outcome,) = creation.out.ended
     assert outcome.outcome is Kind.DEAD_LETTERED
-    assert outcome.httpStatus == 503 and "after 3 attempt(s)" in outcome.message
+    assert outcome.httpStatus == 429 and "after 3 attempt(s)" in outcome.message
     ((source, letter),) = creation.out.dead_letters
     # The dead letter names the case-requests record, not the retry that made the last attempt.
     assert source.topic == "case-requests" and letter.kind is Kind.DEAD_LETTERED
-    assert json.loads(source.value or b"")["requestId"] == "req-503"
+    assert json.loads(source.value or b"")["requestId"] == "req-429"
     assert "attempt" not in json.loads(source.value or b"")
+
+
+async def test_a_5xx_ends_unknown_in_the_dlq_without_a_second_call(sim: Simulator) -> None:
+    creation = Creation(sim, settings())
+    await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "503"}})
+    await creation.publish("req-503")
+    assert creation.out.progress_outcomes == []
+    (outcome,) = creation.out.ended
+    assert outcome.outcome is Kind.UNKNOWN and outcome.httpStatus == 503
+    assert "may have created the case" in outcome.message
+    ((source, letter),) = creation.out.dead_letters
+    assert letter.kind is Kind.UNKNOWN and json.loads(source.value or b"")["requestId"] == "req-503"
+    assert await sim.case_ids() == []  # this fault fails before creating; an operator checks, then redrives
 
 
 async def test_a_refused_connection_is_retried_and_creates_one_case(sim: Simulator) -> None:
@@ -342,12 +355,6 @@ async def test_without_the_redrive_header_a_dead_lettered_request_stays_a_duplic
     assert len(creation.out.dead_letters) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN.md: a 5xx after sending must end unknown (POST /cases is not idempotent); the policy "
-    "retries 5xx today and tests/test_reconcile_diff.py asserts it: a decision for the issue, not this "
-    "refactoring",
-)
 async def test_a_500_after_the_case_was_created_ends_unknown_with_one_case(sim: Simulator) -> None:
     creation = Creation(sim, settings())
     await sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "500", "when": "after"}})

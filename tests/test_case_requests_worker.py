@@ -119,14 +119,14 @@ def test_refused_requests_end_rejected_or_dead_lettered(topics: Settings, tmp_pa
                 CaseRequestOutcomeKind.REJECTED, 400, "INVALID_REQUEST"
             )  # fmt: skip
 
-            # 503 on every call: retried, then dead-lettered.
+            # 503: Offload may have created the case, so it is never sent again: unknown, in the DLQ.
             sim.set_faults(endpoints={"create_case": {"rate": 1.0, "error": "503"}})
             progress: list[Any] = []
             failing = submitter.publish(case_body(), request_id="req-503")
             outcome = submitter.wait_for_outcome(failing, timeout_s=60, on_progress=progress.append)
-            assert outcome.outcome is CaseRequestOutcomeKind.DEAD_LETTERED, outcome
-            assert outcome.httpStatus == 503 and "after 3 attempt(s)" in outcome.message
-            assert [p.outcome for p in progress] == [CaseRequestOutcomeKind.RETRYING] * 2
+            assert outcome.outcome is CaseRequestOutcomeKind.UNKNOWN, outcome
+            assert outcome.httpStatus == 503 and "may have created the case" in outcome.message
+            assert progress == []
 
             # The monthly cap: rejected with the code, no retry.
             sim.set_faults(endpoints={}, usage_limit=0)
@@ -143,7 +143,7 @@ def test_refused_requests_end_rejected_or_dead_lettered(topics: Settings, tmp_pa
             by_key = {record.key: record for record in dlq}
             assert set(by_key) == {b"req-bad", b"req-y", b"req-400", b"req-503", b"req-cap"}
             assert by_key[b"req-bad"].value == b"{not json"
-            assert by_key[b"req-503"].headers["outcome"] == b"dead_lettered"
+            assert by_key[b"req-503"].headers["outcome"] == b"unknown"
             assert by_key[b"req-503"].headers["original_topic"].endswith(b"case-requests")
             assert_placed_like_kafka(
                 settings, expect=("case-requests", "case-requests.dlq", "case-request-outcomes")

@@ -165,13 +165,13 @@ def reply(status: int, code: str | None = None, data: dict[str, Any] | None = No
         (reply(400, "INVALID_REQUEST"), CaseRequestDecision.REJECTED),
         (reply(429, "USAGE_LIMIT_REACHED"), CaseRequestDecision.REJECTED),
         (reply(429), CaseRequestDecision.RETRY),
-        (reply(500, "INTERNAL_ERROR"), CaseRequestDecision.RETRY),
-        (reply(502), CaseRequestDecision.RETRY),
+        (reply(500, "INTERNAL_ERROR"), CaseRequestDecision.UNKNOWN),
+        (reply(502), CaseRequestDecision.UNKNOWN),
         (reply(401, "UNAUTHORIZED"), CaseRequestDecision.DEAD_LETTER),
         (reply(403, "FORBIDDEN"), CaseRequestDecision.DEAD_LETTER),
         (reply(422), CaseRequestDecision.REJECTED),
         (OffloadUnreachable("refused", reached=False), CaseRequestDecision.RETRY),
-        (OffloadUnreachable("timeout", reached=True), CaseRequestDecision.RETRY),
+        (OffloadUnreachable("timeout", reached=True), CaseRequestDecision.UNKNOWN),
     ],
 )
 def test_create_case_decisions(

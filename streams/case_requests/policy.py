@@ -1,9 +1,12 @@
 """What a ``POST /cases`` attempt means: pure decisions, no I/O.
 
-2xx with a caseId: created. 400: rejected. 429 ``USAGE_LIMIT_REACHED``: rejected with the code (a
-monthly cap will not lift in minutes). Other 429, 408/425, 5xx, timeouts and refused connections: retried
-with backoff. 401/403: dead-lettered (a key problem: fixed by an operator, then republished). Other 4xx:
-rejected. A 2xx without a caseId: unknown (something may have been created that we cannot name).
+Case creation is at most once: ``POST /cases`` is not idempotent, so only what provably did not reach
+Offload is sent again. 2xx with a caseId: created. 400: rejected. 429 ``USAGE_LIMIT_REACHED``: rejected
+with the code (a monthly cap will not lift in minutes). Other 429 and a connection refused before the
+request was sent: retried with backoff. 5xx, 408/425, a timeout or a connection lost after sending:
+unknown (Offload may have created the case; an operator checks and redrives on purpose). 401/403:
+dead-lettered (a key problem: fixed by an operator, then republished). Other 4xx: rejected. A 2xx
+without a caseId: unknown (something may have been created that we cannot name).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class DecidedReply:
 
 def decide_case_request(result: OffloadReply | OffloadUnreachable) -> DecidedReply:
     if isinstance(result, OffloadUnreachable):
+        if result.reached:
+            message = f"{result}: the request may have reached Offload, so it is not sent again"
+            return DecidedReply(CaseRequestDecision.UNKNOWN, message=message)
         return DecidedReply(CaseRequestDecision.RETRY, message=str(result))
 
     def decided(
@@ -58,8 +64,12 @@ def decide_case_request(result: OffloadReply | OffloadUnreachable) -> DecidedRep
         return decided(CaseRequestDecision.UNKNOWN, message="a 2xx without a caseId")
     if result.status == 429 and result.error_code == USAGE_LIMIT_REACHED:
         return decided(CaseRequestDecision.REJECTED)
+    if result.status == 429:
+        return decided(CaseRequestDecision.RETRY)  # refused before any work: safe to send again
     if result.status in RETRYABLE_STATUSES or result.status >= 500:
-        return decided(CaseRequestDecision.RETRY)
+        # Offload may have created the case before failing; a second POST could create another.
+        text = f"{result.error_message} (HTTP {result.status}; Offload may have created the case)"
+        return decided(CaseRequestDecision.UNKNOWN, message=text)
     if result.status in (401, 403):
         return decided(CaseRequestDecision.DEAD_LETTER)
     return decided(CaseRequestDecision.REJECTED)
