@@ -94,6 +94,9 @@ def register(streams: WorkerContext, counters: Counters) -> None:
                 query = parse_query(request.query, count)
             except InvalidQuery as error:
                 return error_response(self, 400, "INVALID_REQUEST", str(error))
+            # The listing reads the table's store, which the fold writes per batch: write what is held
+            # first, so a page shows every event folded before the request, as GET /cases/{id} does.
+            await streams.cases.drain()
             partitions = streams.local_partitions()
             page = lister.page(partitions, query)
             meta = {
