@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from offload_bridge.kafka.partitioning import partition_for
@@ -122,12 +122,10 @@ class Reconciler:
         self._heard_while_scanning = []
         try:
             stored = open_records(self.table, owned)
-            if stored is None:
-                found = list(self._scan(owned))  # the memory store: objects, no decoding
-            else:
-                found = await asyncio.to_thread(lambda: list(self._scan(owned)))
-            self.index.drop(self.index.partitions() - owned)
-            self.index.rebuild(owned, found)
+            scan = self._scan(owned, stored)
+            # The memory store holds objects: read at once, no decoding.
+            found = list(scan) if stored is None else await asyncio.to_thread(list, scan)
+            self._hold(owned, anew=True, cases=found)
             for case_id, partition, due in self._heard_while_scanning:
                 self.index.set(case_id, partition, due)
         finally:
@@ -141,17 +139,24 @@ class Reconciler:
         """Index the owned partitions anew from one scan of the table; forget the others."""
         self._hold(self.owned(), anew=True)
 
-    def _hold(self, owned: set[int], anew: bool) -> None:
+    def _hold(self, owned: set[int], anew: bool, cases: Iterable[tuple[str, int, int]] | None = None) -> None:
+        """Hold ``owned`` (anew, or only the partitions not held yet), with ``cases`` when already
+        scanned; forget the partitions not owned."""
         held = self.index.partitions()
         self.index.drop(held - owned)
         partitions = owned if anew else owned - held
         if partitions:
-            self.index.rebuild(partitions, self._scan(partitions))
+            found = (
+                cases if cases is not None else self._scan(partitions, open_records(self.table, partitions))
+            )
+            self.index.rebuild(partitions, found)
 
-    def _scan(self, partitions: set[int]) -> Iterator[tuple[str, int, int]]:
-        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt)."""
+    def _scan(
+        self, partitions: set[int], stored: Iterator[tuple[str, CaseRecord]] | None
+    ) -> Iterator[tuple[str, int, int]]:
+        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt); ``stored``: the
+        table's rocksdb records of those partitions (``open_records``), None to walk its items."""
         count = self.settings.offload_topic_partitions
-        stored = open_records(self.table, partitions)
         if stored is not None:
             # rocksdb: only the open records of these partitions are decoded.
             for case_id, record in stored:

@@ -85,8 +85,6 @@ class StateWriter:
         self._timer: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stream: Any = None
-        self.flushes = 0
-        self.records_written = 0
 
     # --- what the agent calls --------------------------------------------------------------------
 
@@ -204,8 +202,6 @@ class StateWriter:
             write_local(self.table, partition, items, changelog_tp, last_offsets[partition])
         for event in batch.events:
             await self._stream.ack(event)
-        self.flushes += 1
-        self.records_written += len(batch.changes)
         for case_id, (partition, record) in batch.changes.items():
             self.changes.publish(case_id, partition, record)
 
