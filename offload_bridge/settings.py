@@ -128,12 +128,34 @@ class Settings(BaseSettings):
     # A restart replays at most about this much; shorter costs a commit request per interval.
     offload_worker_commit_interval_s: float = Field(default=2.8, gt=0, le=300)
 
-    # --- Reconciler and case requests (issue 7) ----------------------------------------------------
-    # Every interval the worker asks GET /cases/{id} for the open cases of its partitions whose last
-    # event is older than OFFLOAD_RECONCILE_STALE_S, at most OFFLOAD_RECONCILE_RPS calls a second.
-    offload_reconcile_interval_s: float = Field(default=300.0, gt=0, le=86_400)
+    # --- Reconciler ---------------------------------------------------------------------------------
+    # Each open case carries its next check time (GET /cases/{id}), kept in the case table. Any event of
+    # the case puts it OFFLOAD_RECONCILE_STALE_S ahead; every check that finds nothing new multiplies the
+    # wait by OFFLOAD_RECONCILE_BACKOFF_FACTOR, up to OFFLOAD_RECONCILE_MAX_INTERVAL_S, each wait varied
+    # by +-OFFLOAD_RECONCILE_JITTER of itself so that cases created together spread out. With the hints
+    # on, a case is also checked soon after what makes it move: an answer we delivered, its creation
+    # through case-requests, and the nextActionAt Offload gave at the last check. Defaults: about 3
+    # calls per open case a day once it is quiet (README: "Sizing the reconcile budget").
     offload_reconcile_stale_s: float = Field(default=600.0, ge=0, le=30 * 86_400)
+    offload_reconcile_backoff_factor: float = Field(default=2.0, ge=1, le=100)
+    offload_reconcile_max_interval_s: float = Field(default=8 * 3600.0, gt=0, le=30 * 86_400)
+    offload_reconcile_jitter: float = Field(default=0.1, ge=0, lt=1)
+    offload_reconcile_hints: bool = True
+    offload_reconcile_after_answer_s: float = Field(default=60.0, ge=0, le=86_400)
+    offload_reconcile_after_create_s: float = Field(default=60.0, ge=0, le=86_400)
+    offload_reconcile_after_next_action_s: float = Field(default=30.0, ge=0, le=86_400)
+    # How often the worker looks for due cases (a lookup in an index of due times: cheap).
+    offload_reconcile_interval_s: float = Field(default=2.0, gt=0, le=86_400)
+    # Calls in flight at once, at most OFFLOAD_RECONCILE_RPS started a second, and never more than
+    # OFFLOAD_RECONCILE_BUDGET_CALLS in any OFFLOAD_RECONCILE_BUDGET_WINDOW_S, per worker (tracked cases
+    # fetched at once count too). A 429, 5xx, timeout or refused connection pauses all of a worker's
+    # calls, backing off with OFFLOAD_RETRY_BASE_S/MAX_S (Retry-After honoured).
+    offload_reconcile_concurrency: int = Field(default=8, ge=1, le=256)
     offload_reconcile_rps: float = Field(default=5.0, gt=0, le=10_000)
+    offload_reconcile_budget_calls: int = Field(default=3600, ge=1, le=10_000_000)
+    offload_reconcile_budget_window_s: float = Field(default=3600.0, gt=0, le=86_400)
+
+    # --- Case requests -----------------------------------------------------------------------------
     # Calls to POST /cases per request before it is dead-lettered (429 other than the usage limit, 5xx,
     # timeouts and refused connections are retried with OFFLOAD_RETRY_BASE_S/MAX_S backoff).
     offload_case_request_max_attempts: int = Field(default=5, ge=1, le=100)

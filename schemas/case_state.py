@@ -62,8 +62,25 @@ class CaseState(BaseModel):
     answers: dict[str, AnswerRecord] = Field(default_factory=dict, description="keyed by inputRequestId")
 
 
+class CheckSchedule(BaseModel):
+    """When the reconciler next asks Offload about an open case, and what that time was decided from.
+
+    Kept with the case in the table, so a restarted worker or the next owner of the partition goes on
+    with the same schedule instead of checking every case at once.
+    """
+
+    dueAt: int = Field(description="unix ms at which the case is next checked")
+    intervalMs: int = Field(description="the wait before dueAt when nothing hurried it; backs off from here")
+    nextActionAt: int | None = Field(
+        default=None, description="Offload's nextActionAt at the last check (None: none scheduled or unknown)"
+    )
+    checkedAt: int | None = Field(default=None, description="unix ms of the last check that got an answer")
+
+
 class CaseRecord(BaseModel):
     """The case-state table's value."""
 
     state: CaseState
     recentEventIds: list[str] = Field(default_factory=list, max_length=RECENT_EVENT_IDS)
+    # None for a terminal case, and in records written before schedules existed (due by updatedAt then).
+    check: CheckSchedule | None = None

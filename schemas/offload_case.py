@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload_bridge.schemas.events import Attachment
 
+# nextActionAt when Offload has nothing scheduled for a case (9999-12-31T23:59:59.999Z).
+NO_ACTION_AT = 253402300799999
+
 
 class OffloadInputRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -35,3 +38,11 @@ class OffloadCase(BaseModel):
     resultStatus: str | None = None
     result: Any = None
     inputRequest: OffloadInputRequest | None = None
+    nextActionAt: int | None = Field(default=None, description="unix ms of Offload's next scheduled step")
+
+    @property
+    def scheduled_action_at(self) -> int | None:
+        """``nextActionAt`` when Offload has a step scheduled, else None."""
+        if self.nextActionAt is None or self.nextActionAt >= NO_ACTION_AT:
+            return None
+        return self.nextActionAt

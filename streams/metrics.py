@@ -7,7 +7,7 @@ partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 Source = Callable[[], Mapping[str, int]]
+# Families a feature builds itself at scrape time (histograms, gauges).
+FamilySource = Callable[[], Iterable[Metric]]
 
 
 @dataclass(eq=False)  # a collector must be hashable to be registered
@@ -24,10 +26,15 @@ class WorkerMetrics:
 
     app: Any
     sources: dict[str, tuple[str, Source]] = field(default_factory=dict)
+    family_sources: list[FamilySource] = field(default_factory=list)
 
     def add(self, name: str, documentation: str, source: Source) -> None:
         """``name`` becomes ``offload_worker_<name>_total{kind=...}``."""
         self.sources[name] = (documentation, source)
+
+    def add_families(self, source: FamilySource) -> None:
+        """Metric families ``source`` builds at each scrape, named by the feature itself."""
+        self.family_sources.append(source)
 
     def collect(self) -> Iterator[Metric]:
         for name, (documentation, source) in self.sources.items():
@@ -35,6 +42,8 @@ class WorkerMetrics:
             for kind, value in source().items():
                 family.add_metric([kind], value)
             yield family
+        for families in self.family_sources:
+            yield from families()
         yield self._lag()
 
     def _lag(self) -> GaugeMetricFamily:

@@ -21,6 +21,7 @@ from pydantic import HttpUrl, SecretStr
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.schemas.answers import AnswerOutcome, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
+from offload_bridge.schemas.case_state import CheckSchedule
 from offload_bridge.schemas.headers import ORIGIN_HEADER
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.app import create_app as create_simulator
@@ -36,13 +37,12 @@ SIM_URL = "http://offload.test"
 
 def settings(**changes: Any) -> Settings:
     """Worker settings for in-process tests: fast retries, the simulator's key."""
+    fast: dict[str, Any] = {"offload_retry_base_s": 0.01, "offload_retry_max_s": 0.05}
     return Settings(
         offload_base_url=HttpUrl(SIM_URL),
         offload_api_key=SecretStr(DEFAULT_API_KEY),
         offload_topic_partitions=PARTITIONS,
-        offload_retry_base_s=0.01,
-        offload_retry_max_s=0.05,
-        **changes,
+        **(fast | changes),
     )
 
 
@@ -153,6 +153,11 @@ class MemoryTable(dict[str, Any]):
     async def save(self, key: str, value: Any) -> None:
         self[key] = value
         self.saved.append(key)
+
+    def reschedule(self, key: str, check: CheckSchedule | None) -> None:
+        record = self.get(key)
+        if record is not None:
+            self[key] = record.model_copy(update={"check": check})
 
 
 @dataclass

@@ -9,10 +9,14 @@ from typing import Any, cast
 import pytest
 
 from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.settings import Settings
+from offload_bridge.streams.reconcile.schedule import SchedulePolicy
 from offload_bridge.streams.state.agent import fold_counts, handle
 from offload_bridge.streams.state.changes import CaseChanges
 from tests.inprocess_support import Topic
 from tests.streams_support import event_body
+
+SCHEDULE = SchedulePolicy.from_settings(Settings())
 
 
 @dataclass
@@ -78,15 +82,15 @@ async def test_the_state_agent_puts_each_changed_record_with_the_events_partitio
     question = event_body("c1", "case.input_needed", 1_000, "INPUT_NEEDED", inputRequest="Is a PDF fine?",
                           inputRequestId="ir-1", inputRequestedAt=1_000)  # fmt: skip
     first = topic.record("c1", question, headers)
-    await handle(cast(Any, writer), counters, invalid, first)
+    await handle(cast(Any, writer), counters, invalid, first, SCHEDULE)
     assert writer.puts == [("c1", first.partition, writer.table["c1"])]
 
     # A duplicate changes nothing, and so puts nothing; a record that is no event neither.
-    await handle(cast(Any, writer), counters, invalid, topic.record("c1", first.value, headers))
-    await handle(cast(Any, writer), counters, invalid, topic.record("c1", b"{}", headers))
+    await handle(cast(Any, writer), counters, invalid, topic.record("c1", first.value, headers), SCHEDULE)
+    await handle(cast(Any, writer), counters, invalid, topic.record("c1", b"{}", headers), SCHEDULE)
     assert len(writer.puts) == 1 and len(invalid.records) == 1
 
     done = topic.record("c1", event_body("c1", "case.completed", 2_000, "COMPLETED"), headers)
-    await handle(cast(Any, writer), counters, invalid, done)
+    await handle(cast(Any, writer), counters, invalid, done, SCHEDULE)
     assert writer.puts[-1] == ("c1", done.partition, writer.table["c1"])
     assert writer.table["c1"].state.status == "COMPLETED"

@@ -175,6 +175,7 @@ def test_fold_depends_on_the_events_and_headers_only() -> None:
             "evt_c1_case_completed_1774131900000",
             "evt_c1_case_input_needed_500",
         ],
+        "check": None,  # the reconcile schedule is the state agent's to set, from the same headers
     }
 
 

@@ -37,10 +37,10 @@ def held(*partitions: int) -> DueIndex:
 
 
 def test_an_open_case_is_due_once_stale_and_a_terminal_one_never() -> None:
-    assert due_at(state("c", "RUNNING", 1_000), stale_s=2) == 3_000
-    assert due_at(state("c", None, 1_000), stale_s=2) == 3_000  # no status yet: open
-    assert due_at(state("c", "COMPLETED", 1_000), stale_s=2) is None
-    assert due_at(state("c", "FAILED", 1_000), stale_s=2) is None
+    assert due_at(CaseRecord(state=state("c", "RUNNING", 1_000)), stale_s=2) == 3_000
+    assert due_at(CaseRecord(state=state("c", None, 1_000)), stale_s=2) == 3_000  # no status yet: open
+    assert due_at(CaseRecord(state=state("c", "COMPLETED", 1_000)), stale_s=2) is None
+    assert due_at(CaseRecord(state=state("c", "FAILED", 1_000)), stale_s=2) is None
 
 
 @given(
@@ -53,7 +53,7 @@ def test_due_at_agrees_with_the_staleness_rule_of_the_walk(
 ) -> None:
     # Fractional settings too: an integer now reaches the due time exactly when the walk's test holds.
     now = updated_at + after
-    due = due_at(state("c", "RUNNING", updated_at), stale_s)
+    due = due_at(CaseRecord(state=state("c", "RUNNING", updated_at)), stale_s)
     assert due is not None
     assert (due <= now) == (now - updated_at >= stale_s * 1000)
 
@@ -198,7 +198,7 @@ def test_the_due_cases_always_equal_the_walk_of_the_table(start: frozenset[int],
     owned = set(start)
     table = MemoryTable()
     reconciler = Reconciler(
-        settings(offload_reconcile_stale_s=STALE_S), table, api=cast(OffloadApi, None),
+        settings(offload_reconcile_stale_s=STALE_S), table, store=MemoryTable(), api=cast(OffloadApi, None),
         publish=PublishedEvents(), owned=lambda: owned, ready=lambda: True, counters=reconcile_counts(),
     )  # fmt: skip
     reconciler.rebuild()
@@ -261,7 +261,7 @@ async def test_changes_heard_while_a_background_rebuild_scans_win_over_what_it_r
     rows = {b"c1": codec.dumps(CaseRecord(state=state("c1", "INPUT_NEEDED", 1_000)))}
     table = _RocksTable(_RocksStore({partition: _GatedPartition(rows, started, gate)}))
     reconciler = Reconciler(
-        settings(offload_reconcile_stale_s=STALE_S), table, api=cast(OffloadApi, None),
+        settings(offload_reconcile_stale_s=STALE_S), table, store=MemoryTable(), api=cast(OffloadApi, None),
         publish=PublishedEvents(), owned=lambda: {partition}, ready=lambda: True, counters=reconcile_counts(),
     )  # fmt: skip
     task = reconciler.start_rebuild()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ def reconciler(sim: Simulator, table: MemoryTable, worker_settings: Settings | N
     worker_settings = worker_settings or settings(offload_reconcile_stale_s=1, offload_reconcile_rps=1000)
     return Reconciler(
         worker_settings,
+        table,
         table,
         sim.api(worker_settings),
         PublishedEvents(),
@@ -92,13 +94,25 @@ async def test_fresh_terminal_and_unknown_cases_are_not_published(sim: Simulator
     assert (sweep.counters["checked"], sweep.counters["not_found"]) == (0, 1)
 
 
-async def test_a_throttling_offload_ends_the_sweep_early(sim: Simulator) -> None:
+async def test_a_throttled_call_pauses_every_call_of_the_worker_and_the_case_stays_due(
+    sim: Simulator,
+) -> None:
     await sim.set_faults(endpoints={"get_case": {"rate": 1.0, "error": "429"}})
-    table = MemoryTable({f"c-{n}": known(f"c-{n}", "RUNNING", LONG_AGO + n) for n in range(8)})
-    sweep = reconciler(sim, table)
+    table = MemoryTable({f"c-{n}": known(f"c-{n}", "RUNNING", LONG_AGO + n) for n in range(3)})
+    sweep = reconciler(sim, table, settings(
+        offload_reconcile_stale_s=1, offload_reconcile_rps=1000, offload_reconcile_concurrency=1,
+        offload_retry_base_s=0.4, offload_retry_max_s=10,
+    ))  # fmt: skip
+    sweep.rebuild()
+    started = time.monotonic()
     await sweep.sweep()
-    assert sweep.counters["throttled"] == 5  # MAX_CONSECUTIVE_THROTTLES
-    assert sweep.counters["checked"] == 0
+    # Each 429 paused the next call: at least 0.2 s (half of 0.4, the jitter's floor), then 0.4 s.
+    assert time.monotonic() - started >= 0.6
+    assert (sweep.counters["throttled"], sweep.counters["checked"]) == (3, 0)
+    assert sweep.gets.as_dict()["throttled"] == 3
+    # Nothing was learnt: no schedule moved, every case is still due and is asked again after the pause.
+    assert all(table[case_id].check is None for case_id in table)
+    assert sweep.due_cases(now_ms()) == ["c-0", "c-1", "c-2"]
 
 
 class CountingTable(MemoryTable):
@@ -148,9 +162,9 @@ async def test_a_sweep_reads_the_due_cases_only_never_the_terminal_ones(sim: Sim
     table.walks, table.reads = 0, []
     for _ in range(3):
         await sweep.sweep()
-    # Only the case due was read (again after each answer from Offload); nothing else, no walk.
+    # Only the case due was read, and asked about once: the check moved its next one ahead; no walk.
     assert table.walks == 0 and set(table.reads) == {behind}
-    assert (sweep.counters["checked"], sweep.counters["published"], sweep.counters["not_found"]) == (3, 3, 0)
+    assert (sweep.counters["checked"], sweep.counters["published"], sweep.counters["not_found"]) == (1, 1, 0)
 
     # The state agent folds what was published: the case is terminal now, out of the index and the sweeps.
     record = known(behind, "COMPLETED", now_ms())
@@ -159,4 +173,4 @@ async def test_a_sweep_reads_the_due_cases_only_never_the_terminal_ones(sim: Sim
     table.reads = []
     await sweep.sweep()
     assert table.walks == 0 and table.reads == [] and len(sweep.index) == 50
-    assert sweep.counters["checked"] == 3
+    assert sweep.counters["checked"] == 1

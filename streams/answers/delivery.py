@@ -36,6 +36,7 @@ from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.journal import header, origin_of
 from offload_bridge.streams.messages import position
 from offload_bridge.streams.offload_api import OffloadApi, OffloadReply, OffloadUnreachable
+from offload_bridge.streams.reconcile.schedule import SchedulePolicy
 from offload_bridge.streams.retry import wait_until_due
 from offload_bridge.streams.state.store import CaseStore
 
@@ -63,6 +64,7 @@ class AnswerDelivery:
         self.out = outputs
         self.outcome_counts = outcome_counts  # outcomes published, by kind
         self.call_counts = call_counts  # outputs.ANSWER_CALLS
+        self.schedule = SchedulePolicy.from_settings(settings)
 
     # --- entry points, one per record ----------------------------------------------------------------
 
@@ -249,7 +251,9 @@ class AnswerDelivery:
     async def _record_accepted(self, answer: Answer, view: CaseView) -> CaseView:
         """Note the answer in the case's state (a new value, so the changelog sees it) and publish it.
 
-        Offload resolves the question at once, so ours reads RESOLVED too.
+        Offload resolves the question at once, so ours reads RESOLVED too. The case is about to move
+        (Offload's worker reads the answer and replies, completes or asks again), so its next
+        reconcile check comes soon.
         """
         case_id = answer.caseId
         at = now_ms()
@@ -268,7 +272,8 @@ class AnswerDelivery:
         state = state.model_copy(update=changes)
         # Saved (the table, its changelog and case-state) before the outcome is published: a re-sent
         # answer must find it and end duplicate.
-        await self.table.save(case_id, record.model_copy(update={"state": state}))
+        check = self.schedule.after_answer(case_id, record.check, at)
+        await self.table.save(case_id, record.model_copy(update={"state": state, "check": check}))
         current = state.inputRequest.id if state.inputRequest is not None else None
         return CaseView(state.status, current, delivered=True)
 

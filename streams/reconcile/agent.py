@@ -1,13 +1,15 @@
-"""The reconcile feature: every OFFLOAD_RECONCILE_INTERVAL_S, a sweep (``reconcile.sweep``) over the stale
-open cases of this worker's partitions, ``GET /stats/reconcile`` and the reconcile metric."""
+"""The reconcile feature: every OFFLOAD_RECONCILE_INTERVAL_S, the checks of this worker's due cases
+start (``reconcile.sweep``); ``GET /stats/reconcile`` and the reconcile metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from faust.web import Request, Response, View
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.streams.context import Feature, WorkerContext
@@ -28,8 +30,9 @@ def register(worker: WorkerContext) -> Feature:
         await sent
 
     reconciler = Reconciler(
-        settings, worker.table, worker.offload, publish, worker.local_partitions, worker.is_ready, counters
-    )
+        settings, worker.table, worker.cases, worker.offload, publish, worker.local_partitions,
+        worker.is_ready, counters,
+    )  # fmt: skip
     # The index of due cases follows every write of the agents, and is rebuilt from the table whenever
     # a rebalance changed which partitions are here and what they hold.
     worker.case_changes.subscribe(reconciler.case_changed)
@@ -39,6 +42,9 @@ def register(worker: WorkerContext) -> Feature:
     async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[Any] = args[0]  # the TPs this worker gives up
         reconciler.partitions_revoked({tp.partition for tp in revoked if tp.topic == source})
+        # Schedule moves are held without an event to acknowledge, so Faust does not wait for them:
+        # written now, while these partitions are still ours to write.
+        await worker.cases.drain()
 
     @worker.app.on_rebalance_complete.connect
     async def index_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -64,17 +70,49 @@ def register(worker: WorkerContext) -> Feature:
         if not worker.is_ready():
             return
         try:
-            await reconciler.sweep()
+            # Returns once the due checks have started; they finish in the background.
+            await reconciler.dispatch_due()
         except Exception:
             counters.inc("failed")
-            log.exception("reconcile sweep failed")
+            log.exception("reconcile: starting the due checks failed")
 
     @worker.app.page("/stats/reconcile")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"ok": True, "data": counters.as_dict()})
+            return self.json({"ok": True, "data": {**counters.as_dict(), **gauges()}})
+
+    def gauges() -> dict[str, int | float]:
+        gate = reconciler.gate
+        return {
+            "scheduled": len(reconciler.index),
+            "due": reconciler.cases_due(now_ms()),
+            "inFlight": gate.in_flight,
+            "budgetLeft": gate.budget_left(),
+            "pausedS": round(gate.paused_s, 3),
+        }
+
+    def families() -> Iterator[Metric]:
+        gets = CounterMetricFamily(
+            "offload_worker_reconcile_gets",
+            "GET /cases/{id} calls by what Offload answered",
+            labels=["outcome"],
+        )
+        for outcome, value in reconciler.gets.as_dict().items():
+            gets.add_metric([outcome], value)
+        yield gets
+        yield from reconciler.repairs.families()
+        now = gauges()
+        for name, key, text in (
+            ("cases_scheduled", "scheduled", "open cases of this worker's partitions with a next check"),
+            ("cases_due", "due", "cases whose check is due and not started (waiting for the gate)"),
+            ("in_flight", "inFlight", "GET /cases/{id} calls in flight"),
+            ("budget_left", "budgetLeft", "calls that may still start in the current budget window"),
+            ("paused_seconds", "pausedS", "how long all calls still wait after Offload pushed back"),
+        ):
+            yield GaugeMetricFamily(f"offload_worker_reconcile_{name}", text, value=now[key])
 
     worker.metrics.add(
         "reconcile", "reconciler sweeps, checks and synthesized events (fixes)", counters.as_dict
     )
+    worker.metrics.add_families(families)
     return Feature("reconcile", {"reconcile": counters})

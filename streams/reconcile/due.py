@@ -16,18 +16,22 @@ from collections.abc import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
-from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 
 
-def due_at(state: CaseState, stale_s: float) -> int | None:
+def due_at(record: CaseRecord, stale_s: float) -> int | None:
     """When (unix ms) a case is next due for a check; None when never (a terminal case).
 
-    Today an open case is due once it has gone ``stale_s`` without a change. Rounded up so that an
-    integer ``now`` reaches it exactly when ``now - updatedAt >= stale_s * 1000`` does.
+    The schedule the record carries (``reconcile.schedule`` decides it); a record written before
+    schedules existed is due ``stale_s`` after its last event, rounded up so that an integer ``now``
+    reaches it exactly when ``now - updatedAt >= stale_s * 1000`` does.
     """
+    state = record.state
     if state.status in TERMINAL_STATUSES:
         return None
+    if record.check is not None:
+        return record.check.dueAt
     return state.updatedAt + math.ceil(stale_s * 1000)
 
 

@@ -12,12 +12,14 @@ import logging
 from typing import Any
 
 from offload_bridge.schemas.answers import DlqHeader
+from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.messages import position
+from offload_bridge.streams.reconcile.schedule import SchedulePolicy
 from offload_bridge.streams.state import views
 from offload_bridge.streams.state.batch import StateWriter
-from offload_bridge.streams.state.fold import FoldResult, fold
+from offload_bridge.streams.state.fold import FoldResult, fold, received_at
 from offload_bridge.streams.state.records import InvalidRecord, decode_event
 from offload_bridge.topics import CASE_EVENTS_INVALID
 
@@ -39,6 +41,7 @@ def register(worker: WorkerContext) -> Feature:
     counters = fold_counts()
     invalid = worker.topic(CASE_EVENTS_INVALID)
     writer = worker.cases
+    schedule = SchedulePolicy.from_settings(worker.settings)
 
     @worker.app.agent(worker.case_events, name="case-state", concurrency=1)
     async def fold_case_events(stream: Any) -> None:
@@ -46,7 +49,7 @@ def register(worker: WorkerContext) -> Feature:
         async for event in manual.events():
             message = event.message
             try:
-                await handle(writer, counters, invalid, message)
+                await handle(writer, counters, invalid, message, schedule)
             except Exception:
                 counters.inc("failed")
                 log.exception("%s[%s]@%s: folding failed, skipped", *position(message))
@@ -66,7 +69,9 @@ def register(worker: WorkerContext) -> Feature:
     return Feature("state", {"caseEvents": counters})
 
 
-async def handle(writer: StateWriter, counters: Counters, invalid: Any, message: Any) -> None:
+async def handle(
+    writer: StateWriter, counters: Counters, invalid: Any, message: Any, schedule: SchedulePolicy
+) -> None:
     headers: dict[str, bytes] = dict(message.headers or ())
     try:
         event = decode_event(message.key, message.value)
@@ -78,6 +83,12 @@ async def handle(writer: StateWriter, counters: Counters, invalid: Any, message:
     counters.inc(outcome.value)
     if outcome is FoldResult.DUPLICATE:
         return
+    # Any new event of the case starts its reconcile backoff again (from the event's received_at, so a
+    # replay after a crash gives the same schedule).
+    terminal = record.state.status in TERMINAL_STATUSES
+    at = received_at(headers, event)
+    check = schedule.after_event(case_id, record.check, event.event_type, at, terminal)
+    record = record.model_copy(update={"check": check})
     # A new value each time (never mutated in place): a held batch may still be writing the old one.
     writer.put(case_id, message.partition, record)
 

@@ -39,7 +39,7 @@ from aiokafka.structs import TopicPartition
 
 from offload_bridge.kafka.connection import aiokafka_options
 from offload_bridge.kafka.partitioning import partition_for
-from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.schemas.case_state import CaseRecord, CheckSchedule
 from offload_bridge.settings import Settings
 from offload_bridge.streams.retry import backoff_s
 from offload_bridge.streams.state.changes import CaseChanges
@@ -54,6 +54,8 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 @dataclass
 class _Batch:
     changes: dict[str, tuple[int, CaseRecord]] = field(default_factory=dict)
+    # The cases whose state changed (not only their reconcile schedule): they go to case-state too.
+    states_changed: set[str] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)  # Faust events, acknowledged once durable
     opened_at: float = 0.0
 
@@ -100,10 +102,22 @@ class StateWriter:
         record: CaseRecord | None = self.table.data.get(case_id)
         return record
 
-    def put(self, case_id: str, partition: int, record: CaseRecord) -> None:
-        """The case's new record, written with the open batch."""
+    def put(self, case_id: str, partition: int, record: CaseRecord, *, state_changed: bool = True) -> None:
+        """The case's new record, written with the open batch; to case-state too unless only its
+        reconcile schedule changed (downstream readers see the state, never the schedule)."""
         self._open.note_opened()
         self._open.changes[case_id] = (partition, record)
+        if state_changed:
+            self._open.states_changed.add(case_id)
+
+    def reschedule(self, case_id: str, check: CheckSchedule | None) -> None:
+        """The case's next reconcile check, written with the open batch (the changelog and the local
+        store only). A case without a record is left alone: its first event will schedule it."""
+        record = self.get(case_id)
+        if record is None or record.check == check:
+            return
+        partition = partition_for(case_id, self.settings.offload_topic_partitions)
+        self.put(case_id, partition, record.model_copy(update={"check": check}), state_changed=False)
 
     async def hold(self, stream: Any, event: Any) -> None:
         """Acknowledge ``event`` with its batch; starts a flush once the batch is full."""
@@ -191,7 +205,8 @@ class StateWriter:
             state_json = record.state.model_dump_json().encode()
             encoded = record_json(record, state_json)
             stored[partition].append((case_id, record, encoded))
-            states[partition].append((case_id.encode(), state_json))
+            if case_id in batch.states_changed:
+                states[partition].append((case_id.encode(), state_json))
             records[partition].append((case_id.encode(), encoded))
         producer = await self._started_producer()
         await self._produce(producer, self.case_state_topic, states)
@@ -237,7 +252,8 @@ class StateWriter:
 def record_json(record: CaseRecord, state_json: bytes) -> bytes:
     """``record``'s JSON as the table's codec writes it, around its state's JSON already encoded."""
     ids = json.dumps(record.recentEventIds, separators=(",", ":"), ensure_ascii=False).encode()
-    return b'{"state":' + state_json + b',"recentEventIds":' + ids + b"}"
+    check = record.check.model_dump_json().encode() if record.check is not None else b"null"
+    return b'{"state":' + state_json + b',"recentEventIds":' + ids + b',"check":' + check + b"}"
 
 
 def _batches(producer: AIOKafkaProducer, items: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[int, Any]]:

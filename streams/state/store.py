@@ -1,4 +1,5 @@
-"""What the features other than the fold need of the case-state table: read a case, save a change.
+"""What the features other than the fold need of the case-state table: read a case, save a change,
+move its next check.
 
 The fold's ``StateWriter`` implements it in the worker (reads see its held batches; a save is written
 with the open batch at once); the in-process tests use a dict.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.schemas.case_state import CaseRecord, CheckSchedule
 
 
 class CaseStore(Protocol):
@@ -17,3 +18,6 @@ class CaseStore(Protocol):
 
     async def save(self, case_id: str, record: CaseRecord) -> None:
         """Replace the case's record; returns once it is in the changelog and on case-state."""
+
+    def reschedule(self, case_id: str, check: CheckSchedule | None) -> None:
+        """Set the case's next reconcile check (written soon, with the next batch); no record: nothing."""
