@@ -17,6 +17,7 @@ from kafka.errors import KafkaError
 from offload_bridge import dlq_cli
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
+from offload_bridge.case_watch import cli as case_watch_cli
 from offload_bridge.cli_support import (
     CommandError,
     Handler,
@@ -213,6 +214,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_ingress,
     register_streams,
     case_requests_cli.register,
+    case_watch_cli.register,
     register_reconcile,
 ]
 

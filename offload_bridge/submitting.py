@@ -1,7 +1,8 @@
 """Publish a message for the worker and wait for its outcome: what answers and case requests share.
 
-A submitter remembers where the outcome topic ended just before it published, so the outcome it waits
-for is this publication's; for an id it did not publish it reads the topic's history instead.
+A ``Publisher`` owns the producer (acks=all, idempotent) of one input topic; a ``Submitter`` adds the wait
+for an outcome. A submitter remembers where the outcome topic ended just before it published, so the outcome
+it waits for is this publication's; for an id it did not publish it reads the topic's history instead.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
@@ -27,25 +28,15 @@ class OutcomeTimeout(TimeoutError):
     """No terminal outcome arrived in time; the message may still be in flight (see the outcome topic)."""
 
 
-class Submitter(Generic[OutcomeT]):
-    """Publishes to ``input_topic`` (acks=all, idempotent) and reads outcomes from ``outcome_topic``."""
+class Publisher:
+    """Publishes to ``input_topic`` with one producer (acks=all, idempotent), made at the first send."""
 
     input_topic: TopicSpec
-    outcome_topic: TopicSpec
-    outcome_model: type[OutcomeT]
     client_id: str
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self._producer: KafkaProducer | None = None
-        self._outcomes_start: dict[str, Offsets] = {}
-
-    # What tells outcomes apart: the id they are about, and whether they are final.
-    def subject_of(self, outcome: OutcomeT) -> str:
-        raise NotImplementedError
-
-    def is_terminal(self, outcome: OutcomeT) -> bool:
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -58,15 +49,35 @@ class Submitter(Generic[OutcomeT]):
             self._producer.close()
             self._producer = None
 
+    def _start_send(self, key: str, value: bytes) -> Any:
+        """Hand one record to the producer; returns its future, whose ``get(timeout=…)`` waits for the
+        broker's acknowledgement and gives the record's metadata (partition, offset)."""
+        if self._producer is None:
+            self._producer = kafka_producer(self.settings, enable_idempotence=True, client_id=self.client_id)
+        return self._producer.send(topic_name(self.input_topic, self.settings), key=key.encode(), value=value)
+
+
+class Submitter(Publisher, Generic[OutcomeT]):
+    """Publishes to ``input_topic`` (acks=all, idempotent) and reads outcomes from ``outcome_topic``."""
+
+    outcome_topic: TopicSpec
+    outcome_model: type[OutcomeT]
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        self._outcomes_start: dict[str, Offsets] = {}
+
+    # What tells outcomes apart: the id they are about, and whether they are final.
+    def subject_of(self, outcome: OutcomeT) -> str:
+        raise NotImplementedError
+
+    def is_terminal(self, outcome: OutcomeT) -> bool:
+        raise NotImplementedError
+
     def _send(self, subject: str, key: str, value: bytes, timeout_s: float) -> None:
         """Publish once the broker acknowledged; outcomes of ``subject`` count from here on."""
         self._outcomes_start[subject] = self._outcome_end_offsets()
-        if self._producer is None:
-            self._producer = kafka_producer(self.settings, enable_idempotence=True, client_id=self.client_id)
-        future = self._producer.send(
-            topic_name(self.input_topic, self.settings), key=key.encode(), value=value
-        )
-        future.get(timeout=timeout_s)
+        self._start_send(key, value).get(timeout=timeout_s)
 
     def wait_for_outcome(
         self,

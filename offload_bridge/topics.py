@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, DlqHeader, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, RetryCaseRequest
 from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.case_watch import CaseWatch
 from offload_bridge.schemas.events import CaseEvent
 from offload_bridge.schemas.headers import (
     EVENT_ID_HEADER,
@@ -50,6 +51,7 @@ class Party(StrEnum):
     ANSWER_AGENT = "answer agents (worker)"  # answers and answers.retry share one delivery
     CASE_REQUEST_AGENT = "case-request agent (worker)"
     RECONCILER = "reconciler (worker)"
+    CASE_WATCH_AGENT = "case-watch agent (worker)"
     CLI = "offload-bridge CLI"
     TEAMS = "other teams"
 
@@ -264,6 +266,18 @@ CASE_REQUESTS_DLQ = TopicSpec(
     partitioning=BY_REQUEST,
     headers=CASE_REQUEST_DLQ_HEADERS,
 )
+CASE_WATCH = TopicSpec(
+    "case-watch",
+    "Case watch",
+    "A case created outside offload-bridge (with Offload's POST /cases directly): the worker fetches it from"
+    " Offload at once, then keeps it reconciled like any other.",
+    "caseId",
+    CaseWatch,
+    writers=(Party.TEAMS, Party.CLI),  # the CLI: `track`
+    readers=(Party.CASE_WATCH_AGENT,),
+    partitioning=BY_CASE,
+    # Not compacted: every request counts, even for a case watched before.
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_EVENTS,
@@ -277,6 +291,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_REQUEST_OUTCOMES,
     CASE_REQUESTS_RETRY,
     CASE_REQUESTS_DLQ,
+    CASE_WATCH,
 )
 
 

@@ -17,7 +17,7 @@ import pytest
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import case_body
 from offload_bridge.testing import consume, settings_env
-from offload_bridge.topics import ANSWERS, CASE_REQUESTS
+from offload_bridge.topics import ANSWERS, CASE_REQUESTS, CASE_WATCH
 
 # What the server install adds (and what it pulls in); none of it may be imported by a client command.
 SERVER_STACK = (
@@ -66,16 +66,18 @@ def test_help_and_the_client_modules_import_without_the_server_stack() -> None:
     client_modules = "import " + ", ".join(
         f"offload_bridge.{name}"
         for name in (
-            "answers", "case_requests", "dlq", "tail", "kafka.admin", "kafka.reading", "kafka.partitioning",
-            "kafka.connection", "schemas.dlq",
+            "answers", "case_requests", "case_watch", "dlq", "tail", "kafka.admin", "kafka.reading",
+            "kafka.partitioning", "kafka.connection", "schemas.dlq",
             "submitting",
         )
     )  # fmt: skip
     result = _light({}, "--help", imports=client_modules)
     assert result.returncode == 0, result.stderr
-    for name in ("answer", "create-case", "dlq", "tail", "topics", "kafka", "worker", "ingress"):
+    for name in ("answer", "create-case", "track", "dlq", "tail", "topics", "kafka", "worker", "ingress"):
         assert name in result.stdout
-    for command in (["answer"], ["create-case"], ["dlq", "redrive"], ["tail"], ["topics", "create"]):
+    for command in (
+        ["answer"], ["create-case"], ["track"], ["dlq", "redrive"], ["tail"], ["topics", "create"]
+    ):  # fmt: skip
         helped = _light({}, *command, "--help")
         assert helped.returncode == 0, helped.stderr
 
@@ -94,6 +96,8 @@ def test_client_commands_run_against_the_broker_without_the_server_stack(
     request.write_text(json.dumps({**case_body(), "requestId": "req-light"}))
     published = _light(env, "create-case", str(request))
     assert published.returncode == 0, published.stderr
+    tracked = _light(env, "track", "case-2", "--requested-by", "light")
+    assert tracked.returncode == 0, tracked.stderr
     for queue in ("answers.dlq", "case-requests.dlq"):
         listed = _light(env, "dlq", "list", "--topic", queue)
         assert listed.returncode == 0, listed.stderr
@@ -102,6 +106,7 @@ def test_client_commands_run_against_the_broker_without_the_server_stack(
 
     assert [record.key for record in consume(settings, ANSWERS, 1)] == [b"case-1"]
     assert [record.key for record in consume(settings, CASE_REQUESTS, 1)] == [b"req-light"]
+    assert [record.key for record in consume(settings, CASE_WATCH, 1)] == [b"case-2"]
 
 
 @pytest.mark.parametrize("command", SERVER_COMMANDS, ids=lambda command: command[0])

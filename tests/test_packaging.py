@@ -337,6 +337,7 @@ CLIENT_SCRIPT = """
 import json, sys
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_requests import CaseRequestSubmitter
+from offload_bridge.case_watch import CaseWatcher
 
 with AnswerSubmitter() as submitter:
     answer_id = submitter.publish("case-1", "req-1", "Yes. Signed PDFs are acceptable.")
@@ -349,6 +350,10 @@ with CaseRequestSubmitter() as submitter:
     print(request_id, flush=True)
     outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
     print(outcome.outcome.value, outcome.caseId, flush=True)
+
+with CaseWatcher() as watcher:
+    tracked = watcher.track("case-3", requested_by="billing-team", note="created from the admin console")
+    print("tracked", tracked.case_id, flush=True)
 """
 MAX_CLIENT_DISTRIBUTIONS = 10
 
@@ -395,4 +400,5 @@ def test_the_client_for_teams_installs_light_and_runs_the_readme_examples(
         )
         produce(topics, CASE_REQUEST_OUTCOMES, created.model_dump_json().encode(), key=request_id.encode())
         assert client.stdout.readline().strip() == "created case-2"
+        assert client.stdout.readline().strip() == "tracked case-3"
         assert client.wait(timeout=60) == 0
