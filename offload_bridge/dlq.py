@@ -34,6 +34,8 @@ from offload_bridge.topics import (
     ANSWERS_DLQ,
     CASE_REQUESTS,
     CASE_REQUESTS_DLQ,
+    CASE_WATCH,
+    CASE_WATCH_DLQ,
     TopicSpec,
     topic_name,
 )
@@ -68,9 +70,19 @@ CASE_REQUESTS_QUEUE = DeadLetterQueue(
     redrivable=frozenset({"dead_lettered"}),
     only_on_purpose=frozenset({"unknown"}),
 )
+# A watch Offload refused (403: a key problem, fixed since) is worth asking again; a case it does not know
+# (404) only once someone checked the id.
+CASE_WATCH_QUEUE = DeadLetterQueue(
+    CASE_WATCH_DLQ,
+    CASE_WATCH,
+    "request",
+    "case-watch.dlq-redrive",
+    redrivable=frozenset({"forbidden"}),
+    only_on_purpose=frozenset({"not_found"}),
+)
 # By topic name without prefix, as ``dlq --topic`` takes it.
 QUEUES: dict[str, DeadLetterQueue] = {
-    queue.topic.name: queue for queue in (ANSWERS_QUEUE, CASE_REQUESTS_QUEUE)
+    queue.topic.name: queue for queue in (ANSWERS_QUEUE, CASE_REQUESTS_QUEUE, CASE_WATCH_QUEUE)
 }
 
 

@@ -279,6 +279,19 @@ CASE_WATCH = TopicSpec(
     # Not compacted: every request counts, even for a case watched before.
 )
 
+CASE_WATCH_DLQ = TopicSpec(
+    "case-watch.dlq",
+    "Dead-lettered case watch",
+    "A case-watch record the worker could not act on (not a watch request, or a case Offload does not"
+    " know or refuses), byte for byte; headers say why and where it came from.",
+    "caseId",
+    None,
+    writers=(Party.CASE_WATCH_AGENT,),
+    readers=(Party.CLI,),  # operators look, fix the id, and track again
+    partitioning=BY_CASE,
+    headers=CASE_REQUEST_DLQ_HEADERS,
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_EVENTS,
     CASE_EVENTS_INVALID,
@@ -292,6 +305,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CASE_REQUESTS_RETRY,
     CASE_REQUESTS_DLQ,
     CASE_WATCH,
+    CASE_WATCH_DLQ,
 )
 
 

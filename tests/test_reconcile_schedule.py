@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ MINUTE = 60_000
 HOUR = 60 * MINUTE
 
 
-def policy(**changes: object) -> SchedulePolicy:
+def policy(**changes: Any) -> SchedulePolicy:
     return SchedulePolicy.from_settings(Settings(**{"offload_reconcile_jitter": 0.0, **changes}))
 
 

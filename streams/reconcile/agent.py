@@ -13,8 +13,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from offload_bridge.schemas.answers import now_ms
 from offload_bridge.streams.context import Feature, WorkerContext
+from offload_bridge.streams.messages import handle_each
 from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, SynthesizedEvent
 from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from offload_bridge.streams.reconcile.watch import CaseWatching, watch_counts
+from offload_bridge.topics import CASE_WATCH, CASE_WATCH_DLQ
 
 log = logging.getLogger("offload_bridge.streams.reconcile")
 
@@ -79,7 +82,8 @@ def register(worker: WorkerContext) -> Feature:
     @worker.app.page("/stats/reconcile")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"ok": True, "data": {**counters.as_dict(), **gauges()}})
+            data = {**counters.as_dict(), **gauges(), "gets": reconciler.gets.as_dict()}
+            return self.json({"ok": True, "data": {**data, "caseWatch": watching.counters.as_dict()}})
 
     def gauges() -> dict[str, int | float]:
         gate = reconciler.gate
@@ -111,8 +115,15 @@ def register(worker: WorkerContext) -> Feature:
         ):
             yield GaugeMetricFamily(f"offload_worker_reconcile_{name}", text, value=now[key])
 
+    watching = CaseWatching(reconciler, worker.topic(CASE_WATCH_DLQ), watch_counts())
+
+    @worker.app.agent(worker.topic(CASE_WATCH), name="case-watch", concurrency=1)
+    async def watch_cases(stream: Any) -> None:
+        await handle_each(stream, watching.on_watch, watching.failed)
+
     worker.metrics.add(
         "reconcile", "reconciler sweeps, checks and synthesized events (fixes)", counters.as_dict
     )
+    worker.metrics.add("case_watch", "case-watch requests by what became of them", watching.counters.as_dict)
     worker.metrics.add_families(families)
-    return Feature("reconcile", {"reconcile": counters})
+    return Feature("reconcile", {"reconcile": counters, "caseWatch": watching.counters})
