@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     # through case-requests, and the nextActionAt Offload gave at the last check. Defaults: about 3
     # calls per open case a day once it is quiet (README: "Sizing the reconcile budget").
     offload_reconcile_stale_s: float = Field(default=600.0, ge=0, le=30 * 86_400)
-    offload_reconcile_backoff_factor: float = Field(default=2.0, ge=1, le=100)
+    offload_reconcile_backoff_factor: float = Field(default=3.0, ge=1, le=100)
     offload_reconcile_max_interval_s: float = Field(default=8 * 3600.0, gt=0, le=30 * 86_400)
     offload_reconcile_jitter: float = Field(default=0.1, ge=0, lt=1)
     offload_reconcile_hints: bool = True

@@ -27,16 +27,16 @@ def test_an_event_puts_the_first_check_stale_s_ahead_and_a_terminal_one_none() -
     assert rules.after_event("c1", check, "case.completed", at=2 * HOUR, terminal=True) is None
 
 
-def test_quiet_checks_double_the_wait_up_to_the_cap_and_an_event_starts_it_again() -> None:
+def test_quiet_checks_multiply_the_wait_up_to_the_cap_and_an_event_starts_it_again() -> None:
     rules = policy()
     check = rules.after_event("c1", None, "case.input_needed", at=0, terminal=False)
     assert check is not None
     waits = []
-    for _ in range(8):
+    for _ in range(6):
         at = check.dueAt
         check = rules.after_check("c1", check, at, next_action_at=None)
         waits.append((check.dueAt - at) // MINUTE)
-    assert waits == [20, 40, 80, 160, 320, 480, 480, 480]  # minutes; 8 h is the default cap
+    assert waits == [30, 90, 270, 480, 480, 480]  # minutes: 3 times longer each, up to the 8 h cap
     again = rules.after_event("c1", check, "case.input_needed", at=check.dueAt, terminal=False)
     assert again is not None and again.dueAt - check.dueAt == 10 * MINUTE
 
@@ -59,7 +59,7 @@ def test_offloads_next_action_brings_the_check_to_just_after_it_and_is_kept_thro
     assert after is not None and after.dueAt == 3 * MINUTE + 30_000
     # Once that moment has passed, it no longer hurries anything: the backoff decides.
     late = rules.after_check("c1", check, at=4 * MINUTE, next_action_at=3 * MINUTE)
-    assert late.dueAt == 4 * MINUTE + 20 * MINUTE
+    assert late.dueAt == 4 * MINUTE + 30 * MINUTE
     # A next action further away than the backoff changes nothing.
     far = rules.after_check("c1", None, at=0, next_action_at=72 * HOUR)
     assert far.dueAt == 10 * MINUTE
