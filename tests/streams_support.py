@@ -161,9 +161,22 @@ class Worker:
         counters: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=10.0).json()["data"]["caseEvents"]
         return counters
 
+    def reconcile_stats(self) -> dict[str, Any]:
+        """``GET /stats/reconcile``: the reconciler's counters and gauges, and the case-watch counters."""
+        data: dict[str, Any] = httpx.get(f"{self.url}/stats/reconcile", timeout=10.0).json()["data"]
+        return data
+
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "offload_bridge.cli", *args]
         return subprocess.run(command, env={**self.service.env}, capture_output=True, text=True, timeout=60)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "the condition") -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager

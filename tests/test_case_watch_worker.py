@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_watch import CaseWatcher
@@ -16,7 +13,7 @@ from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import simulator_process
 from offload_bridge.topics import CASE_WATCH, CASE_WATCH_DLQ, topic_name
 from tests.ingress_support import read_topic
-from tests.streams_support import Worker, running_workers
+from tests.streams_support import Worker, running_workers, wait_for
 from tests.test_case_requests_worker import with_offload
 
 # Short waits so that the schedule, not the test's patience, is what is exercised.
@@ -28,18 +25,6 @@ FAST = {
     "offload_reconcile_after_next_action_s": 0.2,
     "offload_reconcile_jitter": 0.0,
 }
-
-
-def reconcile_stats(worker: Worker) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(f"{worker.url}/stats/reconcile", timeout=10).json()["data"]
-    return data
-
-
-def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_a_case_created_elsewhere_and_tracked_is_known_at_once_and_repaired_without_webhooks(
@@ -66,12 +51,12 @@ def test_a_case_created_elsewhere_and_tracked_is_known_at_once_and_repaired_with
             state = worker.wait_case(case_id, lambda state: state["status"] == "COMPLETED")
             assert (state["lastEventAt"], state["resultStatus"]) == (done["updatedAt"], done["resultStatus"])
 
-            stats = reconcile_stats(worker)
+            stats = worker.reconcile_stats()
             assert stats["caseWatch"]["watched"] == 1 and stats["caseWatch"]["dead_lettered"] == 0, stats
             # Terminal: out of the schedule, never asked about again.
             asked = stats["checked"]
             time.sleep(3 * FAST["offload_reconcile_max_interval_s"])
-            assert reconcile_stats(worker)["checked"] == asked and reconcile_stats(worker)["scheduled"] == 0
+            assert worker.reconcile_stats()["checked"] == asked and worker.reconcile_stats()["scheduled"] == 0
 
 
 def test_a_watch_offload_does_not_know_or_that_is_no_request_goes_to_the_dlq_with_the_reason(
@@ -91,4 +76,4 @@ def test_a_watch_offload_does_not_know_or_that_is_no_request_goes_to_the_dlq_wit
             letters = {record.key: record.headers for record in read_topic(topics, CASE_WATCH_DLQ)}
             assert letters[b"no-such-case"]["outcome"] == b"not_found"
             assert letters[b"c-1"]["outcome"] == b"rejected" and letters[b"c-1"]["error"]
-            assert reconcile_stats(worker)["caseWatch"]["dead_lettered"] == 2
+            assert worker.reconcile_stats()["caseWatch"]["dead_lettered"] == 2

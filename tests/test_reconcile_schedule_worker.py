@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from offload_bridge.schemas.offload_case import OffloadCase
 from offload_bridge.settings import Settings
@@ -16,20 +13,8 @@ from offload_bridge.simulator.testing import simulator_process
 from offload_bridge.streams.reconcile.diff import synthesize
 from offload_bridge.topics import CASE_STATE
 from tests.ingress_support import read_topic
-from tests.streams_support import Worker, publish_webhook, running_workers
+from tests.streams_support import Worker, publish_webhook, running_workers, wait_for
 from tests.test_case_requests_worker import with_offload
-
-
-def reconcile_stats(worker: Worker) -> dict[str, Any]:
-    data: dict[str, Any] = httpx.get(f"{worker.url}/stats/reconcile", timeout=10).json()["data"]
-    return data
-
-
-def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_a_case_checked_before_a_sigkill_waits_for_its_recovered_schedule_after_the_restart(
@@ -50,8 +35,8 @@ def test_a_case_checked_before_a_sigkill_waits_for_its_recovered_schedule_after_
         first = Worker(settings, tmp_path, name="first")
         with running_workers(first):
             first.wait_case(case_id, lambda state: state["status"] == "INPUT_NEEDED")
-            wait_for(lambda: reconcile_stats(first)["checked"] == 1)
-            assert reconcile_stats(first)["level"] == 1
+            wait_for(lambda: first.reconcile_stats()["checked"] == 1)
+            assert first.reconcile_stats()["level"] == 1
             time.sleep(1.0)  # the schedule's write is in the next batch (50 ms)
             first.service.kill()
         # Downstream readers see the state change, never the schedule's: one case-state record.
@@ -59,9 +44,9 @@ def test_a_case_checked_before_a_sigkill_waits_for_its_recovered_schedule_after_
 
         again = Worker(settings, tmp_path, name="first", port=first.port)
         with running_workers(again):
-            wait_for(lambda: reconcile_stats(again)["scheduled"] == 1)
+            wait_for(lambda: again.reconcile_stats()["scheduled"] == 1)
             # Due 100 s after the check, as recovered: not asked again now. A schedule lost with the
             # process would make the case due 1 s after its event, long past.
             time.sleep(3.0)
-            stats = reconcile_stats(again)
+            stats = again.reconcile_stats()
             assert stats["checked"] == 0 and stats["due"] == 0, stats

@@ -49,6 +49,10 @@ def register(worker: WorkerContext) -> Feature:
         # written now, while these partitions are still ours to write.
         await worker.cases.drain()
 
+    @worker.app.on_before_shutdown.connect
+    async def stop_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await reconciler.close()
+
     @worker.app.on_rebalance_complete.connect
     async def index_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Sent once the tables are recovered, before the stream partitions resume. The scan runs in the

@@ -213,6 +213,15 @@ class Reconciler:
         await self.dispatch_due()
         await self.idle()
 
+    async def close(self) -> None:
+        """Stop the checks in flight (the worker stops): a check cut short changed nothing it had not
+        written yet, and the case is still due wherever its partition goes."""
+        self.cancel_rebuild()
+        checks = list(self._in_flight.values())
+        for check in checks:
+            check.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
+
     async def idle(self) -> None:
         """Wait for the checks in flight."""
         while self._in_flight:
