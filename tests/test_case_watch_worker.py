@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from offload_bridge.answers import AnswerSubmitter
 from offload_bridge.case_watch import CaseWatcher
 from offload_bridge.kafka.connection import kafka_producer
@@ -57,6 +60,21 @@ def test_a_case_created_elsewhere_and_tracked_is_known_at_once_and_repaired_with
             asked = stats["checked"]
             time.sleep(3 * FAST["offload_reconcile_max_interval_s"])
             assert worker.reconcile_stats()["checked"] == asked and worker.reconcile_stats()["scheduled"] == 0
+
+            # What operators see, read back with Prometheus' own text parser.
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(
+                    httpx.get(f"{worker.url}/metrics", timeout=10).text
+                )
+                for sample in family.samples
+            }
+            # Two repairs: the question (found when tracked) and the completion (found on schedule).
+            assert samples[("offload_worker_reconcile_repair_seconds_count", ())] >= 2
+            assert samples[("offload_worker_reconcile_gets_total", (("outcome", "ok"),))] == asked
+            assert samples[("offload_worker_reconcile_cases_scheduled", ())] == 0
+            assert samples[("offload_worker_reconcile_budget_left", ())] == 3600 - asked
+            assert samples[("offload_worker_case_watch_total", (("kind", "watched"),))] == 1
 
 
 def test_a_watch_offload_does_not_know_or_that_is_no_request_goes_to_the_dlq_with_the_reason(
