@@ -70,13 +70,15 @@ class SchedulePolicy:
         )
 
     def after_answer(self, case_id: str, check: CheckSchedule | None, at: int) -> CheckSchedule | None:
-        """We delivered an answer at ``at``: Offload is about to move the case."""
+        """We delivered an answer at ``at``: Offload is about to move the case. Checked soon, and the
+        backoff starts again from ``first_ms``: if that first check comes too early to see the move, the
+        next ones follow closely rather than after the long wait of a case that was waiting for us."""
         if not self.hints:
             return check
         soon = at + self.after_answer_ms
         if check is None:
             return CheckSchedule(dueAt=soon, intervalMs=self.first_ms)
-        return check.model_copy(update={"dueAt": min(check.dueAt, soon)})
+        return check.model_copy(update={"dueAt": min(check.dueAt, soon), "intervalMs": self.first_ms})
 
     def after_check(
         self, case_id: str, check: CheckSchedule | None, at: int, next_action_at: int | None
