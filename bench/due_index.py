@@ -9,7 +9,7 @@ replaced, measured in the same run. In-process: no broker, no Offload.
    the cost of keeping the index in step with one case change (what the state agent's publish adds to
    a fold).
 
-Run: ``.venv/bin/python -m bench.reconcile`` (about 2 GB of memory for a million records).
+Run: ``.venv/bin/python -m bench.due_index`` (about 2 GB of memory for a million records).
 """
 
 from __future__ import annotations
