@@ -1,131 +1,323 @@
-"""Benchmark of a reconcile sweep's lookup of the cases due, against the walk of the whole table it
-replaced, measured in the same run. In-process: no broker, no Offload.
+"""The reconcile policies compared end to end: the old one (every open case idle for STALE_S asked again at
+every sweep, one call in flight) against the new one (a per-case schedule with backoff, hints and
+concurrency under a rate and a call budget), each in a fresh run of the real processes.
 
-1. A case-state table (a dict of CaseRecord, as the memory store holds them) of RECORDS cases, OPEN of
-   them open and due (updatedAt long ago), the others terminal, over the worker's partitions.
-2. Anchor: the walk every sweep used to do (every record read, oldest first), CPU time per sweep.
-3. The index: the one scan a rebalance costs (``Reconciler.rebuild``), then a sweep's lookup
-   (``Reconciler.due_cases``), CPU time per sweep, with every open case due and with 1% of them; and
-   the cost of keeping the index in step with one case change (what the state agent's publish adds to
-   a fold).
+Method, per policy (old, then new):
 
-Run: ``.venv/bin/python -m bench.reconcile`` (about 2 GB of memory for a million records).
+1. A fresh topic prefix and its topics (``case-watch`` too); a simulator process (webhook drop rate, a
+   fixed seed), the ingress and one worker (memory store, no standby), all on 127.0.0.1. The worker gets
+   the policy's ``OFFLOAD_RECONCILE_*`` settings; both policies get the same rate and budget.
+2. Time is compressed: 1 real second is K simulated seconds (``--compress``). Every duration given to the
+   worker or the simulator is the simulated one divided by K, every rate multiplied by K
+   (``bench.reconcile_plan``); figures are reported in simulated time, repair times in real time too.
+3. CASES cases are created at once, the same plan for both policies: a mix of the simulator's scenarios,
+   each case with its own step (Offload's time between two steps, log-uniform over hours to a day: a
+   counterparty replies hours to days later), so cases stay open for simulated days. Most go through
+   ``case-requests``; a share (``--direct``) is created with ``POST /cases`` at the simulator and then
+   tracked through ``case-watch``.
+4. A person answers each question once ``case-state`` shows it, after a delay of their own: a question
+   whose webhook was dropped is answered only once the reconciler repaired it, as in real life.
+5. Once every case is terminal at the simulator, a settling period (until ``case-state`` equals the truth
+   everywhere, or ``--settle-s``); then the figures:
+
+- repair time of every dropped webhook (the simulator's truth lists each webhook and its fate): from the
+  update's ``updatedAt`` (the event's timestamp) to the Kafka timestamp of the first ``case-state`` record
+  of the case whose ``lastEventAt`` reaches it; never repaired ones are counted;
+- reconcile GETs per open case per simulated day, and that at 10,000 open cases: the GETs are the
+  worker's own ``GET /stats/reconcile`` counters (each GET ends in exactly one of checked, not_found,
+  forbidden, throttled, invalid; the simulator counts no calls, and its GETs would include the answer
+  agent's), the open time is each case's time from creation to terminal at the simulator;
+- the share of cases whose ``case-state`` (status, lastEventAt, question while asked, resultStatus)
+  equals the simulator's truth, separately for bridge-created and tracked cases;
+- the GET rate used against the budget (per budget window) and the real rate the machine delivered:
+  when that real rate is far below the configured one, this machine was the limit, not the policy.
+
+Run: ``.venv/bin/python -m bench.reconcile`` (about 20 minutes at the default size; ``--cases 200``
+for a trial run of a few minutes). ``--policy new`` runs one policy; ``--json PATH`` saves the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import asyncio
+import json
+import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from typing import TypeVar, cast
+from pathlib import Path
+from typing import Any
 
-from offload_bridge.kafka.partitioning import partition_for
-from offload_bridge.schemas.case_state import CaseRecord, CaseState
-from offload_bridge.schemas.events import TERMINAL_STATUSES
+import httpx
+from pydantic import HttpUrl, SecretStr
+
+from bench.reconcile_figures import TERMINAL, policy_figures, state_key, table, truth_key
+from bench.reconcile_plan import POLICIES, CasePlan, Compression, make_plans, policy_env, policy_settings
+from bench.reconcile_world import (
+    CounterSampler,
+    Observer,
+    create_directly,
+    create_topics,
+    request_cases,
+    track,
+)
 from offload_bridge.settings import Settings
-from offload_bridge.streams.offload_api import OffloadApi
-from offload_bridge.streams.reconcile.diff import SynthesizedEvent
-from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from offload_bridge.simulator.testing import DEFAULT_API_KEY
+from offload_bridge.testing import (
+    ServiceProcess,
+    delete_topics_with_prefix,
+    free_port,
+    settings_env,
+    unique_prefix,
+)
 
-T = TypeVar("T")
-
-STALE_S = 600.0
-NOW = 10**12
-
-
-def make_table(records: int, open_cases: int) -> dict[str, CaseRecord]:
-    """``open_cases`` open and due among ``records``, spread evenly, each with its own updatedAt."""
-    every = max(1, records // max(1, open_cases))
-    table: dict[str, CaseRecord] = {}
-    opened = 0
-    for number in range(records):
-        case_id = f"case-{number:08d}"
-        is_open = number % every == 0 and opened < open_cases
-        opened += is_open
-        status = "INPUT_NEEDED" if is_open else ("COMPLETED", "FAILED")[number % 2]
-        updated_at = NOW - 86_400_000 + number
-        state = CaseState(caseId=case_id, status=status, firstSeenAt=updated_at, updatedAt=updated_at)
-        event_id = f"evt_{case_id}_case_completed_{updated_at}"
-        table[case_id] = CaseRecord(state=state, recentEventIds=[event_id])
-    return table
+LOCAL_BROKER = "127.0.0.1:9092"
 
 
-def walk(table: dict[str, CaseRecord], partitions: set[int], count: int, now: int) -> list[str]:
-    """The lookup every sweep did before the index (``Reconciler.stale_open_cases``), as it was."""
-    stale_ms = STALE_S * 1000
-    found: list[tuple[int, str]] = []
-    for case_id, record in table.items():
-        state = record.state
-        if state.status in TERMINAL_STATUSES or now - state.updatedAt < stale_ms:
-            continue
-        if partition_for(case_id, count) in partitions:
-            found.append((state.updatedAt, case_id))
-    return [case_id for _, case_id in sorted(found)]
+async def wait_for(what: str, done: Any, deadline_s: float, observer: Observer, every_s: float = 0.5) -> None:
+    """Await ``done()`` until it is true; fail after ``deadline_s`` or when the observer failed."""
+    give_up = time.monotonic() + deadline_s
+    while not await done():
+        observer.check()
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"{what}: not within {deadline_s:.0f}s")
+        await asyncio.sleep(every_s)
 
 
-def cpu_s(action: Callable[[], T], repeat: int) -> tuple[float, T]:
-    """Median CPU time of ``action`` over ``repeat`` runs (at least one), and its last result."""
-    times = []
-    for _ in range(repeat - 1):
-        started = time.process_time()
-        action()
-        times.append(time.process_time() - started)
-    started = time.process_time()
-    result = action()
-    times.append(time.process_time() - started)
-    return statistics.median(times), result
+class Truths:
+    """The simulator's truth of every case (``GET /_sim/cases/{id}``), fetched a few at a time."""
+
+    def __init__(self, sim_url: str) -> None:
+        self.client = httpx.AsyncClient(base_url=sim_url, timeout=30)
+        self.final: dict[str, dict[str, Any]] = {}  # terminal cases: their truth no longer changes
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.read_at: dict[str, float] = {}
+        self.stranded: set[str] = set()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def count(self) -> int:
+        return int((await self.client.get("/_sim/health")).json()["data"]["cases"])
+
+    async def case_ids(self) -> list[str]:
+        return list((await self.client.get("/_sim/cases")).json()["data"]["caseIds"])
+
+    async def fetch(self, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        pending = iter(case_ids)
+
+        async def one() -> None:
+            for case_id in pending:
+                response = await self.client.get(f"/_sim/cases/{case_id}")
+                response.raise_for_status()
+                found[case_id] = response.json()["data"]
+
+        await asyncio.gather(*(one() for _ in range(4)))
+        return found
+
+    async def all_done(self, case_ids: list[str], views: dict[str, Any], per_round: int) -> bool:
+        """True once every case is terminal, or stranded: waiting for an answer to a question whose every
+        webhook was dropped, of a case ``case-state`` never showed (nobody can know there is a question,
+        so nobody answers; it stays open, as it would in real life).
+
+        Reads at most ``per_round`` truths, those ``case-state`` shows terminal first, then the ones read
+        longest ago: watching must cost the simulator little."""
+        open_ids = [case_id for case_id in case_ids if case_id not in self.final]
+        open_ids.sort(key=lambda case_id: (views.get(case_id) is None or views[case_id].latest.get("status")
+                                           not in TERMINAL, self.read_at.get(case_id, 0.0)))  # fmt: skip
+        for case_id, truth in (await self.fetch(open_ids[:per_round])).items():
+            self.read_at[case_id] = time.monotonic()
+            self.latest[case_id] = truth
+            if truth["status"] in TERMINAL:
+                self.final[case_id] = truth
+        self.stranded = {
+            case_id
+            for case_id in case_ids
+            if case_id not in self.final and stranded(self.latest.get(case_id), views)
+        }
+        return len(self.final) + len(self.stranded) == len(case_ids)
 
 
-async def publish_nothing(case_id: str, event: SynthesizedEvent) -> None:
-    """The sweep's publish; never called here (only the lookup is measured)."""
+def stranded(truth: dict[str, Any] | None, views: dict[str, Any]) -> bool:
+    if truth is None or truth["status"] != "INPUT_NEEDED" or truth["caseId"] in views:
+        return False
+    return bool(truth["webhooks"]) and all(webhook["dropped"] for webhook in truth["webhooks"])
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = Settings(offload_topic_partitions=args.partitions, offload_reconcile_stale_s=STALE_S)
-    owned = set(range(args.partitions))
-    started = time.perf_counter()
-    table = make_table(args.records, args.open)
-    print(f"table: {args.records:,} records, {args.open:,} open and due, {args.partitions} partitions "
-          f"(built in {time.perf_counter() - started:.1f}s)", flush=True)  # fmt: skip
+async def run_policy(
+    policy: str, args: argparse.Namespace, plans: list[CasePlan], compression: Compression, workdir: Path
+) -> dict[str, Any]:
+    prefix = unique_prefix(f"rcb-{policy}")
+    run = prefix.rstrip(".")
+    sim_port, ingress_port, worker_port = free_port(), free_port(), free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    webhook_url = f"http://127.0.0.1:{ingress_port}/webhooks/offload"
+    worker_url = f"http://127.0.0.1:{worker_port}"
+    settings = Settings(
+        kafka_bootstrap_servers=LOCAL_BROKER,
+        offload_topic_prefix=prefix,
+        offload_base_url=HttpUrl(sim_url),
+        offload_api_key=SecretStr(DEFAULT_API_KEY),
+        offload_public_webhook_url=HttpUrl(webhook_url),
+    )
+    simulated = policy_settings(policy, compression, args.rps, args.budget_calls, args.budget_window_s)
+    reconcile_env = policy_env(simulated, compression)
+    logs = workdir / policy
+    logs.mkdir(parents=True)
+    sim_env = {
+        "SIMULATOR_FAULT_WEBHOOK_DROP_RATE": str(args.drop_rate),
+        "SIMULATOR_FAULT_LATENCY_MS": str(round(args.latency_ms / compression.factor)),
+    }
+    simulator = ServiceProcess(
+        ["simulator", "--port", str(sim_port), "--seed", str(args.seed)],
+        env=sim_env,
+        log_path=logs / "simulator.log",
+    )
+    ingress = ServiceProcess(
+        ["ingress", "--port", str(ingress_port)], env=settings_env(settings), log_path=logs / "ingress.log"
+    )
+    worker_env = {
+        **settings_env(settings),
+        **reconcile_env,
+        "OFFLOAD_WORKER_WEB_PORT": str(worker_port),
+        "OFFLOAD_WORKER_DATA_DIR": str(logs / "data"),
+        "OFFLOAD_WORKER_STORE": "memory://",
+        "OFFLOAD_WORKER_STANDBY_REPLICAS": "0",  # one worker: a standby copy would have nowhere to live
+        "OFFLOAD_WORKER_LOG_LEVEL": "warning",
+    }
+    worker = ServiceProcess(["worker"], env=worker_env, log_path=logs / "worker.log", cwd=logs)
+    observer = Observer(settings, plans, compression)
+    sampler = CounterSampler(worker_url, every_s=0.25)
+    truths = Truths(sim_url)
+    started: list[ServiceProcess] = []
+    print(f"\n[{policy}] prefix {prefix}  logs {logs}", flush=True)
+    print(f"[{policy}] worker: {' '.join(f'{k}={v}' for k, v in sorted(reconcile_env.items()))}", flush=True)
+    try:
+        create_topics(settings)
+        for process, ready in (
+            (simulator, f"{sim_url}/_sim/health"),
+            (ingress, f"http://127.0.0.1:{ingress_port}/readyz"),
+            (worker, f"{worker_url}/ready"),
+        ):
+            started.append(process.start())
+            process.wait_http(ready, timeout_s=args.phase_timeout)
+        await observer.start()
+        sampler.start()
+        begin = time.monotonic()
 
-    walk_s, walked = cpu_s(lambda: walk(table, owned, args.partitions, NOW), args.walk_repeat)
-    print(f"anchor (walk of the whole table): {walk_s * 1000:,.1f} ms CPU per sweep", flush=True)
+        bridge_plans = [plan for plan in plans if not plan.direct]
+        direct_plans = [plan for plan in plans if plan.direct]
+        await request_cases(settings, bridge_plans, run, compression)
+        direct_ids = await create_directly(
+            sim_url, webhook_url, direct_plans, run, compression, args.phase_timeout
+        )
+        await asyncio.to_thread(track, settings, direct_ids)
 
-    reconciler = Reconciler(
-        settings, table, cast(OffloadApi, None), publish_nothing, owned=lambda: owned, ready=lambda: True,
-        counters=reconcile_counts(),
-    )  # fmt: skip
-    rebuild_s, _ = cpu_s(reconciler.rebuild, 1)
-    lookup_s, found = cpu_s(lambda: reconciler.due_cases(NOW), args.lookup_repeat)
-    assert found == walked, "the index and the walk disagree"
-    # A quieter sweep: the oldest 1% of the records' time range is due, the other open cases not yet.
-    quiet_now = NOW - 86_400_000 + int(STALE_S * 1000) + args.records // 100
-    quiet_s, quiet = cpu_s(lambda: reconciler.due_cases(quiet_now), args.lookup_repeat)
-    assert quiet == walk(table, owned, args.partitions, quiet_now), "the index and the walk disagree"
+        async def all_created() -> bool:
+            return await truths.count() >= len(plans)
 
-    # One case change as the state agent tells it: an open case moves (a new event), then back.
-    changed: list[tuple[str, int, CaseRecord]] = []
-    for case_id in found[: args.changes]:
-        record = table[case_id]
-        moved = record.model_copy(update={"state": record.state.model_copy(update={"updatedAt": NOW})})
-        changed.append((case_id, partition_for(case_id, args.partitions), moved))
+        await wait_for(f"[{policy}] {len(plans)} cases created", all_created, args.phase_timeout, observer)
+        created_s = time.monotonic() - begin
+        print(f"[{policy}] {len(plans)} cases created in {created_s:.1f}s", flush=True)
+        case_ids = await truths.case_ids()
 
-    def apply_changes() -> None:
-        for case_id, partition, record in changed:
-            reconciler.case_changed(case_id, partition, record)
+        async def all_terminal() -> bool:
+            return await truths.all_done(case_ids, observer.views, per_round=100)
 
-    change_s, _ = cpu_s(apply_changes, 1)
-    per_change_us = change_s / max(1, len(changed)) * 1e6
+        await wait_for(
+            f"[{policy}] every case terminal at the simulator",
+            all_terminal,
+            args.phase_timeout,
+            observer,
+            1.0,
+        )
+        lived_s = time.monotonic() - begin
+        days = lived_s * compression.factor / 86400
+        stranded_now, answers = len(truths.stranded), observer.answers_sent
+        print(f"[{policy}] every case terminal after {lived_s:.0f}s ({days:.1f} simulated days) but "
+              f"{stranded_now} stranded; {answers} answers sent", flush=True)  # fmt: skip
 
+        final = truths.final
+
+        async def settled() -> bool:
+            """Every terminal case as Offload has it (a stranded one cannot be)."""
+            return all(
+                case_id in observer.views and state_key(observer.views[case_id].latest) == truth_key(truth)
+                for case_id, truth in final.items()
+            )
+
+        try:
+            await wait_for(f"[{policy}] case-state equal to the truth", settled, args.settle_s, observer)
+        except TimeoutError as unsettled:
+            print(f"{unsettled} (figures taken as they are)", flush=True)
+        run_s = time.monotonic() - begin
+        await sampler.stop()
+        # Now with every webhook's delivery recorded, and the history complete.
+        final = await truths.fetch(case_ids)
+        end_ms = time.time_ns() // 1_000_000
+        return policy_figures(
+            final,
+            observer.views,
+            set(direct_ids),
+            sampler.samples,
+            sampler.latest,
+            compression,
+            simulated,
+            run_s,
+            end_ms,
+        ) | {"settings": simulated, "workerEnv": reconcile_env, "runRealS": run_s}
+    finally:
+        await sampler.stop()
+        await observer.stop()
+        await truths.aclose()
+        for process in reversed(started):
+            process.stop()
+        delete_topics_with_prefix(settings)
+
+
+async def run(args: argparse.Namespace) -> int:
+    # SIGTERM cancels the run like Ctrl-C, so that every process it started is stopped and its topics go.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    compression = Compression(args.compress, args.interval_floor_s)
+    plans = make_plans(
+        args.cases,
+        args.direct,
+        args.seed,
+        (args.step_min_h, args.step_max_h),
+        (args.answer_min_h, args.answer_max_h),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
+    shown = {
+        "compress": args.compress,
+        "cases": args.cases,
+        "direct": args.direct,
+        "dropRate": args.drop_rate,
+        "latencySimMs": args.latency_ms,
+        "latencyRealMs": round(args.latency_ms / args.compress),
+        "seed": args.seed,
+        "stepSimHours": [args.step_min_h, args.step_max_h],
+        "answerSimHours": [args.answer_min_h, args.answer_max_h],
+        "intervalFloorRealS": args.interval_floor_s,
+        "rpsSim": args.rps,
+        "budget": f"{args.budget_calls} calls per {args.budget_window_s:g} simulated s",
+    }
+    print("settings: " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+    figures: dict[str, dict[str, Any]] = {}
+    for policy in args.policy:
+        figures[policy] = await run_policy(policy, args, plans, compression, workdir)
     print()
-    print(f"sweep lookup, index   {lookup_s * 1000:>10,.3f} ms CPU  ({len(found):,} due cases)")
-    print(f"sweep lookup, index   {quiet_s * 1000:>10,.3f} ms CPU  ({len(quiet):,} due cases)")
-    print(f"sweep lookup, walk    {walk_s * 1000:>10,.3f} ms CPU  (anchor, median of {args.walk_repeat})")
-    print(f"walk / index          {walk_s / lookup_s:>10,.0f}x  (every open case due)")
-    print(f"index rebuild         {rebuild_s * 1000:>10,.1f} ms CPU  (one scan, once per rebalance)")
-    print(f"index upkeep          {per_change_us:>10,.2f} us CPU per case change ({len(changed):,} changes)")
+    print(table(figures))
+    print("GETs: the worker's GET /stats/reconcile (checked + not_found + forbidden + throttled + invalid)")
+    print()
+    print("settings: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+    for policy, found in figures.items():
+        print(f"{policy}: " + "  ".join(f"{k}={v}" for k, v in found["settings"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"settings": shown, "policies": figures}, indent=2) + "\n")
+        print(f"figures saved to {args.json}")
     return 0
 
 
@@ -133,14 +325,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--open", type=int, default=10_000, help="open cases, all due")
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--walk-repeat", type=int, default=3)
-    parser.add_argument("--lookup-repeat", type=int, default=21)
-    parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--cases", type=int, default=2_000, help="cases, all created at the start")
+    parser.add_argument("--direct", type=float, default=0.2, help="share created at Offload and tracked")
+    parser.add_argument("--compress", type=float, default=1_440.0, help="simulated seconds per real second")
+    parser.add_argument(
+        "--policy", choices=POLICIES, action="append", help="run only this policy (repeatable; default both)"
+    )
+    parser.add_argument("--drop-rate", type=float, default=0.2, help="share of webhooks the simulator drops")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=200.0,
+        help="Offload's latency per call, simulated ms (divided by K)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="the case plan's and the simulator's seed")
+    parser.add_argument("--step-min-h", type=float, default=2.0, help="shortest step of a case, simulated h")
+    parser.add_argument("--step-max-h", type=float, default=24.0, help="longest step of a case, simulated h")
+    parser.add_argument("--answer-min-h", type=float, default=1 / 6, help="quickest answer, simulated h")
+    parser.add_argument("--answer-max-h", type=float, default=8.0, help="slowest answer, simulated h")
+    parser.add_argument(
+        "--rps", type=float, default=5.0, help="OFFLOAD_RECONCILE_RPS (simulated), both policies"
+    )
+    parser.add_argument("--budget-calls", type=int, default=3_600, help="OFFLOAD_RECONCILE_BUDGET_CALLS")
+    parser.add_argument(
+        "--budget-window-s", type=float, default=3_600.0, help="OFFLOAD_RECONCILE_BUDGET_WINDOW_S (simulated)"
+    )
+    parser.add_argument(
+        "--interval-floor-s", type=float, default=0.05, help="shortest real OFFLOAD_RECONCILE_INTERVAL_S"
+    )
+    parser.add_argument(
+        "--settle-s", type=float, default=60.0, help="real s for case-state to catch up at the end"
+    )
+    parser.add_argument("--phase-timeout", type=float, default=900.0, help="deadline of each phase, real s")
+    parser.add_argument("--json", help="save the figures to this file")
     args = parser.parse_args(argv)
-    return run(args)
+    args.policy = list(dict.fromkeys(args.policy or POLICIES))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 4. ``GET /cases/{id}`` round trips while events arrive at RATE/s (produced like the ingress), p50/p99.
 5. Restarts: SIGTERM then start, and SIGKILL then start; the time from the start to the first
    ``GET /cases/{id}`` answered 200, and the RSS after each.
-6. One reconcile sweep's CPU with 10k open cases among 1M (``bench.reconcile``, in-process).
+6. One reconcile sweep's CPU with 10k open cases among 1M (``bench.due_index``, in-process).
 
 Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.scale`` (the full
 size takes about an hour here; ``--events``/``--cases`` scale it down).
@@ -138,8 +138,8 @@ async def get_latency(settings: Settings, url: str, rate: int, seconds: float, c
 
 
 def sweep_cpu(cases: int, open_cases: int) -> str:
-    """bench.reconcile's report for the same sizes (a child process: its table is not the worker's)."""
-    command = [sys.executable, "-m", "bench.reconcile", "--records", str(cases), "--open", str(open_cases)]
+    """bench.due_index's report for the same sizes (a child process: its table is not the worker's)."""
+    command = [sys.executable, "-m", "bench.due_index", "--records", str(cases), "--open", str(open_cases)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=True)
     return done.stdout
 
@@ -219,7 +219,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"RSS after restarts  {term_rss:>6.0f} (SIGTERM) / {kill_rss:.0f} (SIGKILL) MB")
     print(f"first GET after     {term_s:>6.1f} s (SIGTERM) / {kill_s:.1f} s (SIGKILL) (goal <= 10 s)")
     print(f"GET p50 / p99       {p50:>6.1f} / {p99:.1f} ms at {args.rate} events/s (goal p99 <= 10 ms)")
-    print(f"reconcile sweep (bench.reconcile, {args.sweep_open:,} open among {args.sweep_records:,}; "
+    print(f"reconcile sweep (bench.due_index, {args.sweep_open:,} open among {args.sweep_records:,}; "
           "goal <= 50 ms CPU):")  # fmt: skip
     print("".join(f"  {line}\n" for line in sweep.splitlines() if line.strip()), end="")
     return 0
