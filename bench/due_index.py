@@ -28,6 +28,7 @@ from offload_bridge.settings import Settings
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.diff import SynthesizedEvent
 from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
+from offload_bridge.streams.state.store import CaseStore
 
 T = TypeVar("T")
 
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"anchor (walk of the whole table): {walk_s * 1000:,.1f} ms CPU per sweep", flush=True)
 
     reconciler = Reconciler(
-        settings, table, cast(OffloadApi, None), publish_nothing, owned=lambda: owned, ready=lambda: True,
+        settings, table, cast(CaseStore, table), cast(OffloadApi, None), publish_nothing,
+        owned=lambda: owned, ready=lambda: True,
         counters=reconcile_counts(),
     )  # fmt: skip
     rebuild_s, _ = cpu_s(reconciler.rebuild, 1)

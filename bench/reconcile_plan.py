@@ -12,22 +12,18 @@ import math
 import random
 from dataclasses import dataclass, field
 
-# What the policies take from the new reconcile settings. The old policy is the new machinery with no
-# backoff, no hints and one call in flight: every open case idle for STALE_S is asked again and again.
+from offload_bridge.settings import Settings
+
+# What the policies take from the reconcile settings: the new policy is the worker's defaults. The old
+# policy is the same machinery with no backoff, no hints and one call in flight: every open case idle for
+# STALE_S is asked again and again.
+_NAMES = (
+    "STALE_S", "BACKOFF_FACTOR", "MAX_INTERVAL_S", "JITTER", "HINTS", "AFTER_ANSWER_S", "AFTER_CREATE_S",
+    "AFTER_NEXT_ACTION_S", "CONCURRENCY", "RPS", "BUDGET_CALLS", "BUDGET_WINDOW_S", "INTERVAL_S",
+)  # fmt: skip
+_DEFAULTS = Settings()
 NEW_DEFAULTS: dict[str, float | int | bool] = {
-    "STALE_S": 600,
-    "BACKOFF_FACTOR": 2,
-    "MAX_INTERVAL_S": 28_800,
-    "JITTER": 0.1,
-    "HINTS": True,
-    "AFTER_ANSWER_S": 60,
-    "AFTER_CREATE_S": 60,
-    "AFTER_NEXT_ACTION_S": 30,
-    "CONCURRENCY": 8,
-    "RPS": 5,
-    "BUDGET_CALLS": 3_600,
-    "BUDGET_WINDOW_S": 3_600,
-    "INTERVAL_S": 2,
+    name: getattr(_DEFAULTS, f"offload_reconcile_{name.lower()}") for name in _NAMES
 }
 OLD_OVERRIDES: dict[str, float | int | bool] = {"BACKOFF_FACTOR": 1, "HINTS": False, "CONCURRENCY": 1}
 POLICIES = ("old", "new")
