@@ -81,14 +81,15 @@ def test_every_header_the_services_write_is_declared_for_its_topic(topics: Setti
                 request_id = requests.publish(case_body(hook, scenario="input_then_complete"))
                 created = requests.wait_for_outcome(request_id, timeout_s=60)
             assert created.outcome == "created" and created.caseId is not None
-            state = worker.wait_case(created.caseId, lambda state: state["inputRequest"] is not None)
+            case_id = created.caseId
+            state = worker.wait_case(case_id, lambda state: state["inputRequest"] is not None)
             answer = {
-                "caseId": created.caseId,
+                "caseId": case_id,
                 "inputRequestId": state["inputRequest"]["id"],
                 "providedContext": "A signed PDF is fine.",
             }
-            produce(topics, ANSWERS, json.dumps(answer).encode(), key=created.caseId.encode())
-            wait_for(lambda: "accepted" in _outcomes(topics, ANSWER_OUTCOMES, "caseId", created.caseId))
+            produce(topics, ANSWERS, json.dumps(answer).encode(), key=case_id.encode())
+            wait_for(lambda: "accepted" in _outcomes(topics, ANSWER_OUTCOMES, "caseId", case_id))
 
             # An outage: an answer and a case request are retried, then dead-lettered.
             sim.set_faults(**OUTAGE)
