@@ -116,6 +116,7 @@ def test_every_header_the_services_write_is_declared_for_its_topic(topics: Setti
             wait_for(lambda: "rejected" in _outcomes(topics, ANSWER_OUTCOMES, "caseId", lost["caseId"]))
             wait_for(lambda: "created" in _outcomes(topics, CASE_REQUEST_OUTCOMES, "requestId", throttled))
             wait_for(lambda: len(read_topic(topics, CASE_WATCH_DLQ)) == 2)
+            assert "OFFLOAD_API_KEY is not set" not in worker.service.log_tail(100_000), "a key: no warning"
 
     written: dict[str, set[str]] = {}
     undeclared: dict[str, set[str]] = {}
