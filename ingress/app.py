@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -17,8 +18,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from offload_bridge import __version__
 from offload_bridge.ingress.auth import secret_key
 from offload_bridge.ingress.http import error_envelope, redact_path
+from offload_bridge.ingress.openapi import openapi_document
 from offload_bridge.ingress.publisher import Publisher
 from offload_bridge.ingress.routes import IngressContext, router
 from offload_bridge.settings import Settings, get_settings
@@ -68,12 +71,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.ingress = context
+    # Served by the router (GET /openapi.json); built without settings, so no token or secret is in it.
+    app.state.openapi_json = json.dumps(openapi_document(__version__)).encode()
     app.include_router(router)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
-        return error_envelope(error.status_code, code, str(error.detail))
+        # Starlette's own headers kept: a 405 must say which methods the path takes (Allow, RFC 9110).
+        return error_envelope(error.status_code, code, str(error.detail), dict(error.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, error: RequestValidationError) -> Response:

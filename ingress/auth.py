@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+
+from offload_bridge.settings import webhook_secret_key
 
 # Standard Webhooks: a signature older or newer than this is refused (replay protection).
 TIMESTAMP_TOLERANCE_S = 300
@@ -32,11 +33,8 @@ def token_accepted(presented: str | None, accepted: Sequence[str]) -> bool:
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_<base64>`` secret."""
-    try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("a Standard Webhooks secret is whsec_<base64>") from None
+    """The HMAC key of a ``whsec_<base64>`` secret, padded or not (see ``webhook_secret_key``)."""
+    return webhook_secret_key(secret)
 
 
 def sign(key: bytes, message_id: str, timestamp: int | str, body: bytes) -> str:

@@ -82,6 +82,12 @@ async def readyz(request: Request) -> Response:
     return error_envelope(503, "NOT_READY", "Kafka does not answer")
 
 
+@router.get("/openapi.json")
+async def openapi_json(request: Request) -> Response:
+    document: bytes = request.app.state.openapi_json
+    return Response(document, media_type="application/json")
+
+
 @router.get("/metrics")
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.exposition()

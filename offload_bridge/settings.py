@@ -20,6 +20,22 @@ LOCAL_HOST = "127.0.0.1"
 DEFAULT_KAFKA_PORT = 9092
 
 
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret ``whsec_<base64>``. Raises ValueError.
+
+    The padding is optional, as in the official ``standardwebhooks`` libraries: secrets are often shown
+    and copied without their trailing ``=``, and refusing them would refuse a secret every verifier takes.
+    """
+    encoded = secret.strip().removeprefix("whsec_").rstrip("=")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected whsec_<base64>") from None
+    if not key:
+        raise ValueError("expected whsec_<base64>")
+    return key
+
+
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the environment variable."""
 
@@ -197,13 +213,7 @@ class Settings(BaseSettings):
     def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        encoded = value.get_secret_value().strip().removeprefix("whsec_")
-        try:
-            key = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("expected whsec_<base64>") from None
-        if not key:
-            raise ValueError("expected whsec_<base64>")
+        webhook_secret_key(value.get_secret_value())
         return SecretStr(value.get_secret_value().strip())
 
     @field_validator("offload_webhook_tokens")

@@ -158,7 +158,17 @@ CASE_EVENTS_INVALID = TopicSpec(
     writers=(Party.INGRESS, Party.STATE_AGENT),
     readers=(Party.CLI,),  # operators, with `offload-bridge tail`
     partitioning=f"{BY_CASE}; records without a key are spread over the partitions",
-    headers={VALIDATION_ERROR_HEADER: "why the body failed the schema", **EVENT_HEADERS},
+    headers={
+        VALIDATION_ERROR_HEADER: "the ingress: why the body failed the schema",
+        **EVENT_HEADERS,
+        EVENT_TYPE_HEADER: f"{EVENT_HEADERS[EVENT_TYPE_HEADER]}; only when the body has a usable one",
+        EVENT_ID_HEADER: f"{EVENT_HEADERS[EVENT_ID_HEADER]}; only when the body has a usable one",
+        # The worker's copy of a case-events record that is not an event keeps that record's headers too.
+        DlqHeader.ERROR.value: "the worker: why a case-events record is not a valid event",
+        DlqHeader.ORIGINAL_TOPIC.value: "the worker: the case-events topic the record was read from",
+        DlqHeader.ORIGINAL_PARTITION.value: "the worker: its partition there",
+        DlqHeader.ORIGINAL_OFFSET.value: "the worker: its offset there",
+    },
     key_always_set=False,
     extra_config=_WEBHOOK_RECORD_LIMIT,
 )
@@ -276,6 +286,7 @@ CASE_WATCH = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `track`
     readers=(Party.CASE_WATCH_AGENT,),
     partitioning=BY_CASE,
+    headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
     # Not compacted: every request counts, even for a case watched before.
 )
 

@@ -11,9 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from offload_bridge import __version__
 from offload_bridge.simulator.api import router as api_router
 from offload_bridge.simulator.control import router as control_router
 from offload_bridge.simulator.models import error
+from offload_bridge.simulator.openapi import openapi_document
 from offload_bridge.simulator.settings import SimulatorSettings
 from offload_bridge.simulator.state import Simulator
 
@@ -50,6 +52,8 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
 
     app.include_router(api_router)
     app.include_router(control_router)
+    document = openapi_document(__version__)
+    app.openapi = lambda: document  # type: ignore[method-assign]
     return app
 
 

@@ -75,6 +75,14 @@ class CreateCaseRequest(_Body):
     clientWebhookUrl: str | None = None
     metadata: Any = None
 
+    @field_validator("maxAttempts", mode="before")
+    @classmethod
+    def _integral_number(cls, value: Any) -> Any:
+        # 3.0 is the integer 3 in JSON (and in JSON Schema); strict mode would refuse it as a float.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @field_validator("clientWebhookUrl")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

@@ -92,8 +92,10 @@ def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_<base64>`` secret. Raises ValueError."""
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(f"must start with {SECRET_PREFIX}")
+    # Padding optional, as in the official standardwebhooks libraries (secrets are often copied without it).
+    encoded = secret[len(SECRET_PREFIX) :].rstrip("=")
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except ValueError:
         raise ValueError(f"the part after {SECRET_PREFIX} must be base64") from None
     if not key:

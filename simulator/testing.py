@@ -359,7 +359,8 @@ def signature_ok(secret: str, headers: dict[str, str], body: bytes) -> bool:
     import hashlib
     import hmac
 
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    encoded = secret.removeprefix("whsec_").rstrip("=")
+    key = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return any(part == f"v1,{expected}" for part in headers.get("webhook-signature", "").split(" "))

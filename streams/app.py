@@ -7,6 +7,7 @@ metrics), then ``GET /metrics``. ``streams.worker`` runs it. Features never impo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -21,7 +22,7 @@ from offload_bridge.streams.case_requests import agent as case_requests
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.metrics import WorkerMetrics
 from offload_bridge.streams.metrics import register_view as register_metrics_view
-from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.offload_api import OffloadApi, missing_key_warning
 from offload_bridge.streams.reconcile import agent as reconcile
 from offload_bridge.streams.state import agent as state
 from offload_bridge.streams.state.batch import StateWriter
@@ -30,6 +31,8 @@ from offload_bridge.streams.storage import add_model_table, store_options
 from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 
 CASE_STATE_TABLE = "case_state"
+
+log = logging.getLogger(__name__)
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -96,6 +99,14 @@ def create_app(settings: Settings) -> WorkerContext:
     @app.on_before_shutdown.connect
     async def close_offload_client(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await worker.offload.aclose()
+
+    warning = missing_key_warning(settings)
+    if warning is not None:
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def warn_missing_key() -> None:
+            # A task runs once the worker starts, when its logging (text or JSON) is in place.
+            log.warning(warning)
 
     # In this order: the metrics families appear as the features are registered.
     for feature in (state, answers, case_requests, reconcile):

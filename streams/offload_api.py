@@ -78,6 +78,22 @@ def read_reply(response: httpx.Response) -> OffloadReply:
     return OffloadReply(response.status_code, None, None, text, retry_after, enveloped=False)
 
 
+def missing_key_warning(settings: Settings) -> str | None:
+    """What the worker warns about at start when it would call Offload without a key, else None.
+
+    Without ``OFFLOAD_API_KEY`` calls carry no ``x-api-key``: Offload, and a simulator started on its own
+    (whose key is ``dev-key``), answer 401, so every answer ends dead-lettered and every case request fails.
+    ``offload-bridge run`` sets the key for the simulator it starts.
+    """
+    if settings.offload_api_key is not None:
+        return None
+    return (
+        f"OFFLOAD_API_KEY is not set: calls to Offload at {settings.offload_base_url} carry no x-api-key and "
+        "will be refused with 401 (answers dead-lettered, case requests failed); for a simulator started "
+        "with `offload-bridge simulator`, set OFFLOAD_API_KEY=dev-key"
+    )
+
+
 class OffloadApi:
     """Calls to the Offload API with the configured key and timeouts."""
 

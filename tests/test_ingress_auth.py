@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
+
 import pytest
+import standardwebhooks
 from pydantic import SecretStr
 
 from offload_bridge.ingress.auth import SignatureError, secret_key, sign, token_accepted, verify
 from offload_bridge.ingress.http import is_json_media_type, redact_path
 from offload_bridge.settings import Settings, SettingsError, load_settings
+from offload_bridge.simulator.settings import SimulatorSettings
 
 # The Standard Webhooks specification's example.
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -96,3 +101,21 @@ def test_webhook_settings_parse_tokens_and_check_the_secret(monkeypatch: pytest.
     with pytest.raises(SettingsError, match="OFFLOAD_WEBHOOK_SECRET") as error:
         load_settings()
     assert "not base64" not in str(error.value), "a bad secret is not echoed back"
+
+
+def test_an_unpadded_secret_is_accepted_as_the_official_library_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unpadded = "whsec_QDqsZTd26WtI3jz8frN4Ag"
+    monkeypatch.setenv("OFFLOAD_WEBHOOK_SECRET", unpadded)
+    settings = load_settings()
+    assert settings.offload_webhook_secret is not None
+    key = secret_key(settings.offload_webhook_secret.get_secret_value())
+    assert key == secret_key(unpadded + "==") == base64.b64decode("QDqsZTd26WtI3jz8frN4Ag==")
+    signature = standardwebhooks.Webhook(unpadded).sign(MESSAGE_ID, _utc(TIMESTAMP), BODY.decode())
+    verify(key, _headers(signature), BODY, now_s=TIMESTAMP)
+    assert SimulatorSettings(webhook_secret=SecretStr(unpadded)).signing_key == key
+
+
+def _utc(timestamp_s: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp_s, tz=datetime.UTC)

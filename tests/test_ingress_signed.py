@@ -3,6 +3,7 @@ and only correctly signed webhooks are published."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import standardwebhooks
 from pydantic import SecretStr
 
 from offload_bridge.ingress.auth import secret_key, sign
@@ -18,7 +20,8 @@ from offload_bridge.testing import unique_prefix
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
 from tests.ingress_support import JSON, Ingress, event_body, read_topic, record_at, running_ingress
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Unpadded base64, as secrets are often copied: the official standardwebhooks library takes it, so must we.
+SECRET = "whsec_QDqsZTd26WtI3jz8frN4Ag"
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,25 @@ def test_a_signed_webhook_on_the_bare_path_is_published(
     response = httpx.post(
         f"{signed_ingress.url}/webhooks/offload", content=body, headers=_signed_headers(body)
     )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert record_at(signed_settings, CASE_EVENTS, data["partition"], data["offset"]).value == body
+
+
+def test_a_webhook_signed_by_the_official_standardwebhooks_library_is_published(
+    signed_ingress: Ingress, signed_settings: Settings
+) -> None:
+    body = json.dumps(event_body()).encode()
+    message_id = f"msg_{uuid.uuid4().hex}"
+    now = datetime.datetime.now(tz=datetime.UTC)
+    signature = standardwebhooks.Webhook(SECRET).sign(message_id, now, body.decode())
+    headers = {
+        **JSON,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    response = httpx.post(f"{signed_ingress.url}/webhooks/offload", content=body, headers=headers)
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert record_at(signed_settings, CASE_EVENTS, data["partition"], data["offset"]).value == body

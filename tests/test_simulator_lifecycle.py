@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import standardwebhooks
 
 from offload_bridge.simulator.testing import (
     RunningSimulator,
@@ -55,7 +55,8 @@ SEED_INPUT_NEEDED: dict[str, Any] = {
         "inputRequestedAt": 1774131900300,
     },
 }
-SECRET = "whsec_" + base64.b64encode(b"simulator-test-signing-key").decode()
+# Unpadded base64, as secrets are often copied: the official standardwebhooks library takes it.
+SECRET = "whsec_QDqsZTd26WtI3jz8frN4Ag"
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +235,10 @@ def test_webhooks_are_signed_when_a_secret_is_set(receiver: WebhookReceiver) -> 
         assert signature_ok(SECRET, request.headers, request.body)
         tampered = request.body.replace(b"BOUNCED", b"bounced")
         assert not signature_ok(SECRET, request.headers, tampered)
+        # The official Standard Webhooks library verifies it with the same secret.
+        standardwebhooks.Webhook(SECRET).verify(request.body, request.headers)
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(SECRET).verify(tampered, request.headers)
 
 
 def test_an_invalid_webhook_secret_stops_the_simulator_with_a_clear_error() -> None:

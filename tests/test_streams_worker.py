@@ -191,6 +191,7 @@ def test_poison_records_do_not_stop_later_events(topics: Settings, tmp_path: Pat
             assert record.headers["original_topic"] == f"{topics.offload_topic_prefix}case-events".encode()
             assert record.headers["original_partition"] == str(partition).encode()
         assert worker.service.process is not None and worker.service.process.poll() is None
+        assert "OFFLOAD_API_KEY is not set" in worker.service.log_tail(400), "no key: said at start"
 
 
 def test_state_survives_sigkill_and_restart(topics: Settings, tmp_path: Path) -> None:
