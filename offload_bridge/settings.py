@@ -117,6 +117,29 @@ class Settings(BaseSettings):
     offload_worker_web_port: int = Field(default=6066, ge=1, le=65535)
     # How other workers reach this one's web server (query routing); unset: http://WEB_HOST:WEB_PORT.
     offload_worker_url: HttpUrl | None = None
+
+    # Workers that `offload-bridge questions` and QuestionReader ask first (comma-separated URLs); unset:
+    # OFFLOAD_WORKER_URL's. The others are found through the group's assignment that any worker knows
+    # (GET /workers); list them here when the addresses workers give each other are not reachable from
+    # where the command runs.
+    offload_worker_urls: str | None = None
+
+    @field_validator("offload_worker_urls")
+    @classmethod
+    def _check_worker_urls(cls, value: str | None) -> str | None:
+        urls = [url.strip().rstrip("/") for url in (value or "").split(",") if url.strip()]
+        for url in urls:
+            if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+                raise ValueError(f"expected http(s)://host:port[,...], got {url!r}")
+        return ",".join(urls) or None
+
+    @property
+    def worker_urls(self) -> tuple[str, ...]:
+        """The workers a client asks first: OFFLOAD_WORKER_URLS, else this machine's worker URL."""
+        if self.offload_worker_urls is None:
+            return (self.worker_url,)
+        return tuple(self.offload_worker_urls.split(","))
+
     offload_worker_log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
     # Static group membership (Kafka's group.instance.id): a worker restarted with the same id takes its
     # partitions straight back instead of waiting for the dead member's session to expire. Ids must

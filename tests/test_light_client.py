@@ -68,15 +68,18 @@ def test_help_and_the_client_modules_import_without_the_server_stack() -> None:
         for name in (
             "answers", "case_requests", "case_watch", "dlq", "tail", "kafka.admin", "kafka.reading",
             "kafka.partitioning", "kafka.connection", "schemas.dlq",
-            "submitting",
+            "submitting", "answers.questions", "worker_client", "schemas.questions",
         )
     )  # fmt: skip
     result = _light({}, "--help", imports=client_modules)
     assert result.returncode == 0, result.stderr
-    for name in ("answer", "create-case", "track", "dlq", "tail", "topics", "kafka", "worker", "ingress"):
+    for name in (
+        "answer", "questions", "create-case", "track", "dlq", "tail", "topics", "kafka", "worker", "ingress"
+    ):  # fmt: skip
         assert name in result.stdout
     for command in (
-        ["answer"], ["create-case"], ["track"], ["dlq", "redrive"], ["tail"], ["topics", "create"]
+        ["answer"], ["questions"], ["create-case"], ["track"], ["dlq", "redrive"], ["tail"],
+        ["topics", "create"],
     ):  # fmt: skip
         helped = _light({}, *command, "--help")
         assert helped.returncode == 0, helped.stderr

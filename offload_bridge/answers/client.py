@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from offload_bridge.answers.questions import QuestionReader
 from offload_bridge.schemas.answers import Answer, AnswerOutcome
 from offload_bridge.submitting import OutcomeTimeout, Submitter
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS
@@ -50,6 +51,33 @@ class AnswerSubmitter(Submitter[AnswerOutcome]):
             submittedBy=submitted_by,
         )
         return self.publish_answer(answer, timeout_s=timeout_s)
+
+    def answer_case(
+        self,
+        case_id: str,
+        provided_context: str,
+        *,
+        answer_id: str | None = None,
+        submitted_by: str | None = None,
+        timeout_s: float = 30.0,
+        reader: QuestionReader | None = None,
+    ) -> Answer:
+        """Answer the case's pending question, its inputRequestId read from the case's state on a worker
+        (``reader``, default ``QuestionReader(self.settings)``); returns the answer published.
+
+        Raises answers.questions.CaseNotFound or NoPendingQuestion (nothing published),
+        worker_client.WorkerUnavailable when no worker answered, and what ``publish`` raises.
+        """
+        question = (reader or QuestionReader(self.settings)).question_of(case_id)
+        answer = Answer(
+            caseId=case_id,
+            inputRequestId=question.inputRequestId,
+            providedContext=provided_context,
+            answerId=answer_id,
+            submittedBy=submitted_by,
+        )
+        self.publish_answer(answer, timeout_s=timeout_s)
+        return answer
 
     def publish_answer(self, answer: Answer, *, timeout_s: float = 30.0) -> str:
         value = answer.model_dump_json(exclude_none=True).encode()

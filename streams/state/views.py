@@ -2,8 +2,9 @@
 
 ``GET /cases/{caseId}`` is routed to the worker owning the case's partition, so any worker answers for
 every case. ``GET /cases`` lists this worker's own partitions a page at a time (``listing``) and says
-which. Until the table is recovered (and during a rebalance) every query answers 503 ``NOT_READY``: a
-fresh worker would otherwise report cases as missing.
+which; ``GET /workers`` says which worker owns which partition, so a client can walk them all. Until the
+table is recovered (and during a rebalance) every query answers 503 ``NOT_READY``: a fresh worker would
+otherwise report cases as missing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import aiohttp
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
+from offload_bridge.schemas.questions import WorkerGroup, WorkerPartitions
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.state.fold import FoldResult
@@ -110,3 +112,27 @@ def register(streams: WorkerContext, counters: Counters) -> None:
             }
             data = _body(meta)[:-1] + b',"cases":[' + b",".join(page.cases) + b"]}"
             return ok_response(self, data)
+
+    @app.page("/workers")
+    class Workers(View):
+        async def get(self, request: Request) -> Response:
+            """The group's workers and their partitions, from the last assignment this worker received.
+
+            Faust gives every member the whole assignment (it routes GET /cases/{id} with it), so any
+            worker tells a client where every partition is listed.
+            """
+            if not streams.is_ready():
+                return not_ready(self)
+            owners = app.router.table_metadata(table.name)
+            group = WorkerGroup(
+                worker=streams.settings.worker_url,
+                partitionCount=count,
+                workers=[
+                    WorkerPartitions(
+                        url=str(url).rstrip("/"),
+                        partitions=sorted({p for ps in topics.values() for p in ps}),
+                    )
+                    for url, topics in sorted(owners.items(), key=lambda item: str(item[0]))
+                ],
+            )
+            return ok_response(self, group.model_dump_json().encode())
