@@ -86,7 +86,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.kafka_ssl_key_password,
     ]
     secrets = [value.get_secret_value() for value in values if value is not None]
-    return secrets + list(settings.webhook_tokens)
+    return secrets + list(settings.webhook_tokens) + list(settings.worker_api_tokens)
 
 
 def make_formatter(settings: Settings) -> logging.Formatter:

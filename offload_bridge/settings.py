@@ -118,6 +118,42 @@ class Settings(BaseSettings):
     # How other workers reach this one's web server (query routing); unset: http://WEB_HOST:WEB_PORT.
     offload_worker_url: HttpUrl | None = None
 
+    # The worker's HTTP API serves case data (what Offload collected, questions, answers) and internals.
+    # Comma-separated bearer tokens: when set, every route but liveness and readiness needs
+    # ``Authorization: Bearer <one of them>``; list several to rotate one. Clients (the CLI, QuestionReader)
+    # send the first. Unset: the API is open to whoever reaches the port (a warning is logged at start),
+    # which is why the worker binds to 127.0.0.1 unless told otherwise.
+    offload_worker_api_tokens: SecretStr | None = None
+    # GET /metrics needs the token too (Prometheus sends it with ``authorization: {credentials: ...}`` in
+    # its scrape config): its labels name topics and partitions. false leaves /metrics open, for a scrape
+    # network that reaches nothing else of the worker's port.
+    offload_worker_metrics_auth: bool = True
+
+    @field_validator("offload_worker_api_tokens")
+    @classmethod
+    def _check_worker_api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not any(t.strip() for t in value.get_secret_value().split(",")):
+            return None
+        for token in value.get_secret_value().split(","):
+            # An HTTP header value carries printable ASCII only, and a token shorter than this is a guess.
+            if token.strip() and not re.fullmatch(r"[\x21-\x7e]{16,}", token.strip()):
+                raise ValueError("each token must be at least 16 printable ASCII characters, no spaces")
+        return value
+
+    @property
+    def worker_api_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens the worker accepts; empty when its API is open."""
+        if self.offload_worker_api_tokens is None:
+            return ()
+        tokens = (token.strip() for token in self.offload_worker_api_tokens.get_secret_value().split(","))
+        return tuple(token for token in tokens if token)
+
+    @property
+    def worker_client_token(self) -> str | None:
+        """The token a client sends to a worker: the first of OFFLOAD_WORKER_API_TOKENS."""
+        tokens = self.worker_api_tokens
+        return tokens[0] if tokens else None
+
     # Workers that `offload-bridge questions` and QuestionReader ask first (comma-separated URLs); unset:
     # OFFLOAD_WORKER_URL's. The others are found through the group's assignment that any worker knows
     # (GET /workers); list them here when the addresses workers give each other are not reachable from

@@ -21,6 +21,11 @@ DEFAULT_TIMEOUT_S = 10.0
 ModelT = TypeVar("ModelT", CaseState, CasePage, WorkerGroup)
 
 
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header of a call to a worker's API; none without a token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class WorkerUnavailable(RuntimeError):
     """The worker did not answer, or not with its API's envelope; the message says which and why."""
 
@@ -43,9 +48,12 @@ class WorkerRefused(WorkerUnavailable):
 class WorkerClient:
     """One worker's query API. Every call raises WorkerUnavailable (or WorkerRefused) when it fails."""
 
-    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
+        """``token``: the bearer token the worker asks for (``Settings.worker_client_token``, the first of
+        OFFLOAD_WORKER_API_TOKENS); None sends none, for a worker whose API is open."""
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._headers = {"Accept": "application/json", **bearer_headers(token)}
 
     def case(self, case_id: str) -> CaseState | None:
         """The case's state, wherever it lives (the worker routes the GET); None when no worker knows it."""
@@ -78,7 +86,7 @@ class WorkerClient:
 
     def _get(self, path: str) -> Any:
         """The ``data`` of a GET's envelope."""
-        request = urllib.request.Request(self.url + path, headers={"Accept": "application/json"})
+        request = urllib.request.Request(self.url + path, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 status, raw = response.status, response.read()

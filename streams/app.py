@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.web import Request, Response, View
 
 from offload_bridge.kafka.connection import faust_credentials
 from offload_bridge.kafka.faust_topics import faust_topic
@@ -28,6 +29,12 @@ from offload_bridge.streams.state import agent as state
 from offload_bridge.streams.state.batch import StateWriter
 from offload_bridge.streams.state.changes import CaseChanges
 from offload_bridge.streams.storage import add_model_table, store_options
+from offload_bridge.streams.web_access import (
+    LIVENESS_PATH,
+    access_middleware,
+    open_api_warning,
+    serve_only_our_views,
+)
 from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 
 CASE_STATE_TABLE = "case_state"
@@ -40,7 +47,7 @@ def broker_urls(settings: Settings) -> list[str]:
 
 
 def create_faust_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.worker_app_id,
         broker=broker_urls(settings),
         broker_credentials=faust_credentials(settings),
@@ -67,7 +74,11 @@ def create_faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         autodiscover=False,
         worker_redirect_stdouts=False,
+        # Faust hands these to aiohttp's Application: the one gate in front of every route.
+        web_application_options={"middlewares": [access_middleware(settings)]},
     )
+    serve_only_our_views(app)
+    return app
 
 
 def create_app(settings: Settings) -> WorkerContext:
@@ -100,13 +111,21 @@ def create_app(settings: Settings) -> WorkerContext:
     async def close_offload_client(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await worker.offload.aclose()
 
-    warning = missing_key_warning(settings)
-    if warning is not None:
+    # A task runs once the worker starts, when its logging (text or JSON) is in place.
+    warnings = [text for text in (missing_key_warning(settings), open_api_warning(settings)) if text]
+    if warnings:
 
         @app.task  # type: ignore[untyped-decorator]
-        async def warn_missing_key() -> None:
-            # A task runs once the worker starts, when its logging (text or JSON) is in place.
-            log.warning(warning)
+        async def warn_at_start() -> None:
+            for text in warnings:
+                log.warning(text)
+
+    @app.page(LIVENESS_PATH)
+    class Liveness(View):
+        """Liveness, open without a token: the event loop answers. Readiness is GET /ready."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(b'{"ok":true,"data":{"alive":true}}', content_type="application/json")
 
     # In this order: the metrics families appear as the features are registered.
     for feature in (state, answers, case_requests, reconcile):

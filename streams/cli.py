@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from offload_bridge.cli_support import CommandError
 from offload_bridge.settings import Settings
+from offload_bridge.worker_client import bearer_headers
 
 if TYPE_CHECKING:
     from offload_bridge.cli_support import Subcommands
@@ -28,7 +29,8 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
 
     url = f"{settings.worker_url}/cases/{quote(args.case_id, safe='')}"
     try:
-        response = httpx.get(url, timeout=args.timeout)
+        headers = bearer_headers(settings.worker_client_token)
+        response = httpx.get(url, headers=headers, timeout=args.timeout)
     except httpx.HTTPError as error:
         reason = type(error).__name__
         raise CommandError(f"the worker at {settings.worker_url} did not answer ({reason})") from None

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pydantic import SecretStr
 
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
+from tests.streams_support import WORKER_TOKEN
 
 
 @dataclass
@@ -106,12 +108,18 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def settings(kafka_broker: str, topic_prefix: str) -> Iterator[Settings]:
-    """Settings pointing at the test broker with this test's own topic prefix (topics not yet created).
+    """Settings pointing at the test broker with this test's own topic prefix (topics not yet created),
+    and the workers' bearer token: workers started with them need it, and every client built from them
+    sends it.
 
     Afterwards every topic under the prefix goes (Faust's changelogs too): thousands of leftover
     partitions would slow every later test's metadata requests.
     """
-    settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=topic_prefix)
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_broker,
+        offload_topic_prefix=topic_prefix,
+        offload_worker_api_tokens=SecretStr(WORKER_TOKEN),
+    )
     yield settings
     delete_topics_with_prefix(settings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, produce, settings_env
 from offload_bridge.topics import CASE_EVENTS, topic_name
+from offload_bridge.worker_client import bearer_headers
 
 # Offload's documented example payloads, byte for byte (shared with the ingress tests).
 SEED_INPUT_NEEDED = (Path(__file__).parent / "data" / "webhook_input_needed.json").read_bytes()
@@ -30,6 +32,10 @@ STATE_TIMEOUT_S = 60.0
 # seconds more per start and restart, and most tests are about what the worker does, not where its tables
 # live; the tests that choose rocksdb:// (or OFFLOAD_WORKER_STORE in the environment) run on it.
 UNCHOSEN_STORE = "memory://"
+# The bearer token of the workers the tests start (the ``settings`` fixture carries it), so the suite runs
+# the worker's API as production should: behind a token, routed between workers with it. One per test
+# process, shared by the workers of a group, since a routed request carries the caller's token.
+WORKER_TOKEN = "test-worker-" + secrets.token_hex(16)
 
 
 def event_body(
@@ -114,6 +120,8 @@ class Worker:
             "OFFLOAD_WORKER_DATA_DIR": str(workdir / f"{name}-data"),
         }
         self.service = ServiceProcess(["worker"], env=self.env, log_path=workdir / f"{name}.log", cwd=workdir)
+        # What a client of this worker sends: the settings' token, as the CLI and QuestionReader do.
+        self.headers = bearer_headers(settings.worker_client_token)
 
     def start(self, wait: bool = True) -> Worker:
         self.service.start()
@@ -124,8 +132,13 @@ class Worker:
     def wait_ready(self) -> None:
         self.service.wait_http(f"{self.url}/ready", timeout_s=WORKER_READY_TIMEOUT_S)
 
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET a path of this worker's API, with its token when it has one."""
+        kwargs.setdefault("timeout", 10.0)
+        return httpx.get(f"{self.url}{path}", headers=self.headers, **kwargs)
+
     def get_case(self, case_id: str) -> httpx.Response:
-        return httpx.get(f"{self.url}/cases/{case_id}", timeout=10.0)
+        return self.get(f"/cases/{case_id}")
 
     def wait_case(
         self, case_id: str, until: Callable[[dict[str, Any]], bool], timeout_s: float = STATE_TIMEOUT_S
@@ -149,7 +162,7 @@ class Worker:
     def owned_partitions(self) -> list[int] | None:
         """The case-events partitions this worker owns now; None while it is not ready."""
         try:
-            answer = httpx.get(f"{self.url}/cases", timeout=10.0)
+            answer = self.get("/cases")
         except httpx.HTTPError:
             return None
         if answer.status_code != 200:
@@ -158,12 +171,12 @@ class Worker:
         return partitions
 
     def stats(self) -> dict[str, int]:
-        counters: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=10.0).json()["data"]["caseEvents"]
+        counters: dict[str, int] = self.get("/stats").json()["data"]["caseEvents"]
         return counters
 
     def reconcile_stats(self) -> dict[str, Any]:
         """``GET /stats/reconcile``: the reconciler's counters and gauges, and the case-watch counters."""
-        data: dict[str, Any] = httpx.get(f"{self.url}/stats/reconcile", timeout=10.0).json()["data"]
+        data: dict[str, Any] = self.get("/stats/reconcile").json()["data"]
         return data
 
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:

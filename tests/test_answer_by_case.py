@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from pydantic import HttpUrl, SecretStr, TypeAdapter
 
@@ -40,6 +39,7 @@ from offload_bridge.topics import ANSWERS, topic_name
 from offload_bridge.worker_client import WorkerClient
 from tests.answers_support import case_in_partition, webhook_body
 from tests.streams_support import (
+    WORKER_TOKEN,
     Worker,
     cases_on_every_partition,
     event_body,
@@ -135,6 +135,8 @@ def s(kafka_broker: str, sim: RunningSimulator) -> Settings:
         offload_worker_standby_replicas=0,
         # A frozen worker keeps its partitions this long: longer than any test freezes one.
         offload_worker_session_timeout_s=30,
+        # The workers' API behind a token: the CLI and QuestionReader send it, routing forwards it.
+        offload_worker_api_tokens=SecretStr(WORKER_TOKEN),
     )
     ensure_topics(settings)
     return settings
@@ -299,7 +301,7 @@ def test_questions_lists_the_waiting_questions_of_both_workers_partitions(
         asked.wait_case(case_id, lambda state: state["inputRequest"] is not None)
 
     # The command knows one worker; it finds the other through GET /workers.
-    group = WorkerClient(asked.url).group()
+    group = WorkerClient(asked.url, token=s.worker_client_token).group()
     assert {w.url: w.partitions for w in group.workers} == {asked.url: owned(asked), other.url: owned(other)}
     listed = _light(client_env(s, asked), "questions", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -373,7 +375,7 @@ def test_every_worker_answers_get_workers_with_the_whole_groups_assignment(
 ) -> None:
     one, two = workers
     for worker in workers:
-        answer = httpx.get(f"{worker.url}/workers", timeout=10)
+        answer = worker.get("/workers")
         assert answer.status_code == 200, answer.text
         assert answer.json()["ok"] is True
         group = WorkerGroup.model_validate(answer.json()["data"])

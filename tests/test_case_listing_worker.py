@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from offload_bridge.settings import Settings
 from offload_bridge.streams.state.listing import Position, encode_cursor
-from tests.streams_support import Worker, event_body, publish_webhooks, running_workers, wait_for_spread
+from offload_bridge.worker_client import bearer_headers
+from tests.streams_support import (
+    WORKER_TOKEN,
+    Worker,
+    event_body,
+    publish_webhooks,
+    running_workers,
+    wait_for_spread,
+)
 
 CASES = 300
 LIMIT = 7
@@ -31,8 +39,12 @@ def completion(case_id: str, at: int = 2_000) -> bytes:
     return event_body(case_id, "case.completed", at, "COMPLETED", resultStatus="goal_achieved")
 
 
+# The workers of these tests take the suite's token (the settings fixture carries it).
+HEADERS = bearer_headers(WORKER_TOKEN)
+
+
 def list_cases(url: str, **params: Any) -> httpx.Response:
-    return httpx.get(f"{url}/cases", params=params, timeout=30)
+    return httpx.get(f"{url}/cases", params=params, headers=HEADERS, timeout=30)
 
 
 def walk(
@@ -135,8 +147,8 @@ def fuzz_the_query_string(url: str, cursors: list[str]) -> None:
     @given(pairs=st.lists(st.tuples(names, values), max_size=4), raw=raw)
     def one(pairs: list[tuple[str, str | int | float | bool | None]], raw: str) -> None:
         for answer in (
-            httpx.get(f"{url}/cases", params=pairs, timeout=30),
-            httpx.get(f"{url}/cases?{raw}", timeout=30),
+            httpx.get(f"{url}/cases", params=pairs, headers=HEADERS, timeout=30),
+            httpx.get(f"{url}/cases?{raw}", headers=HEADERS, timeout=30),
         ):
             assert answer.status_code in (200, 400), (answer.request.url, answer.status_code, answer.text)
             body = json.loads(answer.content)

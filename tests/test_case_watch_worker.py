@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from offload_bridge.answers import AnswerSubmitter
@@ -64,9 +63,7 @@ def test_a_case_created_elsewhere_and_tracked_is_known_at_once_and_repaired_with
             # What operators see, read back with Prometheus' own text parser.
             samples = {
                 (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(
-                    httpx.get(f"{worker.url}/metrics", timeout=10).text
-                )
+                for family in text_string_to_metric_families(worker.get("/metrics").text)
                 for sample in family.samples
             }
             # Two repairs: the question (found when tracked) and the completion (found on schedule).

@@ -97,7 +97,7 @@ def kill_when_done(worker: Worker, stats_path: str, count: int, timeout_s: float
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            data = httpx.get(f"{worker.url}{stats_path}", timeout=5).json()["data"]
+            data = worker.get(stats_path, timeout=5).json()["data"]
         except httpx.HTTPError:
             data = {}
         counts = data.get("outcomes", data)
@@ -156,7 +156,7 @@ def test_a_sigkill_with_answers_in_flight_leaves_one_terminal_outcome_per_answer
                 time.sleep(0.5)
             wait_until_committed_to_the_end(settings, ANSWERS)
             counts = Counter(o["answerId"] for o in terminal_outcomes(settings, ANSWER_OUTCOMES, "answerId"))
-            stats = httpx.get(f"{worker.url}/stats/answers", timeout=10).json()["data"]
+            stats = worker.get("/stats/answers").json()["data"]
         finally:
             worker.service.stop()
     twice = {answer_id: n for answer_id, n in counts.items() if n != 1}
@@ -210,7 +210,7 @@ def test_case_requests_delivered_again_get_no_second_outcome_and_no_second_case(
             worker.start()
             wait_until_committed_to_the_end(settings, CASE_REQUESTS)
             outcomes = terminal_outcomes(settings, CASE_REQUEST_OUTCOMES, "requestId")
-            stats = httpx.get(f"{worker.url}/stats/case-requests", timeout=10).json()["data"]
+            stats = worker.get("/stats/case-requests").json()["data"]
         finally:
             worker.service.stop()
         cases = sim.http.get("/_sim/cases").json()["data"]["caseIds"]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import HttpUrl
 
 from offload_bridge.answers import AnswerSubmitter
@@ -80,7 +79,7 @@ def created_cases(settings: Settings, timeout_s: float) -> dict[str, str]:
 
 
 def our_cases(worker: Worker) -> dict[str, dict[str, Any]]:
-    data = httpx.get(f"{worker.url}/cases", params={"limit": 1000}, timeout=30).json()["data"]
+    data = worker.get("/cases", params={"limit": 1000}, timeout=30).json()["data"]
     assert data["complete"] and not data["truncated"]
     return {case["caseId"]: case for case in data["cases"]}
 
@@ -154,7 +153,7 @@ def test_every_case_ends_equal_to_offloads_truth_despite_lost_webhooks(
             assert sum(hook["dropped"] for hook in webhooks) >= 0.1 * len(webhooks)
             assert sum(hook["duplicated"] for hook in webhooks) > 0
             assert sum(hook["delayMs"] > 0 for hook in webhooks) > 0
-            stats = httpx.get(f"{worker.url}/stats/reconcile", timeout=10).json()["data"]
+            stats = worker.reconcile_stats()
             assert stats["published"] > 0 and stats["failed"] == 0
             assert worker.stats()["duplicate"] > 0
             assert len({case_id for case_id, _ in answered}) == sum(

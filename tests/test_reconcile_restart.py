@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from offload_bridge.settings import Settings
 from offload_bridge.simulator.testing import simulator_process
 from tests.streams_support import Worker, event_body, publish_webhook, running_workers
@@ -46,7 +44,7 @@ def test_a_restarted_worker_reconciles_the_open_cases_its_table_recovered(
         with running_workers(again):
             state = again.wait_case(case_id, lambda state: state["status"] == "FAILED")
             assert state["lastEventId"] == f"evt_{case_id}_case_failed_{truth['updatedAt']}"
-            stats = httpx.get(f"{again.url}/stats/reconcile", timeout=10).json()["data"]
+            stats = again.reconcile_stats()
             assert stats["published"] == 1 and stats["not_found"] == 0 and stats["failed"] == 0, stats
             # Indexed when the recovery completed, from the table it recovered: the open case only.
             assert again.service.log_path is not None

@@ -69,7 +69,7 @@ def test_seed_webhooks_posted_to_the_ingress_become_the_documented_state(
         assert done["attemptCount"] == 2
         assert done["inputRequest"] is None
 
-        metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+        metrics = worker.get("/metrics").text
         assert 'offload_worker_case_events_total{kind="applied"} 2.0' in metrics
         assert 'offload_worker_answers_total{kind="accepted"} 0.0' in metrics
         # Both events are handled: once reported, the lag of their partitions is 0.
@@ -80,10 +80,10 @@ def test_seed_webhooks_posted_to_the_ingress_become_the_documented_state(
         deadline = time.monotonic() + 30
         while not lag_of_events.search(metrics) and time.monotonic() < deadline:
             time.sleep(0.5)
-            metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+            metrics = worker.get("/metrics").text
         assert {float(value) for value in lag_of_events.findall(metrics)} == {0.0}, metrics
 
-        listed = httpx.get(f"{worker.url}/cases", params={"status": "INPUT_NEEDED"}, timeout=10).json()
+        listed = worker.get("/cases", params={"status": "INPUT_NEEDED"}).json()
         assert listed["ok"] is True
         assert [case["caseId"] for case in listed["data"]["cases"]] == [SEED_CASE]
         assert listed["data"]["partitions"] == list(range(topics.offload_topic_partitions))

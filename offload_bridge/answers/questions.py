@@ -173,12 +173,16 @@ class QuestionReader:
         self.timeout_s = timeout_s
         self.discover = discover
 
+    def _client(self, url: str) -> WorkerClient:
+        # The bearer token of OFFLOAD_WORKER_API_TOKENS (the first), for workers whose API needs one.
+        return WorkerClient(url, self.timeout_s, token=self.settings.worker_client_token)
+
     def case(self, case_id: str) -> CaseState:
         """The case's state from the first worker that answers. Raises CaseNotFound, WorkerUnavailable."""
         failure: WorkerUnavailable | None = None
         for url in self.workers:
             try:
-                state = WorkerClient(url, self.timeout_s).case(case_id)
+                state = self._client(url).case(case_id)
             except WorkerUnavailable as error:
                 failure = error
                 continue
@@ -218,7 +222,7 @@ class QuestionReader:
             if url in asked or (expected is not None and expected <= listed):
                 continue
             asked.add(url)
-            client = WorkerClient(url, self.timeout_s)
+            client = self._client(url)
             try:
                 walk = self._walk(client)
             except WorkerUnavailable as error:
