@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from faust.web.base import BlueprintManager
 
 from offload_bridge.settings import Settings
@@ -33,9 +34,6 @@ LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/ready"
 METRICS_PATH = "/metrics"
 REALM = "offload-bridge worker"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def envelope(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
