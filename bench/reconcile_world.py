@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from bench import kafka_reading
+from bench import kafka_reading, worker_headers
 from bench.reconcile_plan import CasePlan, Compression, index_of
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.connection import kafka_producer
@@ -238,7 +238,7 @@ class CounterSampler:
         await self.sample()
 
     async def sample(self) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(headers=worker_headers(), timeout=5) as client:
             await self._sample(client)
 
     async def _sample(self, client: httpx.AsyncClient) -> None:
@@ -254,7 +254,7 @@ class CounterSampler:
         return sum(self.latest.get(name, 0) for name in self.CALLS)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(headers=worker_headers(), timeout=5) as client:
             while True:
                 await self._sample(client)
                 await asyncio.sleep(self.every_s)

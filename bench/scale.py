@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import worker_headers
 from bench.state import bare_faust_rate, fold_rate, make_event, percentile, producer, raw_drain
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.processes import ServiceProcess
@@ -91,7 +92,7 @@ def worker_pid(worker: ServiceProcess) -> int:
 async def first_served(url: str, case_id: str, deadline_s: float) -> float:
     """Seconds until GET /cases/{id} answers 200 (polled every 20 ms)."""
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(headers=worker_headers(), timeout=5) as client:
         while time.perf_counter() - started < deadline_s:
             try:
                 if (await client.get(f"{url}/cases/{case_id}")).status_code == 200:
@@ -121,7 +122,7 @@ async def get_latency(settings: Settings, url: str, rate: int, seconds: float, c
         stop.set()
 
     async def query() -> None:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(headers=worker_headers(), timeout=10) as client:
             n = 0
             while not stop.is_set():
                 case_id = case_id_of((n * 104_729) % cases)

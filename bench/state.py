@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench import kafka_reading
+from bench import kafka_reading, worker_headers
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
@@ -119,7 +119,7 @@ async def stats(client: httpx.AsyncClient, url: str) -> dict[str, int]:
 
 async def fold_rate(url: str, expected: int, deadline_s: float) -> tuple[float, float]:
     """(events/s between the first and last fold seen, seconds) from the worker's counters."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(headers=worker_headers(), timeout=10) as client:
         deadline = time.perf_counter() + deadline_s
         first: tuple[float, int] | None = None
         while time.perf_counter() < deadline:
@@ -155,7 +155,10 @@ async def latency(
         samples.append(float("inf"))  # not visible within 10 s: counted, shown as inf
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with producer(settings) as kafka, httpx.AsyncClient(timeout=10, limits=limits) as client:
+    async with (
+        producer(settings) as kafka,
+        httpx.AsyncClient(headers=worker_headers(), timeout=10, limits=limits) as client,
+    ):
         total = int(rate * seconds)
         begin = time.perf_counter()
         for n in range(total):

@@ -75,6 +75,13 @@ class Stack:
         suffix = "/<token from OFFLOAD_WEBHOOK_TOKENS>" if self.settings.webhook_tokens else ""
         return f"{self.ingress_url}/webhooks/offload{suffix}"
 
+    @property
+    def worker_auth_shown(self) -> str:
+        """How to pass the worker's token, without printing it."""
+        if self.settings.worker_api_tokens:
+            return " (header Authorization: Bearer <first of OFFLOAD_WORKER_API_TOKENS>)"
+        return ""
+
     def _env(self) -> dict[str, str]:
         env = self.settings.as_env()
         env.setdefault("OFFLOAD_WORKER_DATA_DIR", str(self.run_dir / "worker-data"))
@@ -157,7 +164,7 @@ class Stack:
                 "offload-bridge is running",
                 f"  Offload   {offload}",
                 f"  webhooks  {self.webhook_url_shown}",
-                f"  cases     {self.worker_url}/cases/CASE_ID",
+                f"  cases     {self.worker_url}/cases/CASE_ID{self.worker_auth_shown}",
                 f"  logs      {self.run_dir / 'logs'}",
                 "",
                 "Create a case whose webhooks come to the ingress:",
