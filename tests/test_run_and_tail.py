@@ -19,6 +19,7 @@ from offload_bridge.simulator.testing import case_body
 from offload_bridge.tail import TailRecord, human_line
 from offload_bridge.testing import free_port, produce
 from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS
+from offload_bridge.worker_client import bearer_headers
 from tests.streams_support import SEED_INPUT_NEEDED
 
 SEED_CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"
@@ -79,6 +80,10 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         printed = log.read_text()
         assert f"http://127.0.0.1:{ingress_port}/webhooks/offload/<token" in printed
         assert "offload-bridge answer CASE_ID INPUT_REQUEST_ID" in printed
+        # The worker takes the suite's token (the settings carry it): the banner says how, never what.
+        assert "Authorization: Bearer <first of OFFLOAD_WORKER_API_TOKENS>" in printed
+        assert topics.worker_client_token and topics.worker_client_token not in printed
+        auth = bearer_headers(topics.worker_client_token)
 
         body = case_body(f"http://127.0.0.1:{ingress_port}/webhooks/offload/{token}", "complete")
         created = httpx.post(
@@ -92,7 +97,7 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         deadline = time.monotonic() + 60
         state: dict[str, object] = {}
         while time.monotonic() < deadline and state.get("status") != "COMPLETED":
-            response = httpx.get(f"http://127.0.0.1:{worker_port}/cases/{case_id}", timeout=10)
+            response = httpx.get(f"http://127.0.0.1:{worker_port}/cases/{case_id}", headers=auth, timeout=10)
             state = response.json().get("data") or {} if response.status_code == 200 else {}
             time.sleep(0.3)
         assert state.get("status") == "COMPLETED", "a simulator webhook went through ingress and worker"
