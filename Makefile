@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy_prometheus.py).
+# promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
 PROMTOOL := .tools/promtool
 
 .PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean

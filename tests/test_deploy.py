@@ -1,6 +1,8 @@
-"""deploy/prometheus and deploy/grafana: the alert rules, their unit tests, the compose profile's Prometheus
-config and the Grafana dashboard, checked with promtool (Debian's prometheus package, fetched by
-``make .tools/promtool``) and against the metrics a real ingress and a real worker serve."""
+"""deploy/: the alert rules, their unit tests, the compose profile's Prometheus config and the Grafana
+dashboard, checked with promtool (Debian's prometheus package, fetched by ``make .tools/promtool``) and
+against the metrics a real ingress and a real worker serve; the Kubernetes manifests, checked against
+Kubernetes' schemas (kubernetes-validate, strict), against the settings model and against the endpoints
+their probes call."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -205,6 +208,9 @@ def test_dashboard_queries_parse(promtool: str, tmp_path: Path) -> None:
 class Scrapes:
     ingress: str
     worker: str
+    # The two processes, still running while the module's tests run.
+    ingress_url: str
+    worker_url: str
     # While the worker started: (offload_worker_ready in a scrape, what GET /ready answered right after it).
     startup: list[tuple[float, int]]
 
@@ -240,14 +246,14 @@ def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert answer.status_code == 200, answer.text
             wait_for(lambda: worker.stats()["applied"] >= 1, what="the worker to fold the webhook")
             ingress_metrics = httpx.get(f"{ingress.url}/metrics", timeout=10).text
-        deadline = time.monotonic() + 30
-        while True:
-            # The lag of case-events shows once the worker knows its partition's end offset.
-            worker_metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
-            if "case-events" in worker_metrics or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        yield Scrapes(ingress_metrics, worker_metrics, startup)
+            deadline = time.monotonic() + 30
+            while True:
+                # The lag of case-events shows once the worker knows its partition's end offset.
+                worker_metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+                if "case-events" in worker_metrics or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            yield Scrapes(ingress_metrics, worker_metrics, ingress.url, worker.url, startup)
     finally:
         worker.service.stop()
         delete_topics_with_prefix(settings)
@@ -272,3 +278,154 @@ def test_alerts_and_dashboard_use_only_metrics_the_services_serve(scrapes: Scrap
     used |= {(f"panel {title}", name) for title, expr in dashboard_queries() for name in metric_names(expr)}
     assert {name for _, name in used} >= {"offload_worker_consumer_lag", "offload_ingress_requests_total"}
     assert sorted((where, name) for where, name in used if name not in served) == []
+
+
+# --- the Kubernetes manifests -------------------------------------------------------------------------------
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+# The oldest release still common in managed clusters and a current one.
+KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
+RUNTIME_UID = 10001  # the Dockerfile's `bridge` user
+
+
+def kustomization() -> dict[str, Any]:
+    loaded: dict[str, Any] = load_yaml(KUBERNETES / "kustomization.yaml")
+    return loaded
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [
+        document
+        for name in kustomization()["resources"]
+        for document in yaml.safe_load_all((KUBERNETES / name).read_text())
+        if document
+    ]
+
+
+def manifest(kind: str, name: str) -> dict[str, Any]:
+    [found] = [m for m in manifests() if m["kind"] == kind and m["metadata"]["name"] == name]
+    return found
+
+
+def pod_specs() -> dict[str, dict[str, Any]]:
+    """The pod template of every workload, by workload name."""
+    return {
+        m["metadata"]["name"]: m["spec"]["template"]["spec"]
+        for m in manifests()
+        if m["kind"] in {"Deployment", "StatefulSet", "Job"}
+    }
+
+
+def container_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, str]:
+    """The environment Kubernetes gives the container: envFrom, then env in order with $(VAR) expanded from
+    what is defined before it; ``pod`` holds the values of the fieldRefs."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= manifest("ConfigMap", source["configMapRef"]["name"])["data"]
+        else:
+            env |= manifest("Secret", source["secretRef"]["name"])["stringData"]
+    for variable in container.get("env", []):
+        if "valueFrom" in variable:
+            env[variable["name"]] = pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[variable["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], variable["value"])
+    return env
+
+
+def test_kubernetes_manifests_pass_kubernetes_validate_strict() -> None:
+    for document in manifests():
+        for version in KUBERNETES_VERSIONS:
+            # Raises on a field the schema does not know (strict) or a value of the wrong type.
+            kubernetes_validate.validate(document, version, strict=True)
+    kinds = sorted(m["kind"] for m in manifests())
+    workloads = ["ConfigMap", "Secret", "Job", "Deployment", "StatefulSet"]
+    assert kinds == sorted(
+        [*workloads, "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget"]
+    )
+
+
+def test_kustomization_lists_every_manifest_and_sets_the_image_of_every_container() -> None:
+    files = sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization()["resources"]) == files
+    [image] = kustomization()["images"]
+    for name, spec in pod_specs().items():
+        for container in spec["containers"]:
+            assert container["image"] == image["name"], name
+
+
+def test_every_pod_runs_as_the_image_user_without_privileges_on_a_read_only_root() -> None:
+    assert f"--uid {RUNTIME_UID}" in (ROOT / "Dockerfile").read_text()
+    for name, spec in pod_specs().items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == RUNTIME_UID, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert "memory" in container["resources"]["limits"], name
+            # The one writable place besides a worker's data volume.
+            assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}, name
+
+
+def test_services_select_their_pods() -> None:
+    labels = {
+        m["metadata"]["name"]: m["spec"]["template"]["metadata"]["labels"]
+        for m in manifests()
+        if m["kind"] in {"Deployment", "StatefulSet"}
+    }
+    services = {m["metadata"]["name"]: m["spec"] for m in manifests() if m["kind"] == "Service"}
+    # The Service names are the Prometheus job names of deploy/prometheus/alerts.yml.
+    assert {"offload-ingress", "offload-worker"} <= set(services)
+    targets = {"offload-ingress": "offload-ingress", "offload-worker": "offload-worker"}
+    targets["offload-worker-api"] = "offload-worker"
+    for service, workload in targets.items():
+        assert services[service]["selector"].items() <= labels[workload].items(), service
+
+
+@pytest.mark.parametrize("workload", ["offload-ingress", "offload-worker", "offload-bridge-topic-init"])
+def test_kubernetes_settings_are_valid_settings(workload: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    [container] = pod_specs()[workload]["containers"]
+    pod = {"metadata.name": f"{workload}-1", "metadata.namespace": "bridge"}
+    for variable, value in container_env(container, pod).items():
+        monkeypatch.setenv(variable, value)
+    Settings()  # a bad value raises, naming the variable
+
+
+def test_workers_take_id_url_and_data_directory_from_the_statefulset(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = manifest("StatefulSet", "offload-worker")
+    headless = manifest("Service", workers["spec"]["serviceName"])["spec"]
+    # One DNS name per pod, ready or not: a recovering owner answers 503 rather than being unreachable.
+    assert headless["clusterIP"] == "None"
+    assert headless["publishNotReadyAddresses"] is True
+    [container] = workers["spec"]["template"]["spec"]["containers"]
+    for variable, value in container_env(
+        container, {"metadata.name": "offload-worker-2", "metadata.namespace": "bridge"}
+    ).items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert settings.worker_instance_id == "offload-worker-2"
+    assert settings.worker_url == f"http://offload-worker-2.{workers['spec']['serviceName']}.bridge.svc:6066"
+    assert settings.offload_worker_store == "rocksdb://"
+    [claim] = workers["spec"]["volumeClaimTemplates"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == str(settings.offload_worker_data_dir)
+    # Every standby copy lives on another worker; more workers than partitions would idle.
+    replicas = workers["spec"]["replicas"]
+    assert 1 <= settings.offload_worker_standby_replicas < replicas <= settings.offload_topic_partitions
+
+
+def test_kubernetes_probes_answer_on_the_real_processes(scrapes: Scrapes) -> None:
+    urls = {"offload-ingress": scrapes.ingress_url, "offload-worker": scrapes.worker_url}
+    for workload, url in urls.items():
+        [container] = pod_specs()[workload]["containers"]
+        probes = [
+            container[key] for key in ("readinessProbe", "livenessProbe", "startupProbe") if key in container
+        ]
+        assert len(probes) >= 2, workload
+        for probe in probes:
+            assert probe["httpGet"]["port"] == container["ports"][0]["name"], workload
+            answer = httpx.get(url + probe["httpGet"]["path"], timeout=10)
+            assert answer.status_code == 200, (workload, probe["httpGet"]["path"], answer.text)
