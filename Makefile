@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
+PROMTOOL := .tools/promtool
 
 .PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean
 
@@ -13,6 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
+
+# promtool from Debian's prometheus package, unpacked rather than installed: installing the package would also
+# start a Prometheus server through its init script. promtool is one static binary; apt-get download needs no
+# root, only the package lists, which are refreshed once (as root) when they do not know the package.
+$(PROMTOOL):
+	rm -rf .tools/deb && mkdir -p .tools/deb
+	cd .tools/deb && (apt-get download prometheus || (apt-get update -qq && apt-get download prometheus))
+	dpkg-deb -x .tools/deb/prometheus_*.deb .tools/deb/root
+	install -m 0755 .tools/deb/root/usr/bin/promtool $(PROMTOOL)
+	rm -rf .tools/deb
 
 # The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move.
 run: $(STAMP)
@@ -32,7 +44,7 @@ TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j3 lint typecheck test-suite
 
-test-suite: $(STAMP)
+test-suite: $(STAMP) $(PROMTOOL)
 	$(BIN)/offload-bridge kafka fetch
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
@@ -44,4 +56,4 @@ kafka-stop: $(STAMP)
 
 clean:
 	-$(BIN)/offload-bridge kafka stop
-	rm -rf $(VENV) .kafka .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .kafka .mypy_cache .ruff_cache .pytest_cache

@@ -75,6 +75,11 @@ class CheckSchedule(BaseModel):
         default=None, description="Offload's nextActionAt at the last check (None: none scheduled or unknown)"
     )
     checkedAt: int | None = Field(default=None, description="unix ms of the last check that got an answer")
+    hinted: bool = Field(
+        default=False,
+        description="dueAt comes from a hint (an answer, a creation, Offload's nextActionAt), not the"
+        " backoff: such checks go first when the budget is short",
+    )
 
 
 class CaseRecord(BaseModel):

@@ -119,7 +119,7 @@ def test_a_rebuild_replaces_the_named_partitions_and_keeps_the_others() -> None:
     index = held(0, 1)
     index.set("old", 0, 100)
     index.set("kept", 1, 100)
-    scan = [("new", 0, 50), ("other", 2, 10), ("also", 3, 10)]
+    scan = [("new", 0, 50, False), ("other", 2, 10, False), ("also", 3, 10, False)]
     index.rebuild({0, 3}, scan)
     assert index.partitions() == {0, 1, 3}
     assert "old" not in index and "other" not in index
@@ -131,7 +131,7 @@ def test_a_rebuild_replaces_the_named_partitions_and_keeps_the_others() -> None:
 def test_a_rebuild_takes_a_case_filed_under_another_partition_over() -> None:
     index = held(0, 1)
     index.set("c", 1, 100)  # the hub filed it under partition 1
-    index.rebuild({0}, [("c", 0, 200)])  # the scan finds it in partition 0
+    index.rebuild({0}, [("c", 0, 200, False)])  # the scan finds it in partition 0
     assert index.due(now=500, partitions={1}) == [] and index.due(now=500, partitions={0}) == ["c"]
     index.drop({1})
     assert "c" in index  # partition 1's drop does not take it
@@ -274,3 +274,17 @@ async def test_changes_heard_while_a_background_rebuild_scans_win_over_what_it_r
     await task
     assert not reconciler.rebuilding
     assert "c1" not in reconciler.index and reconciler.due_cases(10**12) == ["c2"]
+
+
+def test_cases_a_hint_made_due_come_before_backoff_checks_each_oldest_first() -> None:
+    index = held(0, 1)
+    index.set("backoff-old", 0, 100)
+    index.set("hinted-new", 1, 400, hinted=True)
+    index.set("backoff-new", 1, 300)
+    index.set("hinted-old", 0, 200, hinted=True)
+    assert index.due(now=500) == ["hinted-old", "hinted-new", "backoff-old", "backoff-new"]
+    index.set("hinted-new", 1, 400)  # its check moved to the backoff, same time
+    assert index.due(now=500) == ["hinted-old", "backoff-old", "backoff-new", "hinted-new"]
+    index.drop({0})
+    index.rebuild({0}, [("hinted-old", 0, 200, True), ("x", 0, 50, False)])
+    assert index.due(now=500) == ["hinted-old", "x", "backoff-new", "hinted-new"]

@@ -115,3 +115,13 @@ def test_a_quiet_case_costs_about_three_checks_a_day_by_default() -> None:
         sum(1 for at in checks if day * 24 * HOUR <= at < (day + 1) * 24 * HOUR) for day in range(1, 8)
     ]
     assert first_day <= 8 and all(2 <= count <= 4 for count in later_days), (first_day, later_days)
+
+
+def test_a_due_time_a_hint_set_is_marked_so_the_worker_spends_a_short_budget_there_first() -> None:
+    rules = policy()
+    assert rules.after_event("c1", None, CASE_CREATED, at=0, terminal=False).hinted  # type: ignore[union-attr]
+    quiet = rules.after_event("c1", None, "case.input_needed", at=0, terminal=False)
+    assert quiet is not None and not quiet.hinted
+    assert rules.after_answer("c1", quiet, at=MINUTE).hinted  # type: ignore[union-attr]
+    assert rules.after_check("c1", quiet, at=0, next_action_at=MINUTE).hinted
+    assert not rules.after_check("c1", quiet, at=0, next_action_at=None).hinted

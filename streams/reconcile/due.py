@@ -5,7 +5,8 @@ with a million cases, most of them long terminal, that walk was nearly all of a 
 keeps only the open cases, ordered by the time each is due, per table partition: a sweep reads the due
 prefix of each owned partition, and a terminal case is not in it at all.
 
-When a case is due is decided in one place, ``due_at``; the index itself knows only times.
+When a case is due is decided in one place, ``due_at``; the index itself knows only times, and which of
+them a hint set: when the call budget is short, a hinted check (likely news) goes before a backoff one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class DueIndex:
         self._by_partition: dict[int, SortedList[tuple[int, str]]] = {}
         # caseId -> (partition, dueAt): finds a case's entry to move or remove it.
         self._cases: dict[str, tuple[int, int]] = {}
+        # The cases held whose due time a hint set.
+        self._hinted: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -64,10 +67,13 @@ class DueIndex:
         entry = self._cases.get(case_id)
         return entry[1] if entry is not None else None
 
-    def set(self, case_id: str, partition: int, due: int | None) -> None:
-        """A case changed: it is due at ``due``, or never (None, a terminal case), from now on."""
+    def set(self, case_id: str, partition: int, due: int | None, hinted: bool = False) -> None:
+        """A case changed: it is due at ``due`` (set by a hint or not), or never (None, a terminal
+        case), from now on."""
         entry = self._cases.get(case_id)
         if entry == (partition, due):
+            if due is not None and partition in self._by_partition:
+                self._mark(case_id, hinted)
             return  # most changes leave the due time alone (an answer noted, a stale event counted)
         if entry is not None:
             # Looked up by the partition the case was filed under, not the one it comes with now: an
@@ -75,11 +81,19 @@ class DueIndex:
             old_partition, old_due = entry
             self._by_partition[old_partition].remove((old_due, case_id))
             del self._cases[case_id]
+            self._hinted.discard(case_id)
         entries = self._by_partition.get(partition)
         if due is None or entries is None:
             return
         entries.add((due, case_id))
         self._cases[case_id] = (partition, due)
+        self._mark(case_id, hinted)
+
+    def _mark(self, case_id: str, hinted: bool) -> None:
+        if hinted:
+            self._hinted.add(case_id)
+        else:
+            self._hinted.discard(case_id)
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Stop holding these partitions (revoked): their cases leave the index."""
@@ -87,9 +101,10 @@ class DueIndex:
             entries = self._by_partition.pop(partition, None)
             for _, case_id in entries or ():
                 del self._cases[case_id]
+                self._hinted.discard(case_id)
 
-    def rebuild(self, partitions: Iterable[int], cases: Iterable[tuple[str, int, int]]) -> None:
-        """Hold ``partitions`` anew, with their open cases ``(caseId, partition, dueAt)``.
+    def rebuild(self, partitions: Iterable[int], cases: Iterable[tuple[str, int, int, bool]]) -> None:
+        """Hold ``partitions`` anew, with their open cases ``(caseId, partition, dueAt, hinted)``.
 
         What the index held of these partitions is replaced; other partitions held stay as they are.
         Cases of partitions not named are ignored, so ``cases`` may come from one scan of a table that
@@ -99,10 +114,13 @@ class DueIndex:
         self.drop(wanted)
         # Sorted once per partition, rather than one insertion at a time.
         found: dict[int, dict[str, int]] = {partition: {} for partition in wanted}
-        for case_id, partition, due in cases:
+        hinted: set[str] = set()
+        for case_id, partition, due, is_hinted in cases:
             of_partition = found.get(partition)
             if of_partition is not None:
                 of_partition[case_id] = due
+                if is_hinted:
+                    hinted.add(case_id)
         for partition, of_partition in found.items():
             for case_id in of_partition.keys() & self._cases.keys():
                 # Filed under another partition held (by an event found in another partition than its
@@ -113,9 +131,11 @@ class DueIndex:
             )
             for case_id, due in of_partition.items():
                 self._cases[case_id] = (partition, due)
+            self._hinted.update(hinted & of_partition.keys())
 
     def due(self, now: int, partitions: Iterable[int] | None = None) -> list[str]:
-        """The cases due at ``now`` (due time <= now) in ``partitions`` (default: all held), oldest first.
+        """The cases due at ``now`` (due time <= now) in ``partitions`` (default: all held): those a hint
+        made due first, then the others, each oldest first.
 
         Costs a lookup per partition plus the due cases themselves: cases not due yet are not read.
         """
@@ -126,4 +146,8 @@ class DueIndex:
             if entries is not None:
                 # Everything below (now + 1, ""), the smallest entry due after now.
                 prefixes.append(entries.irange(maximum=(now + 1, ""), inclusive=(True, False)))
-        return [case_id for _, case_id in heapq.merge(*prefixes)]
+        ordered = [case_id for _, case_id in heapq.merge(*prefixes)]
+        hinted = self._hinted
+        if not hinted:
+            return ordered
+        return [c for c in ordered if c in hinted] + [c for c in ordered if c not in hinted]

@@ -59,14 +59,14 @@ class SchedulePolicy:
         if terminal:
             return None
         interval = self.first_ms
-        due = at + self.wait(case_id, interval, at)
-        if self.hints and event_type == CASE_CREATED:
-            due = min(due, at + self.after_create_ms)
+        due, hinted = at + self.wait(case_id, interval, at), False
+        if self.hints and event_type == CASE_CREATED and at + self.after_create_ms < due:
+            due, hinted = at + self.after_create_ms, True
         next_action_at = check.nextActionAt if check is not None else None
         checked_at = check.checkedAt if check is not None else None
-        due = self._hinted(due, next_action_at, at)
+        due, hinted = self._hinted(due, hinted, next_action_at, at)
         return CheckSchedule(
-            dueAt=due, intervalMs=interval, nextActionAt=next_action_at, checkedAt=checked_at
+            dueAt=due, intervalMs=interval, nextActionAt=next_action_at, checkedAt=checked_at, hinted=hinted
         )
 
     def after_answer(self, case_id: str, check: CheckSchedule | None, at: int) -> CheckSchedule | None:
@@ -77,8 +77,10 @@ class SchedulePolicy:
             return check
         soon = at + self.after_answer_ms
         if check is None:
-            return CheckSchedule(dueAt=soon, intervalMs=self.first_ms)
-        return check.model_copy(update={"dueAt": min(check.dueAt, soon), "intervalMs": self.first_ms})
+            return CheckSchedule(dueAt=soon, intervalMs=self.first_ms, hinted=True)
+        if check.dueAt <= soon:
+            return check.model_copy(update={"intervalMs": self.first_ms})
+        return check.model_copy(update={"dueAt": soon, "intervalMs": self.first_ms, "hinted": True})
 
     def after_check(
         self, case_id: str, check: CheckSchedule | None, at: int, next_action_at: int | None
@@ -87,8 +89,10 @@ class SchedulePolicy:
         answer gave none). Nothing we did not know: wait longer. When the check did bring news, the event
         it publishes resets the backoff as it is folded."""
         interval = self.first_ms if check is None else min(self.max_ms, round(check.intervalMs * self.factor))
-        due = self._hinted(at + self.wait(case_id, interval, at), next_action_at, at)
-        return CheckSchedule(dueAt=due, intervalMs=interval, nextActionAt=next_action_at, checkedAt=at)
+        due, hinted = self._hinted(at + self.wait(case_id, interval, at), False, next_action_at, at)
+        return CheckSchedule(
+            dueAt=due, intervalMs=interval, nextActionAt=next_action_at, checkedAt=at, hinted=hinted
+        )
 
     def after_failed_check(self, case_id: str, check: CheckSchedule | None, at: int) -> CheckSchedule:
         """A check got no usable answer about the case (404, 403, an answer that is no case): back off
@@ -104,9 +108,10 @@ class SchedulePolicy:
         spread = int.from_bytes(digest, "big") / 2**64 * 2 - 1  # in [-1, 1)
         return max(0, round(interval_ms * (1 + self.jitter * spread)))
 
-    def _hinted(self, due: int, next_action_at: int | None, at: int) -> int:
-        """``due``, or sooner: just after Offload's next scheduled step when that is still to come."""
+    def _hinted(self, due: int, hinted: bool, next_action_at: int | None, at: int) -> tuple[int, bool]:
+        """``due``, or sooner: just after Offload's next scheduled step when that is still to come (and
+        then hinted)."""
         if not self.hints or next_action_at is None:
-            return due
+            return due, hinted
         after = next_action_at + self.after_next_action_ms
-        return min(due, after) if after > at else due
+        return (after, True) if at < after < due else (due, hinted)

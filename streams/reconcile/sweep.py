@@ -102,7 +102,7 @@ class Reconciler:
         self._in_flight: dict[str, asyncio.Task[FetchKind]] = {}
         self._throttles = 0  # consecutive pushbacks, for the worker's pause
         # While a background rebuild scans: the changes heard meanwhile, applied again after it.
-        self._heard_while_scanning: list[tuple[str, int, int | None]] | None = None
+        self._heard_while_scanning: list[tuple[str, int, int | None, bool]] | None = None
         self._rebuild_task: asyncio.Task[None] | None = None
 
     def due_at(self, record: CaseRecord) -> int | None:
@@ -111,10 +111,10 @@ class Reconciler:
 
     def case_changed(self, case_id: str, partition: int, record: CaseRecord) -> None:
         """A write to the table: move the case in the index (out of it once terminal)."""
-        due = self.due_at(record)
-        self.index.set(case_id, partition, due)
+        due, hinted = self.due_at(record), record.check is not None and record.check.hinted
+        self.index.set(case_id, partition, due, hinted)
         if self._heard_while_scanning is not None:
-            self._heard_while_scanning.append((case_id, partition, due))
+            self._heard_while_scanning.append((case_id, partition, due, hinted))
 
     def partitions_revoked(self, partitions: set[int]) -> None:
         """Forget these partitions: whoever gets them next changes them, unseen by ``case_changed``."""
@@ -146,8 +146,8 @@ class Reconciler:
             # The memory store holds objects: read at once, no decoding.
             found = list(scan) if stored is None else await asyncio.to_thread(list, scan)
             self._hold(owned, anew=True, cases=found)
-            for case_id, partition, due in self._heard_while_scanning:
-                self.index.set(case_id, partition, due)
+            for case_id, partition, due, hinted in self._heard_while_scanning:
+                self.index.set(case_id, partition, due, hinted)
         finally:
             self._heard_while_scanning = None
 
@@ -159,7 +159,9 @@ class Reconciler:
         """Index the owned partitions anew from one scan of the table; forget the others."""
         self._hold(self.owned(), anew=True)
 
-    def _hold(self, owned: set[int], anew: bool, cases: Iterable[tuple[str, int, int]] | None = None) -> None:
+    def _hold(
+        self, owned: set[int], anew: bool, cases: Iterable[tuple[str, int, int, bool]] | None = None
+    ) -> None:
         """Hold ``owned`` (anew, or only the partitions not held yet), with ``cases`` when already
         scanned; forget the partitions not owned."""
         held = self.index.partitions()
@@ -173,16 +175,17 @@ class Reconciler:
 
     def _scan(
         self, partitions: set[int], stored: Iterator[tuple[str, CaseRecord]] | None
-    ) -> Iterator[tuple[str, int, int]]:
-        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt); ``stored``: the
-        table's rocksdb records of those partitions (``open_records``), None to walk its items."""
+    ) -> Iterator[tuple[str, int, int, bool]]:
+        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt, hinted);
+        ``stored``: the table's rocksdb records of those partitions (``open_records``), None to walk its
+        items."""
         count = self.settings.offload_topic_partitions
         if stored is not None:
             # rocksdb: only the open records of these partitions are decoded.
             for case_id, record in stored:
                 due = self.due_at(record)
                 if due is not None:
-                    yield case_id, partition_for(case_id, count), due
+                    yield case_id, partition_for(case_id, count), due, _hinted(record)
             return
         for case_id, record in self.table.items():
             due = self.due_at(record)
@@ -190,7 +193,7 @@ class Reconciler:
                 continue  # terminal: never due, so never hashed either
             partition = partition_for(case_id, count)
             if partition in partitions:
-                yield case_id, partition, due
+                yield case_id, partition, due, _hinted(record)
 
     def due_cases(self, now: int) -> list[str]:
         """The owned cases due for a check at ``now``, oldest first, from the index.
@@ -319,7 +322,7 @@ class Reconciler:
             return
         due = self.due_at(record.model_copy(update={"check": check}))
         self.store.reschedule(case_id, check if due is not None else None)
-        self.index.set(case_id, partition, due)
+        self.index.set(case_id, partition, due, check.hinted)
 
     async def _apply(self, case_id: str, record: CaseRecord | None, fetched: FetchResult) -> None:
         counters = self.counters
@@ -335,3 +338,7 @@ class Reconciler:
         # How long we were behind: from Offload's update to the moment its event is on the broker.
         self.repairs.observe(max(0, now_ms() - fetched.case.updatedAt) / 1000)
         log.info("reconcile: %s", comparison.describe(case_id))
+
+
+def _hinted(record: CaseRecord) -> bool:
+    return record.check is not None and record.check.hinted

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+
 from offload_bridge.schemas.answers import DlqHeader
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.streams.context import Feature, WorkerContext
@@ -66,6 +68,14 @@ def register(worker: WorkerContext) -> Feature:
         "case-events records by what the fold did with them",
         counters.as_dict,
     )
+
+    # What GET /ready says, for alerting: a worker that answers scrapes (its counters are local) can still
+    # be stuck recovering its tables or rebalancing, serving no query for its partitions.
+    def readiness() -> list[Metric]:
+        text = "1 while GET /ready answers 200: the tables are recovered and no rebalance is under way"
+        return [GaugeMetricFamily("offload_worker_ready", text, value=1 if worker.is_ready() else 0)]
+
+    worker.metrics.add_families(readiness)
     return Feature("state", {"caseEvents": counters})
 
 

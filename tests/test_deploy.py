@@ -1,0 +1,431 @@
+"""deploy/: the alert rules, their unit tests, the compose profile's Prometheus config and the Grafana
+dashboard, checked with promtool (Debian's prometheus package, fetched by ``make .tools/promtool``) and
+against the metrics a real ingress and a real worker serve; the Kubernetes manifests, checked against
+Kubernetes' schemas (kubernetes-validate, strict), against the settings model and against the endpoints
+their probes call."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+
+from offload_bridge.kafka.admin import ensure_topics
+from offload_bridge.settings import Settings
+from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
+from tests.ingress_support import JSON, running_ingress
+from tests.streams_support import SEED_INPUT_NEEDED, WORKER_READY_TIMEOUT_S, Worker, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+ALERTS = PROMETHEUS / "alerts.yml"
+ALERT_TESTS = ("alerts.test.yml", "alerts.daily.test.yml")
+DASHBOARD = GRAFANA / "dashboards" / "offload-bridge.json"
+# Series Prometheus makes itself for every target rather than reading them from /metrics.
+PROMETHEUS_OWN = {"up"}
+# What Grafana substitutes in a query before sending it, with a value of the same kind.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "6h"}
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = ROOT / ".tools" / "promtool"
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("promtool")
+    if on_path is None:
+        pytest.fail("promtool is missing: `make .tools/promtool` unpacks it from Debian's prometheus package")
+    return on_path
+
+
+def run(command: list[str], cwd: Path = ROOT, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+    return rules
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names in a PromQL expression: any name before a label matcher, and every one of ours."""
+    return set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", expr)) | set(
+        re.findall(r"\b(offload_[a-z0-9_]+)\b", expr)
+    )
+
+
+def exposed_names(exposition: str) -> set[str]:
+    """Every series name a scrape of this text yields, families that have no sample yet included."""
+    names: set[str] = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "histogram":
+                names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+# --- the alert rules ----------------------------------------------------------------------------------------
+
+
+def test_alert_rules_pass_promtool_check(promtool: str) -> None:
+    result = run([promtool, "check", "rules", str(ALERTS)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+
+
+def test_every_alert_waits_has_a_severity_and_tells_the_operator_what_to_do() -> None:
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert rule.get("for"), f"{name} has no `for:`: one bad scrape would page"
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        annotations = rule["annotations"]
+        assert annotations["summary"].strip(), name
+        # Every description names a command, a setting or a README section to go on with.
+        description = annotations["description"]
+        assert "`offload-bridge" in description or "README" in description, name
+
+
+def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_does_not() -> None:
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for file in ALERT_TESTS:
+        for case in load_yaml(PROMETHEUS / file)["tests"]:
+            for check in case["alert_rule_test"]:
+                (fires if check.get("exp_alerts") else silent).add(check["alertname"])
+    alerts = {rule["alert"] for rule in alert_rules()}
+    assert alerts - fires == set(), "alerts never shown to fire"
+    assert alerts - silent == set(), "alerts never shown to stay quiet"
+
+
+def test_alert_unit_tests_pass(promtool: str) -> None:
+    result = run([promtool, "test", "rules", *ALERT_TESTS], cwd=PROMETHEUS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(ALERT_TESTS), result.stdout
+
+
+# --- the observability profile ------------------------------------------------------------------------------
+
+
+def test_compose_prometheus_config_passes_promtool_and_loads_the_alerts(promtool: str) -> None:
+    result = run([promtool, "check", "config", str(PROMETHEUS / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = load_yaml(PROMETHEUS / "prometheus.yml")
+    assert config["rule_files"] == ["alerts.yml"]
+    # The job names the alerts select on.
+    assert {job["job_name"] for job in config["scrape_configs"]} == {"offload-ingress", "offload-worker"}
+
+
+def test_compose_observability_profile_mounts_the_config_the_rules_and_the_dashboard() -> None:
+    services = load_yaml(ROOT / "docker-compose.yml")["services"]
+    mounts: dict[str, dict[str, str]] = {}
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["observability"]
+        mounts[name] = {}
+        for volume in services[name]["volumes"]:
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+                mounts[name][target] = source
+    assert mounts["prometheus"] == {
+        "/etc/prometheus/prometheus.yml": "./deploy/prometheus/prometheus.yml",
+        "/etc/prometheus/alerts.yml": "./deploy/prometheus/alerts.yml",
+    }
+    provider = load_yaml(GRAFANA / "provisioning" / "dashboards" / "offload-bridge.yml")["providers"][0]
+    assert mounts["grafana"][provider["options"]["path"]] == "./deploy/grafana/dashboards"
+    assert mounts["grafana"]["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    # The Prometheus Grafana reads is the compose service, and the dashboard's default data source.
+    datasource = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    variable = json.loads(DASHBOARD.read_text())["templating"]["list"][0]
+    assert (variable["name"], variable["current"]["value"]) == ("datasource", datasource["uid"])
+
+
+# --- the dashboard ------------------------------------------------------------------------------------------
+
+
+def test_dashboard_is_one_json_document_with_unique_panels_on_the_datasource_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "offload-bridge"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+
+
+def test_dashboard_queries_parse(promtool: str, tmp_path: Path) -> None:
+    """promtool has no expression check: each query becomes a recording rule of a file it checks."""
+    rules = []
+    for n, (title, expr) in enumerate(dashboard_queries()):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, f"{title}: a variable the test does not know: {expr}"
+        rules.append({"record": f"dashboard:query_{n}", "expr": expr})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = run([promtool, "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+# --- against real processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Scrapes:
+    ingress: str
+    worker: str
+    # The two processes, still running while the module's tests run.
+    ingress_url: str
+    worker_url: str
+    # While the worker started: (offload_worker_ready in a scrape, what GET /ready answered right after it).
+    startup: list[tuple[float, int]]
+
+
+def readiness(exposition: str) -> float:
+    found = re.search(r"^offload_worker_ready (\S+)$", exposition, re.MULTILINE)
+    assert found, "no offload_worker_ready in the worker's metrics"
+    return float(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
+    """``GET /metrics`` of a real ingress and a real worker after one webhook went through both, and the
+    worker's readiness as its metrics and ``GET /ready`` told it while it started."""
+    settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=unique_prefix())
+    ensure_topics(settings)
+    workdir = tmp_path_factory.mktemp("scrape")
+    worker = Worker(settings, workdir).start(wait=False)
+    try:
+        startup: list[tuple[float, int]] = []
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        # The web server answers a few seconds before the tables are recovered.
+        while not startup or startup[-1][1] != 200:
+            assert time.monotonic() < deadline, f"the worker never got ready\n{worker.service.log_tail(40)}"
+            try:
+                metrics = httpx.get(f"{worker.url}/metrics", timeout=5).text
+                startup.append((readiness(metrics), httpx.get(f"{worker.url}/ready", timeout=5).status_code))
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        with running_ingress(settings, workdir) as ingress:
+            answer = httpx.post(f"{ingress.url}/webhooks/offload", content=SEED_INPUT_NEEDED, headers=JSON)
+            assert answer.status_code == 200, answer.text
+            wait_for(lambda: worker.stats()["applied"] >= 1, what="the worker to fold the webhook")
+            ingress_metrics = httpx.get(f"{ingress.url}/metrics", timeout=10).text
+            deadline = time.monotonic() + 30
+            while True:
+                # The lag of case-events shows once the worker knows its partition's end offset.
+                worker_metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+                if "case-events" in worker_metrics or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            yield Scrapes(ingress_metrics, worker_metrics, ingress.url, worker.url, startup)
+    finally:
+        worker.service.stop()
+        delete_topics_with_prefix(settings)
+
+
+@pytest.mark.parametrize("service", ["ingress", "worker"])
+def test_real_scrape_passes_promtool_check_metrics(promtool: str, scrapes: Scrapes, service: str) -> None:
+    result = run([promtool, "check", "metrics"], stdin=getattr(scrapes, service))
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_worker_metrics_say_whether_it_is_ready(scrapes: Scrapes) -> None:
+    # A scrape taken before GET /ready answered 503 cannot have seen the worker ready (at start-up).
+    assert [value for value, status in scrapes.startup if status == 503] != []
+    assert all(value == 0 for value, status in scrapes.startup if status == 503), scrapes.startup
+    assert readiness(scrapes.worker) == 1
+
+
+def test_alerts_and_dashboard_use_only_metrics_the_services_serve(scrapes: Scrapes) -> None:
+    served = exposed_names(scrapes.ingress) | exposed_names(scrapes.worker) | PROMETHEUS_OWN
+    used = {(f"alert {rule['alert']}", name) for rule in alert_rules() for name in metric_names(rule["expr"])}
+    used |= {(f"panel {title}", name) for title, expr in dashboard_queries() for name in metric_names(expr)}
+    assert {name for _, name in used} >= {"offload_worker_consumer_lag", "offload_ingress_requests_total"}
+    assert sorted((where, name) for where, name in used if name not in served) == []
+
+
+# --- the Kubernetes manifests -------------------------------------------------------------------------------
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+# The oldest release still common in managed clusters and a current one.
+KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
+RUNTIME_UID = 10001  # the Dockerfile's `bridge` user
+
+
+def kustomization() -> dict[str, Any]:
+    loaded: dict[str, Any] = load_yaml(KUBERNETES / "kustomization.yaml")
+    return loaded
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [
+        document
+        for name in kustomization()["resources"]
+        for document in yaml.safe_load_all((KUBERNETES / name).read_text())
+        if document
+    ]
+
+
+def manifest(kind: str, name: str) -> dict[str, Any]:
+    [found] = [m for m in manifests() if m["kind"] == kind and m["metadata"]["name"] == name]
+    return found
+
+
+def pod_specs() -> dict[str, dict[str, Any]]:
+    """The pod template of every workload, by workload name."""
+    return {
+        m["metadata"]["name"]: m["spec"]["template"]["spec"]
+        for m in manifests()
+        if m["kind"] in {"Deployment", "StatefulSet", "Job"}
+    }
+
+
+def container_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, str]:
+    """The environment Kubernetes gives the container: envFrom, then env in order with $(VAR) expanded from
+    what is defined before it; ``pod`` holds the values of the fieldRefs."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= manifest("ConfigMap", source["configMapRef"]["name"])["data"]
+        else:
+            env |= manifest("Secret", source["secretRef"]["name"])["stringData"]
+    for variable in container.get("env", []):
+        if "valueFrom" in variable:
+            env[variable["name"]] = pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[variable["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], variable["value"])
+    return env
+
+
+def test_kubernetes_manifests_pass_kubernetes_validate_strict() -> None:
+    for document in manifests():
+        for version in KUBERNETES_VERSIONS:
+            # Raises on a field the schema does not know (strict) or a value of the wrong type.
+            kubernetes_validate.validate(document, version, strict=True)
+    kinds = sorted(m["kind"] for m in manifests())
+    workloads = ["ConfigMap", "Secret", "Job", "Deployment", "StatefulSet"]
+    assert kinds == sorted(
+        [*workloads, "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget"]
+    )
+
+
+def test_kustomization_lists_every_manifest_and_sets_the_image_of_every_container() -> None:
+    files = sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization()["resources"]) == files
+    [image] = kustomization()["images"]
+    for name, spec in pod_specs().items():
+        for container in spec["containers"]:
+            assert container["image"] == image["name"], name
+
+
+def test_every_pod_runs_as_the_image_user_without_privileges_on_a_read_only_root() -> None:
+    assert f"--uid {RUNTIME_UID}" in (ROOT / "Dockerfile").read_text()
+    for name, spec in pod_specs().items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == RUNTIME_UID, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert "memory" in container["resources"]["limits"], name
+            # The one writable place besides a worker's data volume.
+            assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}, name
+
+
+def test_services_select_their_pods() -> None:
+    labels = {
+        m["metadata"]["name"]: m["spec"]["template"]["metadata"]["labels"]
+        for m in manifests()
+        if m["kind"] in {"Deployment", "StatefulSet"}
+    }
+    services = {m["metadata"]["name"]: m["spec"] for m in manifests() if m["kind"] == "Service"}
+    # The Service names are the Prometheus job names of deploy/prometheus/alerts.yml.
+    assert {"offload-ingress", "offload-worker"} <= set(services)
+    targets = {"offload-ingress": "offload-ingress", "offload-worker": "offload-worker"}
+    targets["offload-worker-api"] = "offload-worker"
+    for service, workload in targets.items():
+        assert services[service]["selector"].items() <= labels[workload].items(), service
+
+
+@pytest.mark.parametrize("workload", ["offload-ingress", "offload-worker", "offload-bridge-topic-init"])
+def test_kubernetes_settings_are_valid_settings(workload: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    [container] = pod_specs()[workload]["containers"]
+    pod = {"metadata.name": f"{workload}-1", "metadata.namespace": "bridge"}
+    for variable, value in container_env(container, pod).items():
+        monkeypatch.setenv(variable, value)
+    Settings()  # a bad value raises, naming the variable
+
+
+def test_workers_take_id_url_and_data_directory_from_the_statefulset(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = manifest("StatefulSet", "offload-worker")
+    headless = manifest("Service", workers["spec"]["serviceName"])["spec"]
+    # One DNS name per pod, ready or not: a recovering owner answers 503 rather than being unreachable.
+    assert headless["clusterIP"] == "None"
+    assert headless["publishNotReadyAddresses"] is True
+    [container] = workers["spec"]["template"]["spec"]["containers"]
+    for variable, value in container_env(
+        container, {"metadata.name": "offload-worker-2", "metadata.namespace": "bridge"}
+    ).items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert settings.worker_instance_id == "offload-worker-2"
+    assert settings.worker_url == f"http://offload-worker-2.{workers['spec']['serviceName']}.bridge.svc:6066"
+    assert settings.offload_worker_store == "rocksdb://"
+    [claim] = workers["spec"]["volumeClaimTemplates"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == str(settings.offload_worker_data_dir)
+    # Every standby copy lives on another worker; more workers than partitions would idle.
+    replicas = workers["spec"]["replicas"]
+    assert 1 <= settings.offload_worker_standby_replicas < replicas <= settings.offload_topic_partitions
+
+
+def test_kubernetes_probes_answer_on_the_real_processes(scrapes: Scrapes) -> None:
+    urls = {"offload-ingress": scrapes.ingress_url, "offload-worker": scrapes.worker_url}
+    for workload, url in urls.items():
+        [container] = pod_specs()[workload]["containers"]
+        probes = [
+            container[key] for key in ("readinessProbe", "livenessProbe", "startupProbe") if key in container
+        ]
+        assert len(probes) >= 2, workload
+        for probe in probes:
+            assert probe["httpGet"]["port"] == container["ports"][0]["name"], workload
+            answer = httpx.get(url + probe["httpGet"]["path"], timeout=10)
+            assert answer.status_code == 200, (workload, probe["httpGet"]["path"], answer.text)
