@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from offload_bridge.schemas.case_state import CaseState
@@ -299,6 +300,21 @@ class Stack:
                 )
 
 
+def check_image_mount_point(image: str, deadline: Deadline) -> None:
+    """The image has the worker-data mount point, owned by the user it runs as. Docker starts an empty named
+    volume as a copy of it, owner included, and makes a missing one root's; podman gives a fresh volume to the
+    container's user either way, so the stack alone would not show the difference."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = dict(volume.split(":", 1) for volume in compose["services"]["worker"]["volumes"])
+    path = mounts["worker-data"]
+    shown = run(
+        ["podman", "run", "--rm", "--entrypoint", "stat", image, "-c", "%u %F", path], deadline, check=False
+    )
+    print(f"    {path} in the image: {shown.strip() or 'missing'}", flush=True)
+    if shown.split() != ["10001", "directory"]:
+        raise StepFailed(f"the image has no directory {path} owned by its user 10001")
+
+
 def read_case(base_url: str, case_id: str, deadline: Deadline) -> dict[str, Any]:
     """The worker's answer for the case, once it has one (404 until the event is folded)."""
     while True:
@@ -376,6 +392,8 @@ def main() -> int:
     jre_base = base_image("jre", JRE_PACKAGES)
     kafka = broker_image(jre_base)
     bridge = bridge_image(python_base)
+    with step("the image makes the worker's data directory", 60) as deadline:
+        check_image_mount_point(bridge, deadline)
     stack = Stack(kafka, bridge, python_base)
     print(f"    ports on the host: {stack.ports}", flush=True)
     seed = json.loads(SEED_WEBHOOK.read_text())
