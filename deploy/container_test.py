@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -237,10 +238,14 @@ class Stack:
         timer, and without systemd nobody else does."""
         name = self.container(service)
         while True:
-            probe = subprocess.run(
-                ["podman", "healthcheck", "run", name], env=env(), capture_output=True, text=True, check=False
-            )
-            if probe.returncode == 0:
+            try:
+                healthy = subprocess.run(
+                    ["podman", "healthcheck", "run", name],
+                    env=env(), capture_output=True, check=False, timeout=max(deadline.left(), 1),
+                ).returncode == 0  # fmt: skip
+            except subprocess.TimeoutExpired:
+                healthy = False
+            if healthy:
                 print(f"    {service} healthy", flush=True)
                 return
             state = run(["podman", "inspect", "--format", "{{.State.Status}}", name], deadline, quiet=True)
@@ -383,6 +388,8 @@ def check_case(body: dict[str, Any], seed: dict[str, Any]) -> None:
 
 def main() -> int:
     started = time.monotonic()
+    # A stopped run (CI's time running out, Ctrl-C) still tears the stack down: SIGTERM unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with step("podman runs containers here", 120) as deadline:
         for tool in ("podman", "runc", "mmdebstrap"):
             if shutil.which(tool) is None:
