@@ -1,6 +1,9 @@
 # A small runtime image of offload-bridge with its server stack (ingress, worker, simulator); the entrypoint is
 # the `offload-bridge` CLI.
-FROM python:3.11-slim AS build
+# BASE_IMAGE: any image with Python 3.11+ where `python` and `pip` are on PATH and `useradd` exists (the official
+# one by default; `make container-test` builds a Debian one where no image registry is reachable).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY offload_bridge ./offload_bridge
@@ -11,7 +14,7 @@ COPY simulator ./simulator
 # The project's wheel and a wheel of every dependency of the `server` extra.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server]"
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 # The worker keeps its tables (RocksDB) in /home/bridge/worker-data, where docker-compose.yml mounts the
 # worker-data volume. The directory must exist in the image, owned by the runtime user: an empty named
 # volume starts as a copy of what the image has at its mount point, owner included, and a path the image

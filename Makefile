@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
 PROMTOOL := .tools/promtool
 
-.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean
+.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean container-test
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 # uv installs the same packages as pip would, in a third of the time.
@@ -47,6 +47,20 @@ test: $(STAMP)
 test-suite: $(STAMP) $(PROMTOOL)
 	$(BIN)/offload-bridge kafka fetch
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The Dockerfile and docker-compose.yml run for real with podman (deploy/container_test.py): images built from
+# Debian's packages and Maven's jars, no image registry needed. Debian's podman, runc and mmdebstrap are
+# installed when missing (as root); podman-compose goes into the virtualenv.
+PODMAN_COMPOSE := $(VENV)/.podman-compose-1.6.0
+$(PODMAN_COMPOSE): $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python 'podman-compose==1.6.0'
+	touch $@
+
+container-test: $(STAMP) $(PODMAN_COMPOSE)
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
+		{ apt-get update -q && apt-get install -y -q podman runc mmdebstrap; }
+	$(BIN)/offload-bridge kafka fetch
+	$(BIN)/python deploy/container_test.py
 
 kafka-start: $(STAMP)
 	$(BIN)/offload-bridge kafka start

@@ -41,10 +41,35 @@ def compose() -> dict[str, Any]:
 
 def test_kafka_image_matches_the_local_broker_version(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
-    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    # KAFKA_IMAGE swaps in another image (deploy/broker's, where apache/kafka cannot be pulled).
+    assert kafka["image"] == f"${{KAFKA_IMAGE:-apache/kafka:{KAFKA_VERSION}}}"
     env = kafka["environment"]
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", "single-node KRaft"
     assert "healthcheck" in kafka
+
+
+def test_the_broker_keeps_its_log_in_the_kafka_data_volume(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    mounts = dict(volume.split(":", 1) for volume in kafka["volumes"])
+    # apache/kafka writes under /tmp unless told otherwise, and `down` then `up` would start an empty broker.
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == mounts["kafka-data"]
+    broker_dockerfile = (ROOT / "deploy" / "broker" / "Dockerfile").read_text()
+    assert f'VOLUME ["{mounts["kafka-data"]}"]' in broker_dockerfile
+
+
+def test_published_ports_can_move_off_the_defaults(compose: dict[str, Any]) -> None:
+    # A second stack, or a broker already on 9092, must not stop the stack from starting.
+    expected = {
+        "kafka": "${KAFKA_HOST_PORT:-9092}:9092",
+        "ingress": "${INGRESS_HOST_PORT:-8080}:8080",
+        "worker": "${WORKER_HOST_PORT:-6066}:6066",
+        "simulator": "${SIMULATOR_HOST_PORT:-8900}:8900",
+    }
+    assert {name: compose["services"][name]["ports"] for name in expected} == {
+        name: [port] for name, port in expected.items()
+    }
+    advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "EXTERNAL://localhost:${KAFKA_HOST_PORT:-9092}" in advertised.split(",")
 
 
 def test_topic_init_runs_our_own_topics_create(compose: dict[str, Any]) -> None:
@@ -53,13 +78,14 @@ def test_topic_init_runs_our_own_topics_create(compose: dict[str, Any]) -> None:
     assert init["command"] == ["topics", "create"]
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert init["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
-    assert init["build"] == "."
+    assert init["build"]["context"] == "."
+    assert init["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
 
 
 def test_every_service_command_is_a_real_cli_command(compose: dict[str, Any]) -> None:
     parser = build_parser()
     for name, service in compose["services"].items():
-        if service.get("build") == "." and "command" in service:
+        if "build" in service and "command" in service:
             parsed = parser.parse_args(service["command"])
             assert callable(parsed.handler), name
 
@@ -70,14 +96,30 @@ class Instruction:
     args: str
 
 
-def dockerfile_instructions() -> list[Instruction]:
+def dockerfile_instructions(path: Path = ROOT / "Dockerfile") -> list[Instruction]:
     """The Dockerfile's instructions, comments dropped and continued lines joined."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    text = re.sub(r"\\\n", " ", path.read_text())
     lines = (line.strip() for line in text.splitlines())
     return [
         Instruction(keyword.upper(), args.strip())
         for keyword, _, args in (line.partition(" ") for line in lines if line and not line.startswith("#"))
     ]
+
+
+def test_the_image_builds_on_the_official_python_image_unless_told_otherwise() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0] == Instruction("ARG", "BASE_IMAGE=python:3.11-slim")
+    stages = [instruction.args for instruction in instructions if instruction.keyword == "FROM"]
+    assert stages == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
+
+
+def test_the_broker_dockerfile_copies_files_that_exist() -> None:
+    # Its build context is deploy/broker with the fetched jars beside it as libs/ (deploy/container_test.py).
+    for instruction in dockerfile_instructions(ROOT / "deploy" / "broker" / "Dockerfile"):
+        if instruction.keyword == "COPY":
+            *sources, _ = shlex.split(instruction.args)
+            for source in sources:
+                assert source == "libs" or (ROOT / "deploy" / "broker" / source).is_file(), instruction
 
 
 def test_dockerfile_copies_files_that_exist() -> None:
@@ -111,6 +153,8 @@ class ImageBuild:
         self.cmd: list[str] = []
         self.env: dict[str, str] = {}
         self.user = "root"
+        # ARG defaults: what a build without --build-arg uses.
+        self.args: dict[str, str] = {}
         self.uids: dict[str, int] = {"root": 0}
         # Directories made with an owner (container path -> user name), since ownership is not carried out.
         self.owners: dict[str, str] = {}
@@ -124,8 +168,13 @@ class ImageBuild:
         assert handler is not None, f"teach this test the Dockerfile instruction {instruction.keyword}"
         handler(instruction.args)
 
+    def do_arg(self, args: str) -> None:
+        name, _, default = args.partition("=")
+        self.args.setdefault(name, default)
+
     def do_from(self, args: str) -> None:
         image, _, name = args.partition(" AS ")
+        image = re.sub(r"\$\{(\w+)\}", lambda match: self.args[match.group(1)], image)
         assert image.strip().startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}"), image
         self.root = self.base / f"stage{len(self.stages)}"
         self.stages[name.strip() or image] = self.root
