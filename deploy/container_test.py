@@ -215,12 +215,14 @@ def free_port() -> int:
 class Stack:
     def __init__(self, kafka_image: str, bridge_image: str, base: str) -> None:
         self.token = secrets.token_urlsafe(16)
+        self.worker_token = secrets.token_urlsafe(24)
         self.ports = {name: free_port() for name in ("KAFKA", "INGRESS", "WORKER", "SIMULATOR")}
         self.variables = {
             "KAFKA_IMAGE": kafka_image,
             "BRIDGE_IMAGE": bridge_image,
             "BASE_IMAGE": base,
             "OFFLOAD_WEBHOOK_TOKENS": self.token,
+            "OFFLOAD_WORKER_API_TOKENS": self.worker_token,
             **{f"{name}_HOST_PORT": str(port) for name, port in self.ports.items()},
         }
 
@@ -320,11 +322,14 @@ def check_image_mount_point(image: str, deadline: Deadline) -> None:
         raise StepFailed(f"the image has no directory {path} owned by its user 10001")
 
 
-def read_case(base_url: str, case_id: str, deadline: Deadline) -> dict[str, Any]:
-    """The worker's answer for the case, once it has one (404 until the event is folded)."""
+def read_case(base_url: str, case_id: str, deadline: Deadline, token: str) -> dict[str, Any]:
+    """The worker's answer for the case, once it has one (404 until the event is folded); the worker's
+    query API takes its bearer token."""
     while True:
         try:
-            answer = httpx.get(f"{base_url}/cases/{case_id}", timeout=10)
+            answer = httpx.get(
+                f"{base_url}/cases/{case_id}", timeout=10, headers={"authorization": f"Bearer {token}"}
+            )
             if answer.status_code == 200:
                 body: dict[str, Any] = answer.json()
                 return body
@@ -425,7 +430,7 @@ def main() -> int:
                 raise StepFailed(f"the ingress answered {answer.status_code}")
             partition = int(answer.json()["data"]["partition"])
         with step(f"read case {case_id} from the worker", 120) as deadline:
-            first = read_case(worker_url, case_id, deadline)
+            first = read_case(worker_url, case_id, deadline, stack.worker_token)
             check_case(first, seed)
         with step("the worker's tables and the broker's log are in their volumes", 60) as deadline:
             check_rocksdb_volume(stack, deadline)
@@ -434,7 +439,7 @@ def main() -> int:
         with step("restart the worker container and read the case again", 240) as deadline:
             stack.compose("restart", "worker", deadline=deadline)
             stack.wait_healthy("worker", deadline)
-            again = read_case(worker_url, case_id, deadline)
+            again = read_case(worker_url, case_id, deadline, stack.worker_token)
             if again != first:
                 raise StepFailed(f"after the restart the worker answers {again}, before it answered {first}")
             print("    same answer", flush=True)
@@ -443,7 +448,7 @@ def main() -> int:
             stack.start(deadline)
             if case_events_end(stack, partition, deadline) < events:
                 raise StepFailed(f"{CASE_EVENTS} lost its records: the broker's data did not survive down/up")
-            again = read_case(worker_url, case_id, deadline)
+            again = read_case(worker_url, case_id, deadline, stack.worker_token)
             if again != first:
                 raise StepFailed(f"after down/up the worker answers {again}, before it answered {first}")
             print("    same answer", flush=True)
