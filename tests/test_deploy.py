@@ -137,10 +137,20 @@ def test_alert_unit_tests_pass(promtool: str) -> None:
 # --- the observability profile ------------------------------------------------------------------------------
 
 
-def test_compose_prometheus_config_passes_promtool_and_loads_the_alerts(promtool: str) -> None:
-    result = run([promtool, "check", "config", str(PROMETHEUS / "prometheus.yml")])
+def test_compose_prometheus_config_passes_promtool_and_loads_the_alerts(
+    promtool: str, tmp_path: Path
+) -> None:
+    # Checked as the container sees it: the rules beside the config, and the worker's token (which git
+    # never holds) in secrets/, where promtool wants the file to exist.
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(PROMETHEUS / name, tmp_path / name)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "worker-api-token").write_text("a-token-of-sixteen-or-more")
+    result = run([promtool, "check", "config", str(tmp_path / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     config = load_yaml(PROMETHEUS / "prometheus.yml")
+    worker = next(job for job in config["scrape_configs"] if job["job_name"] == "offload-worker")
+    assert worker["authorization"] == {"type": "Bearer", "credentials_file": "secrets/worker-api-token"}
     assert config["rule_files"] == ["alerts.yml"]
     # The job names the alerts select on.
     assert {job["job_name"] for job in config["scrape_configs"]} == {"offload-ingress", "offload-worker"}
@@ -160,6 +170,7 @@ def test_compose_observability_profile_mounts_the_config_the_rules_and_the_dashb
     assert mounts["prometheus"] == {
         "/etc/prometheus/prometheus.yml": "./deploy/prometheus/prometheus.yml",
         "/etc/prometheus/alerts.yml": "./deploy/prometheus/alerts.yml",
+        "/etc/prometheus/secrets": "./deploy/prometheus/secrets",
     }
     provider = load_yaml(GRAFANA / "provisioning" / "dashboards" / "offload-bridge.yml")["providers"][0]
     assert mounts["grafana"][provider["options"]["path"]] == "./deploy/grafana/dashboards"
@@ -236,7 +247,7 @@ def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         while not startup or startup[-1][1] != 200:
             assert time.monotonic() < deadline, f"the worker never got ready\n{worker.service.log_tail(40)}"
             try:
-                metrics = httpx.get(f"{worker.url}/metrics", timeout=5).text
+                metrics = worker.get("/metrics").text
                 startup.append((readiness(metrics), httpx.get(f"{worker.url}/ready", timeout=5).status_code))
             except httpx.HTTPError:
                 pass
@@ -249,7 +260,7 @@ def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             deadline = time.monotonic() + 30
             while True:
                 # The lag of case-events shows once the worker knows its partition's end offset.
-                worker_metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+                worker_metrics = worker.get("/metrics").text
                 if "case-events" in worker_metrics or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)

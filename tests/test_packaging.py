@@ -62,7 +62,8 @@ def test_published_ports_can_move_off_the_defaults(compose: dict[str, Any]) -> N
     expected = {
         "kafka": "${KAFKA_HOST_PORT:-9092}:9092",
         "ingress": "${INGRESS_HOST_PORT:-8080}:8080",
-        "worker": "${WORKER_HOST_PORT:-6066}:6066",
+        # The worker's query API only on the host's loopback.
+        "worker": "127.0.0.1:${WORKER_HOST_PORT:-6066}:6066",
         "simulator": "${SIMULATOR_HOST_PORT:-8900}:8900",
     }
     assert {name: compose["services"][name]["ports"] for name in expected} == {
