@@ -3,8 +3,6 @@ schemathesis against a running ingress publishing to the real broker (positive a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,10 @@ from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 from tests.ingress_support import Ingress, running_ingress
+from tests.schemathesis_support import run_schemathesis
 
 TOKEN = "tok-openapi-7f3a9c"
 # Bounded: a fixed number of examples per operation and a fixed seed.
-EXAMPLES_PER_OPERATION = 25
-SEED = 20240611
-DEADLINE_S = 150
 
 
 @pytest.fixture(scope="module")
@@ -88,29 +84,7 @@ def test_the_document_never_shows_a_configured_token(kafka_broker: str, tmp_path
 def test_schemathesis_finds_no_mismatch_with_the_running_ingress(
     open_ingress: Ingress, tmp_path: Path
 ) -> None:
-    command = [
-        str(Path(sys.executable).with_name("schemathesis")),
-        "run",
-        f"{open_ingress.url}/openapi.json",
-        "--checks",
-        "all",
-        "--mode",
-        "all",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        str(EXAMPLES_PER_OPERATION),
-        "--seed",
-        str(SEED),
-        "--workers",
-        "1",
-        "--no-shrink",
-        "--request-timeout",
-        "20",
-        "--report-dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S, cwd=tmp_path)
+    result = run_schemathesis(f"{open_ingress.url}/openapi.json", "examples,coverage,fuzzing", 20, tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "5 selected / 5 total" in result.stdout
     assert "Traceback" not in open_ingress.log() and "unexpected error" not in open_ingress.log()

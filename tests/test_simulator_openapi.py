@@ -3,8 +3,6 @@ schemathesis against a running simulator (positive and negative requests, every 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +11,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from offload_bridge.simulator.testing import DEFAULT_API_KEY, RunningSimulator, simulator_process
+from tests.schemathesis_support import run_schemathesis
 
 # Bounded: a fixed number of examples per operation and a fixed seed, so a run takes the same requests
 # (and about 30 s) every time.
-EXAMPLES_PER_OPERATION = 25
-SEED = 20240611
-DEADLINE_S = 150
 
 
 @pytest.fixture(scope="module")
@@ -75,30 +71,13 @@ def test_the_document_says_what_each_operation_answers(document: dict[str, Any])
 def test_schemathesis_finds_no_mismatch_with_the_running_simulator(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
-    command = [
-        str(Path(sys.executable).with_name("schemathesis")),
-        "run",
+    result = run_schemathesis(
         f"{sim.base_url}/_sim/openapi.json",
+        "examples,coverage,fuzzing,stateful",
+        10,
+        tmp_path,
         "--header",
         f"x-api-key: {DEFAULT_API_KEY}",
-        "--checks",
-        "all",
-        "--mode",
-        "all",
-        "--phases",
-        "examples,coverage,fuzzing,stateful",
-        "--max-examples",
-        str(EXAMPLES_PER_OPERATION),
-        "--seed",
-        str(SEED),
-        "--workers",
-        "1",
-        "--no-shrink",
-        "--request-timeout",
-        "10",
-        "--report-dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S, cwd=tmp_path)
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "4 selected / 4 total" in result.stdout
