@@ -10,11 +10,11 @@ Method, per policy (old, then new):
 2. Time is compressed: 1 real second is K simulated seconds (``--compress``). Every duration given to the
    worker or the simulator is the simulated one divided by K, every rate multiplied by K
    (``bench.reconcile_plan``); figures are reported in simulated time, repair times in real time too.
-3. CASES cases are created at once, the same plan for both policies: a mix of the simulator's scenarios,
-   each case with its own step (Offload's time between two steps, log-uniform over hours to a day: a
-   counterparty replies hours to days later), so cases stay open for simulated days. Most go through
-   ``case-requests``; a share (``--direct``) is created with ``POST /cases`` at the simulator and then
-   tracked through ``case-watch``.
+3. CASES cases are created over ``--ramp-h`` simulated hours, the same plan for both policies: a mix of
+   the simulator's scenarios, each case with its own step (Offload's time between two steps, log-uniform
+   over 1-8 h: a counterparty replies hours later), so cases stay open for a simulated day or two. Most
+   go through ``case-requests``; a share (``--direct``) is created with ``POST /cases`` at the simulator
+   and then tracked through ``case-watch``.
 4. A person answers each question once ``case-state`` shows it, after a delay of their own: a question
    whose webhook was dropped is answered only once the reconciler repaired it, as in real life.
 5. Once every case is terminal at the simulator, a settling period (until ``case-state`` equals the truth
@@ -70,6 +70,9 @@ from offload_bridge.testing import (
     settings_env,
     unique_prefix,
 )
+
+# The cases of a run are created in this many batches, spread over --ramp-h.
+RAMP_BATCHES = 40
 
 LOCAL_BROKER = "127.0.0.1:9092"
 
@@ -206,13 +209,21 @@ async def run_policy(
         sampler.start()
         begin = time.monotonic()
 
-        bridge_plans = [plan for plan in plans if not plan.direct]
-        direct_plans = [plan for plan in plans if plan.direct]
-        await request_cases(settings, bridge_plans, run, compression)
-        direct_ids = await create_directly(
-            sim_url, webhook_url, direct_plans, run, compression, args.phase_timeout
-        )
-        await asyncio.to_thread(track, settings, direct_ids)
+        # Created in RAMP_BATCHES batches over --ramp-h simulated hours, as a business creates cases
+        # through a morning rather than in one instant (--ramp-h 0: all at once).
+        ramp_s = compression.duration_s(args.ramp_h * 3600)
+        batches = RAMP_BATCHES if ramp_s > 0 else 1
+        for batch in range(batches):
+            chosen = plans[batch::batches]
+            bridge_plans = [plan for plan in chosen if not plan.direct]
+            direct_plans = [plan for plan in chosen if plan.direct]
+            await request_cases(settings, bridge_plans, run, compression)
+            direct_ids = await create_directly(
+                sim_url, webhook_url, direct_plans, run, compression, args.phase_timeout
+            )
+            await asyncio.to_thread(track, settings, direct_ids)
+            if batch < batches - 1:
+                await asyncio.sleep(ramp_s / batches)
 
         async def all_created() -> bool:
             return await truths.count() >= len(plans)
@@ -325,11 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cases", type=int, default=2_000, help="cases, all created at the start")
+    parser.add_argument("--cases", type=int, default=2_000, help="cases, created over --ramp-h")
     parser.add_argument("--direct", type=float, default=0.2, help="share created at Offload and tracked")
     parser.add_argument("--compress", type=float, default=360.0, help="simulated seconds per real second")
     parser.add_argument(
         "--policy", choices=POLICIES, action="append", help="run only this policy (repeatable; default both)"
+    )
+    parser.add_argument(
+        "--ramp-h",
+        type=float,
+        default=4.0,
+        help="simulated hours over which the cases are created (0: all at once); the last is created while"
+        " nearly all the others are still open",
     )
     parser.add_argument("--drop-rate", type=float, default=0.2, help="share of webhooks the simulator drops")
     parser.add_argument(
@@ -346,14 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rps",
         type=float,
-        default=0.125,
-        help="OFFLOAD_RECONCILE_RPS (simulated), both policies: the default, 450 calls a simulated hour, is"
-        " 5.4 calls per case and day for 2,000 cases, a little above what the new policy needs and far below"
-        " what the old one would take, and 45 real calls a second at the default compression, which this"
-        " machine keeps up with",
+        default=0.25,
+        help="OFFLOAD_RECONCILE_RPS (simulated), both policies: the default, 900 calls a simulated hour, is"
+        " 10.8 calls per case and day for 2,000 cases (the simulator's cases change every 1-8 h, far more"
+        " often than Offload's), and 90 real calls a second at the default compression, which this machine"
+        " keeps up with",
     )
     parser.add_argument(
-        "--budget-calls", type=int, default=450, help="OFFLOAD_RECONCILE_BUDGET_CALLS, both policies"
+        "--budget-calls", type=int, default=900, help="OFFLOAD_RECONCILE_BUDGET_CALLS, both policies"
     )
     parser.add_argument(
         "--budget-window-s", type=float, default=3_600.0, help="OFFLOAD_RECONCILE_BUDGET_WINDOW_S (simulated)"
