@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 
+MIN_WAIT_S = 1e-3
+
 
 class CallGate:
     def __init__(
@@ -77,14 +79,16 @@ class CallGate:
 
         The budget and the pause are looked at before the bucket, so that a token is taken only by a
         call that starts."""
+        # Waits are at least a millisecond: a remainder below the clock's resolution would otherwise be
+        # slept again and again without the clock moving past it.
         now = self._clock()
         if (paused := self._paused_until - now) > 0:
-            return paused
+            return max(paused, MIN_WAIT_S)
         self._forget_old(now)
         if len(self._started) >= self.budget_calls:
-            return max(self._started[0] + self.budget_window_s - now, 1e-3)
+            return max(self._started[0] + self.budget_window_s - now, MIN_WAIT_S)
         if (bucket := self._bucket.wait_s()) > 0:
-            return bucket
+            return max(bucket, MIN_WAIT_S)
         self._started.append(now)
         return 0.0
 
