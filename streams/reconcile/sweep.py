@@ -111,7 +111,7 @@ class Reconciler:
 
     def case_changed(self, case_id: str, partition: int, record: CaseRecord) -> None:
         """A write to the table: move the case in the index (out of it once terminal)."""
-        due, hinted = self.due_at(record), record.check is not None and record.check.hinted
+        due, hinted = self.due_at(record), _hinted(record)
         self.index.set(case_id, partition, due, hinted)
         if self._heard_while_scanning is not None:
             self._heard_while_scanning.append((case_id, partition, due, hinted))
