@@ -124,6 +124,64 @@ def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _baseline(args: argparse.Namespace) -> Path:
+    """The released baseline to compare with: ``--against`` or the newest under ``--released``."""
+    from offload_bridge import contracts
+
+    released: Path = args.released or contracts.RELEASED_DIR
+    versions = contracts.released_versions(released)
+    if args.against is not None:
+        if args.against not in versions:
+            raise CommandError(f"no released baseline {args.against} under {released}")
+        return released / str(args.against)
+    if not versions:
+        raise CommandError(
+            f"no released baseline under {released}; cut one with `offload-bridge schemas release`"
+        )
+    return released / versions[-1]
+
+
+def cmd_schemas_check_compat(args: argparse.Namespace, settings: Settings) -> int:
+    from offload_bridge import compatibility, contracts
+    from offload_bridge.topics import ALL_TOPICS
+
+    baseline = _baseline(args)
+    try:
+        breaks = contracts.check_compatibility(baseline)
+    except compatibility.UnsupportedSchema as error:
+        raise CommandError(f"cannot judge: {error}") from None
+    broken = {item.topic for item in breaks}
+    for spec in ALL_TOPICS:
+        if spec.name not in broken:
+            print(f"ok        {spec.name} ({compatibility.rule_for(spec)})")
+    for item in breaks:
+        print(f"BREAKING  {item}")
+    if breaks:
+        print(f"{len(breaks)} breaking change(s) against {baseline.name} (README: Evolving the contracts)")
+        return 1
+    print(f"compatible with {baseline.name}")
+    return 0
+
+
+def cmd_schemas_release(args: argparse.Namespace, settings: Settings) -> int:
+    from offload_bridge import __version__, contracts
+
+    released: Path = args.released or contracts.RELEASED_DIR
+    version: str = args.version or __version__
+    try:
+        written = contracts.release(version, released, accept_breaking=args.accept_breaking)
+    except contracts.ReleaseRefused as error:
+        raise CommandError(str(error)) from None
+    for name in written:
+        print(f"written  {released / version / name}")
+    print(
+        f"baseline {version}: {len(written)} file(s) written"
+        if written
+        else f"baseline {version} is up to date"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from offload_bridge.run import Stack, StackFailed, run  # the server stack
 
@@ -202,6 +260,23 @@ def register_core(commands: Subcommands) -> None:
     export.add_argument("--dir", type=Path, help="where to write (default: the schemas package)")
     export.add_argument("--check", action="store_true", help="write nothing; exit 1 when files are stale")
     export.set_defaults(handler=cmd_schemas_export)
+    released_help = "the folder of released baselines, one per version (default: schemas/released)"
+    check = contracts_actions.add_parser(
+        "check-compat",
+        help="compare every value schema with the last released one; exit 1 on a breaking change",
+    )
+    check.add_argument("--against", metavar="VERSION", help="a released version (default: the newest)")
+    check.add_argument("--released", type=Path, help=released_help)
+    check.set_defaults(handler=cmd_schemas_check_compat)
+    release = contracts_actions.add_parser(
+        "release", help="keep today's value schemas as the baseline of a release (schemas/released/VERSION/)"
+    )
+    release.add_argument("--version", help="the release (default: the package's version)")
+    release.add_argument("--released", type=Path, help=released_help)
+    release.add_argument(
+        "--accept-breaking", action="store_true", help="cut it even though it breaks the previous baseline"
+    )
+    release.set_defaults(handler=cmd_schemas_release)
 
 
 # Each component adds its own subcommands; their handlers import their heavy modules when run, so that

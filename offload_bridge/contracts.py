@@ -1,27 +1,34 @@
 """Render the contracts for other teams: one JSON Schema per topic value, and an AsyncAPI 3.0 document.
 
 Generated from the topic registry (``offload_bridge.topics``) and the pydantic models it names;
-``offload-bridge schemas export`` writes them into ``schemas/``.
+``offload-bridge schemas export`` writes them into ``schemas/``. Each release keeps a copy of its value
+schemas in ``schemas/released/<version>/`` (``offload-bridge schemas release``), and today's schemas are
+compared with the newest copy by ``offload_bridge.compatibility`` (``offload-bridge schemas check-compat``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from offload_bridge import __version__, schemas
+from offload_bridge.compatibility import Break, compare, rule_for
 from offload_bridge.topics import ALL_TOPICS, TopicSpec
 
 SCHEMAS_DIR = Path(schemas.__file__).resolve().parent
+RELEASED_DIR = SCHEMAS_DIR / "released"
 ASYNCAPI_FILE = "asyncapi.yaml"
 DEFAULT_PREFIX = "offload."
+SCHEMA_SUFFIX = ".schema.json"
+VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 def schema_file(spec: TopicSpec) -> str:
-    return f"{spec.name}.schema.json"
+    return f"{spec.name}{SCHEMA_SUFFIX}"
 
 
 def _camel(topic: str) -> str:
@@ -73,6 +80,8 @@ def asyncapi() -> dict[str, Any]:
             "x-partitioning": spec.partitioning,
             "x-writers": [str(party) for party in spec.writers],
             "x-readers": [str(party) for party in spec.readers],
+            # How the value schema may evolve (README, "Evolving the contracts").
+            "x-compatibility": str(rule_for(spec)),
         }
         message: dict[str, Any] = {
             "name": name,
@@ -142,3 +151,72 @@ def export(directory: Path = SCHEMAS_DIR) -> list[str]:
     for name in changed:
         (directory / name).write_text(rendered[name])
     return changed
+
+
+class ReleaseRefused(ValueError):
+    """A baseline that would rewrite history or hide a breaking change."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def released_versions(released: Path = RELEASED_DIR) -> list[str]:
+    """The versions that have a baseline under ``released``, oldest first."""
+    if not released.is_dir():
+        return []
+    names = [path.name for path in released.iterdir() if path.is_dir() and VERSION_PATTERN.match(path.name)]
+    return sorted(names, key=_version_key)
+
+
+def check_compatibility(baseline: Path) -> list[Break]:
+    """The breaking changes from the value schemas in ``baseline`` (a release's folder) to the models'."""
+    version = baseline.name
+    breaks: list[Break] = []
+    current = {spec.name: spec for spec in ALL_TOPICS}
+    for path in sorted(baseline.glob(f"*{SCHEMA_SUFFIX}")):
+        topic = path.name.removesuffix(SCHEMA_SUFFIX)
+        released = json.loads(path.read_text())
+        spec = current.get(topic)
+        if spec is not None:
+            breaks += compare(topic, rule_for(spec), released, json_schema(spec), version)
+        elif not released.get("deprecated"):
+            what = f"topic removed; its writers and readers built on {version} have none (deprecate it first)"
+            breaks.append(Break(topic, "(the topic)", None, what))
+    return breaks
+
+
+def release(version: str, released: Path = RELEASED_DIR, accept_breaking: bool = False) -> list[str]:
+    """Keep today's value schemas as the baseline of release ``version``; returns the files written (none
+    when that baseline already holds exactly them).
+
+    Refused (``ReleaseRefused``) when ``version`` is no version, when its baseline exists with other schemas
+    (a release is never rewritten), when a newer baseline exists, and when today's schemas break the newest
+    baseline, unless ``accept_breaking``.
+    """
+    if not VERSION_PATTERN.match(version):
+        raise ReleaseRefused(f"{version!r} is not a version like 1.2.3")
+    files = {name: text for name, text in render().items() if name.endswith(SCHEMA_SUFFIX)}
+    target = released / version
+    if target.exists():
+        kept = {path.name: path.read_text() for path in target.glob(f"*{SCHEMA_SUFFIX}")}
+        if kept == files:
+            return []
+        raise ReleaseRefused(
+            f"{target} exists and differs from the models: a released baseline is never "
+            "rewritten; bump the version"
+        )
+    versions = released_versions(released)
+    if versions and _version_key(versions[-1]) > _version_key(version):
+        raise ReleaseRefused(f"a newer baseline exists: {released / versions[-1]}")
+    if versions and not accept_breaking:
+        breaks = check_compatibility(released / versions[-1])
+        if breaks:
+            raise ReleaseRefused(
+                f"{len(breaks)} breaking change(s) against {versions[-1]}, the first: "
+                f"{breaks[0]}; see `offload-bridge schemas check-compat`"
+            )
+    target.mkdir(parents=True)
+    for name, text in files.items():
+        (target / name).write_text(text)
+    return sorted(files)

@@ -13,6 +13,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from offload_bridge.schemas.events import CASE_STATUSES
+from offload_bridge.schemas.open_enum import OpenEnum
+
 # Offload trims inputRequestId and providedContext and refuses them empty; so do we, before sending.
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -83,12 +86,12 @@ class AnswerOutcome(BaseModel):
     answerId: str
     caseId: str
     inputRequestId: str | None = None
-    outcome: Outcome
+    outcome: Annotated[Outcome, OpenEnum()]
     attempt: int = Field(default=0, ge=0, description="calls made to Offload for this answer so far")
     httpStatus: int | None = None
     errorCode: str | None = None
     message: str = ""
-    caseStatus: str | None = None
+    caseStatus: Annotated[str, OpenEnum(CASE_STATUSES)] | None = None
     currentInputRequestId: str | None = None
     at: int = Field(default_factory=now_ms, description="unix ms")
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from offload_bridge.schemas.answers import now_ms
+from offload_bridge.schemas.open_enum import OpenEnum
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -101,7 +102,7 @@ class CaseRequestOutcome(BaseModel):
     """A message on ``case-request-outcomes``."""
 
     requestId: str
-    outcome: CaseRequestOutcomeKind
+    outcome: Annotated[CaseRequestOutcomeKind, OpenEnum()]
     caseId: str | None = None
     httpStatus: int | None = None
     errorCode: str | None = None

@@ -7,11 +7,13 @@ idempotent, which downstream readers never see.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload_bridge.schemas.events import Attachment
+from offload_bridge.schemas.answers import Outcome
+from offload_bridge.schemas.events import CASE_STATUSES, INPUT_REQUEST_STATUSES, Attachment
+from offload_bridge.schemas.open_enum import OpenEnum
 
 # How many event ids per case the fold remembers for deduplication. Offload sends a handful of
 # webhooks per case; a duplicate older than the last 64 distinct events of its case is no longer
@@ -24,7 +26,7 @@ class InputRequest(BaseModel):
 
     id: str
     question: str
-    status: str = "PENDING"
+    status: Annotated[str, OpenEnum(INPUT_REQUEST_STATUSES)] = "PENDING"
     requestedAt: int | None = None
 
 
@@ -32,7 +34,7 @@ class AnswerRecord(BaseModel):
     """What became of our answer to one input request (written by the answer agent)."""
 
     answerId: str
-    outcome: str
+    outcome: Annotated[str, OpenEnum(tuple(outcome.value for outcome in Outcome))]
     at: int
 
 
@@ -41,7 +43,7 @@ class CaseState(BaseModel):
 
     caseId: str
     clientReferenceId: str | None = None
-    status: str | None = None
+    status: Annotated[str, OpenEnum(CASE_STATUSES)] | None = None
     channel: str | None = None
     attemptCount: int | None = None
     resultStatus: str | None = None

@@ -9,9 +9,11 @@ a webhook that fails the schema is quarantined rather than folded.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from offload_bridge.schemas.open_enum import OpenEnum
 
 EVENT_TYPE_PATTERN = r"^case\.[A-Za-z0-9_.-]+$"
 
@@ -20,7 +22,9 @@ COMPLETED = "case.completed"
 FAILED = "case.failed"
 
 CaseStatus = Literal["CREATED", "RUNNING", "INPUT_NEEDED", "COMPLETED", "FAILED"]
-KNOWN_STATUSES: frozenset[str] = frozenset({"CREATED", "RUNNING", "INPUT_NEEDED", "COMPLETED", "FAILED"})
+CASE_STATUSES: tuple[str, ...] = get_args(CaseStatus)
+KNOWN_STATUSES: frozenset[str] = frozenset(CASE_STATUSES)
+INPUT_REQUEST_STATUSES: tuple[str, ...] = ("PENDING", "RESOLVED")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"COMPLETED", "FAILED"})
 
 
@@ -45,7 +49,7 @@ class CaseEventData(_OpenModel):
 
     caseId: str = Field(min_length=1)
     # An open string: an unknown status is kept as sent, and the fold decides what to do with it.
-    status: str = Field(min_length=1)
+    status: Annotated[str, OpenEnum(CASE_STATUSES)] = Field(min_length=1)
     channel: str | None = None
     attemptCount: int | None = None
     attachments: list[Attachment] = Field(default_factory=list)
