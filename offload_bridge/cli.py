@@ -115,7 +115,12 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     if report.existing:
         # An existing topic keeps its configs: report where they differ, change nothing here.
         existing = [spec for spec in ALL_TOPICS if topic_name(spec, settings) in report.existing]
-        _print_drifts(check_configs(settings, existing))
+        try:
+            _print_drifts(check_configs(settings, existing))
+        except TopicConfigsFailed as error:
+            # The topics are there, which is this command's job; a principal allowed to create topics but
+            # not to read their configs gets the reason, and `topics check` under one that may.
+            print(f"warning: configs not compared with the registry: {error}", file=sys.stderr)
     return 0
 
 

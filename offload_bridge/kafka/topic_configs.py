@@ -140,9 +140,10 @@ def apply_configs(
                 for topic, drifts in changes.items()
             ]
             results = admin.alter_configs(resources, incremental=True, raise_on_unknown=False)
-            for topic, result in results.get("topic", {}).items():
+            for topic, drifts in changes.items():
+                result = results.get("topic", {}).get(topic, "the broker did not answer for it")
                 if result == "OK":
-                    report.applied.extend(changes[topic])
+                    report.applied.extend(drifts)
                 else:
                     report.failed[topic] = str(result)
         return report
