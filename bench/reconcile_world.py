@@ -27,6 +27,7 @@ from offload_bridge.topics import (
     BY_CASE,
     CASE_REQUESTS,
     CASE_STATE,
+    HISTORY,
     TopicSpec,
     topic_name,
 )
@@ -41,7 +42,7 @@ def case_watch_spec() -> TopicSpec:
             return spec
     return TopicSpec(
         CASE_WATCH_NAME, "Case watch", "Cases to track by reconciliation.", "caseId", None,
-        writers=(), readers=(), partitioning=BY_CASE,
+        writers=(), readers=(), partitioning=BY_CASE, retention=HISTORY,
     )  # fmt: skip
 
 

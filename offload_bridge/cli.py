@@ -30,11 +30,18 @@ from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.kafka.connection import KafkaUnreachable, connection_options, metadata_ok
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
+from offload_bridge.kafka.topic_configs import (
+    SHORTER_FLAG,
+    ConfigReport,
+    TopicConfigsFailed,
+    apply_configs,
+    check_configs,
+)
 from offload_bridge.settings import Settings, SettingsError, get_settings
 from offload_bridge.simulator.cli import register as register_simulator
 from offload_bridge.streams.cli import register as register_streams
 from offload_bridge.streams.reconcile.cli import register as register_reconcile
-from offload_bridge.topics import TopicMissing
+from offload_bridge.topics import ALL_TOPICS, TopicMissing, topic_name
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> LocalBroker:
@@ -105,7 +112,52 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.offload_topic_partitions}; caseId-keyed topics must be co-partitioned",
             file=sys.stderr,
         )
+    if report.existing:
+        # An existing topic keeps its configs: report where they differ, change nothing here.
+        existing = [spec for spec in ALL_TOPICS if topic_name(spec, settings) in report.existing]
+        try:
+            _print_drifts(check_configs(settings, existing))
+        except TopicConfigsFailed as error:
+            # The topics are there, which is this command's job; a principal allowed to create topics but
+            # not to read their configs gets the reason, and `topics check` under one that may.
+            print(f"warning: configs not compared with the registry: {error}", file=sys.stderr)
     return 0
+
+
+def _print_drifts(report: ConfigReport) -> None:
+    for name in report.missing:
+        print(f"missing  {name}: run `offload-bridge topics create`")
+    for drift in report.drifts:
+        shorter = f" (shorter: apply needs {SHORTER_FLAG})" if drift.shortens else ""
+        print(f"drift    {drift.topic} {drift.difference()}{shorter}")
+    if report.drifts:
+        count = len(report.drifts)
+        print(f"{count} config(s) differ from the registry: `offload-bridge topics apply` aligns them")
+
+
+def cmd_topics_check(args: argparse.Namespace, settings: Settings) -> int:
+    report = check_configs(settings)
+    _print_drifts(report)
+    if report.clean:
+        print(f"every topic matches the registry ({len(ALL_TOPICS)} topics)")
+    return 0 if report.clean else 1
+
+
+def cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
+    report = apply_configs(settings, allow_shorter=args.allow_shorter_retention)
+    for name in report.checked.missing:
+        print(f"missing  {name}: run `offload-bridge topics create`")
+    for drift in report.applied:
+        print(f"applied  {drift.topic} {drift.change()}")
+    for topic, drifts in report.refused.items():
+        changes = "; ".join(drift.change() for drift in drifts)
+        print(f"refused  {topic}: {changes} keeps less; rerun with {SHORTER_FLAG} to apply", file=sys.stderr)
+    if report.failed:
+        reasons = "; ".join(f"{topic}: {reason}" for topic, reason in report.failed.items())
+        raise CommandError(f"Kafka refused to change topic configs: {reasons}")
+    if report.checked.clean:
+        print(f"every topic matches the registry ({len(ALL_TOPICS)} topics)")
+    return 1 if report.refused or report.checked.missing else 0
 
 
 def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,8 +287,23 @@ def register_core(commands: Subcommands) -> None:
 
     topics = commands.add_parser("topics", help="manage the project's topics")
     topics_actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = topics_actions.add_parser("create", help="create every topic of the contract (idempotent)")
+    create = topics_actions.add_parser(
+        "create", help="create every missing topic with the registry's configs; report existing ones' drift"
+    )
     create.set_defaults(handler=cmd_topics_create)
+    check = topics_actions.add_parser(
+        "check", help="compare existing topics' configs with the registry; exit 1 when any differs"
+    )
+    check.set_defaults(handler=cmd_topics_check)
+    apply = topics_actions.add_parser(
+        "apply", help="set existing topics' configs to the registry's (incremental; others untouched)"
+    )
+    apply.add_argument(
+        SHORTER_FLAG,
+        action="store_true",
+        help="also apply changes after which a topic keeps less (a shorter retention.ms, compaction)",
+    )
+    apply.set_defaults(handler=cmd_topics_apply)
 
     run = commands.add_parser("run", help="run the whole stack on this machine (Ctrl-C stops it)")
     run.add_argument("--demo", action="store_true", help="create simulator cases and show them move")
@@ -323,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         KafkaUnreachable,
         BrokerError,
         TopicCreationFailed,
+        TopicConfigsFailed,
         TopicMissing,
         CommandError,
     ) as error:

@@ -25,6 +25,7 @@ ASYNCAPI_FILE = "asyncapi.yaml"
 DEFAULT_PREFIX = "offload."
 SCHEMA_SUFFIX = ".schema.json"
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
+COMPACTED_RETENTION = "Compacted: the latest record of each key is kept, older ones are removed."
 
 
 def schema_file(spec: TopicSpec) -> str:
@@ -57,7 +58,8 @@ def _channel_description(spec: TopicSpec) -> str:
 
 
 def _topic_configuration(spec: TopicSpec) -> dict[str, Any]:
-    """What ``topics create`` sets, in the Kafka binding's terms (it wants numbers as numbers)."""
+    """What ``topics create`` sets with the default settings, in the Kafka binding's terms (it wants numbers
+    as numbers); ``x-retention`` says why, and which setting changes it."""
     return {
         name: [value] if name == "cleanup.policy" else int(value) for name, value in spec.config().items()
     }
@@ -77,6 +79,7 @@ def asyncapi() -> dict[str, Any]:
                 "kafka": {"topicConfiguration": _topic_configuration(spec), "bindingVersion": "0.5.0"}
             },
             # Extensions: what the registry knows that AsyncAPI has no field for.
+            "x-retention": spec.retention.why if spec.retention else COMPACTED_RETENTION,
             "x-partitioning": spec.partitioning,
             "x-writers": [str(party) for party in spec.writers],
             "x-readers": [str(party) for party in spec.readers],

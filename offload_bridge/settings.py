@@ -19,6 +19,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_KAFKA_PORT = 9092
 
+DAY_MS = 86_400_000
+FOREVER_MS = -1  # Kafka's retention.ms for "never delete"
+# The longest worker outage the bridge promises to survive with nothing lost: a week, Kafka's own default
+# retention (log.retention.hours=168), so a stopped worker finds every record it has not read yet when it
+# comes back. The retry topics keep twice as long (``offload_bridge.topics``), and the history topics,
+# which the worker reads too, may be bounded to no less.
+WORKER_OUTAGE_SURVIVED_MS = 7 * DAY_MS
+
 
 def webhook_secret_key(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret ``whsec_<base64>``. Raises ValueError.
@@ -81,6 +89,23 @@ class Settings(BaseSettings):
     offload_topic_prefix: str = Field(default="offload.", pattern=r"^[A-Za-z0-9._-]*$", max_length=200)
     offload_topic_partitions: int = Field(default=6, ge=1, le=10_000)
     offload_topic_replication: int = Field(default=1, ge=1, le=32)
+    # retention.ms of the history topics (case-events, case-events.invalid, answers, answer-outcomes,
+    # case-requests, case-request-outcomes, case-watch): -1, the default, keeps the record of what happened
+    # forever; a number of milliseconds bounds it, for those who must (a data-protection rule, a disk
+    # budget). At least WORKER_OUTAGE_SURVIVED_MS (7 days): the worker reads these topics too, and a
+    # shorter bound would delete what a stopped worker has not read yet. `topics create` sets it on new
+    # topics; `topics apply` aligns existing ones (a shorter value only with --allow-shorter-retention).
+    offload_history_retention_ms: int = Field(default=FOREVER_MS, le=2**63 - 1)  # retention.ms is a long
+
+    @field_validator("offload_history_retention_ms")
+    @classmethod
+    def _check_history_retention(cls, value: int) -> int:
+        if value != FOREVER_MS and value < WORKER_OUTAGE_SURVIVED_MS:
+            raise ValueError(
+                f"expected -1 (forever) or at least {WORKER_OUTAGE_SURVIVED_MS} ms (7 days, the worker "
+                "outage the bridge survives)"
+            )
+        return value
 
     # --- Offload API --------------------------------------------------------------------------
     # The default is the local simulator (``offload-bridge simulator``); set it to Offload's API base

@@ -1,8 +1,9 @@
 """The topic registry: every topic of the design contract, declared once.
 
 Each ``TopicSpec`` says everything about one topic: its name, key, value model, headers, how its records
-are partitioned, its broker configuration, and who writes and reads it. Everything else is derived from
-it: ``topics create`` (``offload_bridge.kafka.admin``), the worker's Faust topics
+are partitioned, how long it keeps them and why (``Retention``), its broker configuration, and who writes
+and reads it. Everything else is derived from it: ``topics create``, ``check`` and ``apply``
+(``offload_bridge.kafka.admin``, ``offload_bridge.kafka.topic_configs``), the worker's Faust topics
 (``offload_bridge.kafka.faust_topics``), and the JSON Schemas and AsyncAPI document other teams read
 (``offload_bridge.contracts``, ``offload-bridge schemas export``).
 
@@ -33,7 +34,7 @@ from offload_bridge.schemas.headers import (
     SOURCE_HEADER,
     VALIDATION_ERROR_HEADER,
 )
-from offload_bridge.settings import Settings
+from offload_bridge.settings import DAY_MS, FOREVER_MS, WORKER_OUTAGE_SURVIVED_MS, Settings
 
 KeyKind = Literal["caseId", "requestId"]
 
@@ -72,6 +73,56 @@ BY_REQUEST = (
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long a topic keeps its records (its ``retention.ms``), and why: part of the topic's contract."""
+
+    ms: int | None  # None: the history's, OFFLOAD_HISTORY_RETENTION_MS (forever unless bounded)
+    why: str
+
+    def retention_ms(self, settings: Settings | None = None) -> int:
+        """The ``retention.ms`` to set; without settings, the default the contracts document."""
+        if self.ms is not None:
+            return self.ms
+        if settings is None:
+            default: int = Settings.model_fields["offload_history_retention_ms"].default
+            return default
+        return settings.offload_history_retention_ms
+
+
+# What happened, as Offload and the teams said it: every webhook body, question, answer and its outcome,
+# case request and its outcome, watch request. Kept forever by default, because nothing else keeps it:
+# case-state holds only the latest state of a case, and an audit ("who answered what, when"), an analyst's
+# backfill or a downstream service back after a long outage reads it here. OFFLOAD_HISTORY_RETENTION_MS
+# bounds it for those who must (never below the worker outage we survive: the worker reads these topics).
+HISTORY = Retention(
+    None,
+    "The record of what happened: kept forever by default (retention.ms -1);"
+    " OFFLOAD_HISTORY_RETENTION_MS bounds it (at least 7 days).",
+)
+# A retry record is the only copy of an answer or request between two attempts: the record it continues is
+# already committed. While a worker runs, a record not yet due is written again about once a second
+# (streams/retry.py), whatever OFFLOAD_RETRY_MAX_S or a Retry-After say, so its age is the time since a
+# worker last read it: only a worker outage ages it. 14 days is twice the outage we promise to survive
+# (WORKER_OUTAGE_SURVIVED_MS, 7 days): a worker back after a week still finds every retry, with another
+# week for the time it takes to notice, fix and catch up. Retries are few and small, so the cost is nil.
+RETRY = Retention(
+    2 * WORKER_OUTAGE_SURVIVED_MS,
+    f"{2 * WORKER_OUTAGE_SURVIVED_MS // DAY_MS} days: twice the 7-day worker outage the bridge survives;"
+    " a retry not yet due is rewritten about once a second while a worker runs, so only an outage ages it.",
+)
+# A dead letter waits for a person's decision (`dlq list`, fix the cause, `dlq redrive`), which needs the
+# original bytes, and no time limit can say when that decision is made: an alert fires on the first one,
+# but an unhandled letter that expired would be an answer or request lost without anyone deciding so.
+# Dead letters are failures only, so keeping them all costs little; `dlq redrive --all` remembers how far
+# it got, so the handled ones are not redriven again.
+DEAD_LETTERS = Retention(
+    FOREVER_MS,
+    "Forever: a dead letter waits for a person's decision (dlq redrive) and no deadline can say when it"
+    " is made; dead letters are failures only, so they are few.",
+)
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     """One topic, as every part of the project and every team sees it."""
 
@@ -86,14 +137,26 @@ class TopicSpec:
     partitioning: str
     headers: dict[str, str] = field(default_factory=dict)  # name -> what it holds
     key_always_set: bool = True  # False: a record may have no key (it could not be read from the value)
-    compacted: bool = False
+    compacted: bool = False  # keeps the latest record per key; retention.ms does not apply
+    retention: Retention | None = None  # every topic that is not compacted declares one
     extra_config: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.retention is None) != self.compacted:
+            raise ValueError(f"topic {self.name}: declare a retention exactly when it is not compacted")
 
     def full_name(self, prefix: str) -> str:
         return f"{prefix}{self.name}"
 
-    def config(self) -> dict[str, str]:
-        policy = {"cleanup.policy": "compact"} if self.compacted else {"cleanup.policy": "delete"}
+    def config(self, settings: Settings | None = None) -> dict[str, str]:
+        """The broker configs ``topics create`` sets and ``topics check`` compares.
+
+        Without settings: the defaults, as the AsyncAPI document shows them.
+        """
+        if self.retention is None:
+            policy = {"cleanup.policy": "compact"}
+        else:
+            policy = {"cleanup.policy": "delete", "retention.ms": str(self.retention.retention_ms(settings))}
         return {**policy, **self.extra_config}
 
     @property
@@ -146,6 +209,7 @@ CASE_EVENTS = TopicSpec(
     writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.CLI),
     readers=(Party.STATE_AGENT,),
     partitioning=BY_CASE,
+    retention=HISTORY,
     headers=EVENT_HEADERS,
     extra_config=_WEBHOOK_RECORD_LIMIT,
 )
@@ -158,6 +222,7 @@ CASE_EVENTS_INVALID = TopicSpec(
     writers=(Party.INGRESS, Party.STATE_AGENT),
     readers=(Party.CLI,),  # operators, with `offload-bridge tail`
     partitioning=f"{BY_CASE}; records without a key are spread over the partitions",
+    retention=HISTORY,
     headers={
         VALIDATION_ERROR_HEADER: "the ingress: why the body failed the schema",
         **EVENT_HEADERS,
@@ -192,6 +257,7 @@ ANSWERS = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `answer`, `dlq redrive`
     readers=(Party.ANSWER_AGENT,),
     partitioning=BY_CASE,
+    retention=HISTORY,
     headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
 )
 ANSWER_OUTCOMES = TopicSpec(
@@ -204,6 +270,7 @@ ANSWER_OUTCOMES = TopicSpec(
     # The answer agents read their own outcomes back after a crash (see ORIGIN_HEADER).
     readers=(Party.TEAMS, Party.CLI, Party.ANSWER_AGENT),
     partitioning=BY_CASE,
+    retention=HISTORY,
     headers=ORIGIN_HEADERS,
 )
 ANSWERS_RETRY = TopicSpec(
@@ -215,6 +282,7 @@ ANSWERS_RETRY = TopicSpec(
     writers=(Party.ANSWER_AGENT,),
     readers=(Party.ANSWER_AGENT,),
     partitioning=BY_CASE,
+    retention=RETRY,
     headers={ORIGIN_HEADER: "<topic>:<partition>:<offset> of the answer record this retry continues"},
 )
 ANSWERS_DLQ = TopicSpec(
@@ -226,6 +294,7 @@ ANSWERS_DLQ = TopicSpec(
     writers=(Party.ANSWER_AGENT,),
     readers=(Party.CLI,),  # `dlq list|redrive`
     partitioning=BY_CASE,
+    retention=DEAD_LETTERS,
     headers=ANSWER_DLQ_HEADERS,
 )
 CASE_REQUESTS = TopicSpec(
@@ -237,6 +306,7 @@ CASE_REQUESTS = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `case-request`
     readers=(Party.CASE_REQUEST_AGENT,),
     partitioning=BY_REQUEST,
+    retention=HISTORY,
     headers={
         REDRIVEN_FROM_HEADER: f"{REDRIVEN_FROM}; a request that ended dead_lettered, rejected or unknown "
         "gets a fresh attempt"
@@ -252,6 +322,7 @@ CASE_REQUEST_OUTCOMES = TopicSpec(
     # The case-request agent reads its own outcomes back after a crash (see ORIGIN_HEADER).
     readers=(Party.TEAMS, Party.CLI, Party.CASE_REQUEST_AGENT),
     partitioning=BY_REQUEST,
+    retention=HISTORY,
     headers=ORIGIN_HEADERS,
 )
 CASE_REQUESTS_RETRY = TopicSpec(
@@ -263,6 +334,7 @@ CASE_REQUESTS_RETRY = TopicSpec(
     writers=(Party.CASE_REQUEST_AGENT,),
     readers=(Party.CASE_REQUEST_AGENT,),
     partitioning=BY_REQUEST,
+    retention=RETRY,
     headers={ORIGIN_HEADER: "<topic>:<partition>:<offset> of the request record this retry continues"},
 )
 CASE_REQUESTS_DLQ = TopicSpec(
@@ -274,6 +346,7 @@ CASE_REQUESTS_DLQ = TopicSpec(
     writers=(Party.CASE_REQUEST_AGENT,),
     readers=(Party.CLI,),  # operators redrive on purpose (DESIGN.md: at most once)
     partitioning=BY_REQUEST,
+    retention=DEAD_LETTERS,
     headers=CASE_REQUEST_DLQ_HEADERS,
 )
 CASE_WATCH = TopicSpec(
@@ -286,6 +359,7 @@ CASE_WATCH = TopicSpec(
     writers=(Party.TEAMS, Party.CLI),  # the CLI: `track`
     readers=(Party.CASE_WATCH_AGENT,),
     partitioning=BY_CASE,
+    retention=HISTORY,
     headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
     # Not compacted: every request counts, even for a case watched before.
 )
@@ -300,6 +374,7 @@ CASE_WATCH_DLQ = TopicSpec(
     writers=(Party.CASE_WATCH_AGENT,),
     readers=(Party.CLI,),  # operators look, fix the id, and track again
     partitioning=BY_CASE,
+    retention=DEAD_LETTERS,
     headers=CASE_REQUEST_DLQ_HEADERS,
 )
 

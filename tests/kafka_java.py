@@ -1,7 +1,9 @@
-"""Kafka's own Java client as an independent judge of where records belong.
+"""Kafka's own Java client as an independent judge of where records belong and of topic configs.
 
-``tests/java/KafkaPartition.java`` runs ``BuiltInPartitioner.partitionForKey`` from the kafka-clients jar
-the local broker runs on (``.kafka/libs``), as a one-file program: no build step, one JVM per call.
+``tests/java/KafkaPartition.java`` runs ``BuiltInPartitioner.partitionForKey`` and
+``tests/java/KafkaTopicConfigs.java`` runs ``Admin.describeConfigs`` and ``Admin.createTopics``, from the
+kafka-clients jar the local broker runs on (``.kafka/libs``), as one-file programs: no build step, one
+JVM per call.
 """
 
 from __future__ import annotations
@@ -19,22 +21,46 @@ from offload_bridge.kafka.reading import read_topic
 from offload_bridge.settings import Settings
 
 PROGRAM = Path(__file__).parent / "java" / "KafkaPartition.java"
+TOPIC_CONFIGS_PROGRAM = Path(__file__).parent / "java" / "KafkaTopicConfigs.java"
 
 
-def java_partitions(keys: Sequence[tuple[bytes, int]]) -> list[int]:
-    """The partition Kafka's Java producer gives each (key, partition count)."""
+def _run_java(program: Path, *args: str, stdin: str = "") -> str:
+    """The standard output of a one-file program run on the broker's jars; asserts it succeeded."""
     java = shutil.which("java")
     assert java is not None, "java is not on PATH"
     libs = LocalBroker.from_settings(Settings()).libs_dir
     assert any(libs.glob("kafka-clients-*.jar")), (
         f"no kafka-clients jar in {libs}: run offload-bridge kafka fetch"
     )
-    lines = "".join(f"{count} {base64.b64encode(key).decode()}\n" for key, count in keys)
     done = subprocess.run(
-        [java, "-cp", f"{libs}/*", str(PROGRAM)], input=lines, capture_output=True, text=True, timeout=120
-    )
+        [java, "-cp", f"{libs}/*", str(program), *args], input=stdin, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    partitions = [int(line) for line in done.stdout.split()]
+    return done.stdout
+
+
+def java_topic_configs(settings: Settings, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Every config in effect on each topic, as Kafka's Java ``Admin.describeConfigs`` reports it."""
+    printed = _run_java(TOPIC_CONFIGS_PROGRAM, "describe", settings.bootstrap_servers, *topics)
+    configs: dict[str, dict[str, str]] = {topic: {} for topic in topics}
+    for line in printed.splitlines():
+        topic, name, value = line.split("\t", 2)
+        configs[topic][name] = value
+    return configs
+
+
+def java_create_topic(settings: Settings, topic: str, partitions: int, configs: dict[str, str]) -> None:
+    """Create a topic with Kafka's Java ``Admin.createTopics``, with these configs."""
+    pairs = [f"{name}={value}" for name, value in configs.items()]
+    _run_java(TOPIC_CONFIGS_PROGRAM, "create", settings.bootstrap_servers, topic, str(partitions), *pairs)
+
+
+def java_partitions(keys: Sequence[tuple[bytes, int]]) -> list[int]:
+    """The partition Kafka's Java producer gives each (key, partition count)."""
+    lines = "".join(f"{count} {base64.b64encode(key).decode()}\n" for key, count in keys)
+    printed = _run_java(PROGRAM, stdin=lines)
+    partitions = [int(line) for line in printed.split()]
     assert len(partitions) == len(keys)
     return partitions
 

@@ -12,8 +12,8 @@ from offload_bridge import contracts
 from offload_bridge.kafka.faust_topics import faust_topic
 from offload_bridge.schemas.answers import Answer, RetryAnswer
 from offload_bridge.schemas.case_requests import CaseRequest, RetryCaseRequest
-from offload_bridge.settings import Settings
-from offload_bridge.topics import ALL_TOPICS, CASE_EVENTS, CASE_REQUESTS_RETRY, Party
+from offload_bridge.settings import DAY_MS, Settings
+from offload_bridge.topics import ALL_TOPICS, CASE_EVENTS, CASE_REQUESTS_RETRY, HISTORY, Party
 
 REQUEST = {
     "requestId": "req-1",
@@ -95,3 +95,12 @@ def test_the_asyncapi_channels_say_what_topics_create_sets_and_who_uses_each_top
         assert as_admin == spec.config()
         assert channel["x-writers"] == [str(party) for party in spec.writers]
         assert channel["x-readers"] == [str(party) for party in spec.readers]
+
+
+def test_the_history_setting_changes_the_history_topics_retention_and_nothing_else() -> None:
+    bounded = Settings(offload_history_retention_ms=30 * DAY_MS)
+    for spec in ALL_TOPICS:
+        default = spec.config()
+        changed = {name: value for name, value in spec.config(bounded).items() if default.get(name) != value}
+        wanted = {"retention.ms": str(30 * DAY_MS)} if spec.retention is HISTORY else {}
+        assert changed == wanted, spec.name

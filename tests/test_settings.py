@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from offload_bridge.settings import Settings, SettingsError, load_settings
+from offload_bridge.settings import DAY_MS, Settings, SettingsError, load_settings
 
 
 def clear_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,6 +56,11 @@ def test_workers_of_one_machine_keep_their_tables_apart(monkeypatch: pytest.Monk
         ("OFFLOAD_WORKER_SESSION_TIMEOUT_S", "5"),
         ("OFFLOAD_WORKER_SESSION_TIMEOUT_S", "120"),
         ("OFFLOAD_WORKER_STANDBY_REPLICAS", "-1"),
+        ("OFFLOAD_HISTORY_RETENTION_MS", "forever"),
+        ("OFFLOAD_HISTORY_RETENTION_MS", "0"),
+        ("OFFLOAD_HISTORY_RETENTION_MS", "-2"),
+        ("OFFLOAD_HISTORY_RETENTION_MS", "86400000"),  # a day: shorter than the worker outage we survive
+        ("OFFLOAD_HISTORY_RETENTION_MS", str(2**63)),  # beyond Kafka's long
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -64,6 +69,21 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable:
         load_settings()
     assert variable in str(caught.value)
     assert value in str(caught.value)
+
+
+def test_history_retention_is_forever_unless_bounded_to_a_week_or_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clear_environment(monkeypatch)
+    assert load_settings().offload_history_retention_ms == -1
+    for accepted in (7 * DAY_MS, 400 * DAY_MS, -1):
+        monkeypatch.setenv("OFFLOAD_HISTORY_RETENTION_MS", str(accepted))
+        assert load_settings().offload_history_retention_ms == accepted
+    monkeypatch.setenv("OFFLOAD_HISTORY_RETENTION_MS", str(7 * DAY_MS - 1))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "OFFLOAD_HISTORY_RETENTION_MS" in str(caught.value)
+    assert "expected -1 (forever) or at least 604800000 ms (7 days" in str(caught.value)
 
 
 def test_secret_values_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

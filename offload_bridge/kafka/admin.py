@@ -26,8 +26,9 @@ class TopicsReport:
 
 
 def ensure_topics(settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS) -> TopicsReport:
-    """Create every missing topic; idempotent. Raises KafkaUnreachable or TopicCreationFailed."""
-    return _ensure_configs(settings, {topic_name(spec, settings): spec.config() for spec in specs})
+    """Create every missing topic with the registry's configs; idempotent. An existing topic is left as it
+    is (``topic_configs.check_configs`` compares it). Raises KafkaUnreachable or TopicCreationFailed."""
+    return _ensure_configs(settings, {topic_name(spec, settings): spec.config(settings) for spec in specs})
 
 
 def ensure_changelog_topics(settings: Settings, names: Iterable[str]) -> TopicsReport:
