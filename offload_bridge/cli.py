@@ -15,6 +15,7 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from offload_bridge import dlq_cli
+from offload_bridge.analytics import cli as analytics_cli
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
 from offload_bridge.case_watch import cli as case_watch_cli
@@ -218,6 +219,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     case_watch_cli.register,
     register_reconcile,
     export_cli.register,
+    analytics_cli.register,
 ]
 
 
