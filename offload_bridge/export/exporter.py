@@ -100,6 +100,10 @@ def consumer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # A member joining or leaving moves only the partitions that change hands; the others keep
         # their buffers instead of being revoked and re-prepared at every rebalance.
         "partition.assignment.strategy": "cooperative-sticky",
+        # How long the group waits for a member that went silent (a crash, a SIGKILL) before its partitions
+        # go to the others or to its restarted self. librdkafka heartbeats from a thread of its own, so a
+        # long flush or snapshot does not count against it; 10 s is above the broker's 6 s minimum.
+        "session.timeout.ms": 10_000,
         **overrides,
     }
 
@@ -197,10 +201,24 @@ class Exporter:
                 raise TopicMissing(name)
             if not self.follow:
                 for partition in topic.partitions:
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(name, partition), timeout=KAFKA_TIMEOUT_S, cached=False
-                    )
-                    self.end[(name, partition)] = high
+                    _, self.end[(name, partition)] = self._watermarks(TopicPartition(name, partition))
+
+    def _watermarks(self, where: TopicPartition) -> tuple[int, int]:
+        """The partition's oldest and end offsets. A partition without a leader yet (a topic just created,
+        a broker restarting) is asked again until KAFKA_TIMEOUT_S has passed."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + KAFKA_TIMEOUT_S
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(where, timeout=KAFKA_TIMEOUT_S, cached=False)
+                return int(low), int(high)
+            except KafkaException as error:
+                if time.monotonic() > deadline:
+                    raise KafkaUnreachable(
+                        f"Kafka at {self.settings.bootstrap_servers}: no offsets for {where.topic}"
+                        f"[{where.partition}] ({error.args[0].str()})"
+                    ) from None
+                time.sleep(0.2)
 
     def _take(self, message: Message) -> None:
         error = message.error()
@@ -325,9 +343,7 @@ class Exporter:
         for tp in self._consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S):
             start = tp.offset
             if start == OFFSET_INVALID or start < 0:
-                start, _ = self._consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=KAFKA_TIMEOUT_S, cached=False
-                )
+                start, _ = self._watermarks(TopicPartition(tp.topic, tp.partition))
             table = self.tables[tp.topic]
             try:
                 kept, removed = store.clear_uncommitted(self.target, table, tp.topic, tp.partition, start)
