@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import fs
 
 from offload_bridge.analytics.arrow import table_schema
 from offload_bridge.analytics.derive import write_snapshots
@@ -187,6 +188,20 @@ def test_snapshots_hold_each_case_as_documented(exported: Path) -> None:
     schema, rows = read_rows(exported / "cases" / "cases.parquet")
     assert schema == table_schema(CASES)
     assert sorted(as_tuples(rows, schema)) == EXPECTED_CASES
+
+
+def test_snapshots_on_a_filesystem_that_is_not_local(exported: Path) -> None:
+    # pyarrow's in-memory filesystem stands for an object store: nothing may assume a local path.
+    remote, root = fs.FileSystem.from_uri("mock:///tables")
+    fs.copy_files(str(exported), root, source_filesystem=fs.LocalFileSystem(), destination_filesystem=remote)
+    target = Target(remote, root)
+    assert not target.is_local
+    assert write_snapshots(target) == {"questions": len(EXPECTED_QUESTIONS), "cases": len(EXPECTED_CASES)}
+    for spec, expected in ((QUESTIONS, EXPECTED_QUESTIONS), (CASES, EXPECTED_CASES)):
+        table = pq.read_table(target.path(spec.name, spec.snapshot_file_name), filesystem=remote)
+        assert table.schema == table_schema(spec)
+        assert sorted(as_tuples(table.to_pylist(), table.schema)) == expected
+    assert not (exported / "questions").exists()
 
 
 def test_snapshots_of_tables_without_files_are_empty_with_their_schema(tmp_path: Path) -> None:
