@@ -89,6 +89,9 @@ EVENTS_WEEK2 = [
     asked("g1", "case-g", w2(3000), "qg", "Fifth?", 7, partition=1),
     asked("g2", "case-g", w2(3005), "qg", "Fifth?", 8, partition=1, source="reconciler",
           input_request_status="RESOLVED"),
+    # H: a question first seen already RESOLVED (the reconciler found it answered at Offload).
+    asked("h1", "case-h", w2(4000), "qh", "Sixth?", 9, partition=1, source="reconciler",
+          input_request_status="RESOLVED"),
 ]  # fmt: skip
 ANSWER_ROWS = [
     answer_row("ans-a", "case-a", "qa", "accepted", w1(40), offset=0, submitted_by="alice"),
@@ -114,6 +117,7 @@ EXPECTED_QUESTIONS = [
     ("case-c", "qc", "Third?", w1(20000), w1(20600), "ans-c", "conflict", "dave", 600_000),
     ("case-f", "qf", "Fourth?", w2(2000), None, "ans-f", "rejected", "erin", None),
     ("case-g", "qg", "Fifth?", w2(3000), w2(3005), None, None, None, 5_000),
+    ("case-h", "qh", "Sixth?", w2(4000), w2(4000), None, None, None, 0),
 ]
 EXPECTED_CASES = [
     # case_id, client_reference_id, status, result_status, channel, attempt_count, failure_reason,
@@ -131,6 +135,8 @@ EXPECTED_CASES = [
     ("case-f", "ref-f", "INPUT_NEEDED", None, "EMAIL", 1, None, INPUT_NEEDED, w2(2500), w2(2000),
      None, None, 1, 0),
     ("case-g", None, "INPUT_NEEDED", None, "EMAIL", 1, None, INPUT_NEEDED, w2(3005), w2(3000),
+     None, None, 1, 0),
+    ("case-h", None, "INPUT_NEEDED", None, "EMAIL", 1, None, INPUT_NEEDED, w2(4000), w2(4000),
      None, None, 1, 0),
 ]  # fmt: skip
 
@@ -215,7 +221,7 @@ def test_snapshots_of_tables_without_files_are_empty_with_their_schema(tmp_path:
 def test_a_rerun_replaces_the_snapshots_with_the_facts_now_present(exported: Path) -> None:
     target = Target.parse(str(exported))
     write_snapshots(target)
-    late = [event_row("f3", "case-f", COMPLETED, "COMPLETED", w2(4000), offset=9, partition=1,
+    late = [event_row("f3", "case-f", COMPLETED, "COMPLETED", w2(4000), offset=10, partition=1,
                       result_status="goal_achieved", client_reference_id="ref-f")]  # fmt: skip
     write_fact_file(exported, EVENTS, "2026-12-14", late)
     write_snapshots(target)
@@ -253,7 +259,7 @@ def test_question_wait_by_submitter_and_by_week(capsys: pytest.CaptureFixture[st
     assert expected[0] == {"dimension": "submitted_by", "bucket": "(not given)", "questions": 1,
                            "p50_wait_s": 60.0, "p90_wait_s": 60.0, "max_wait_s": 60.0}  # fmt: skip
     outside = next(row for row in expected if row["bucket"] == "(outside offload-bridge)")
-    assert (outside["p50_wait_s"], outside["p90_wait_s"], outside["max_wait_s"]) == (302.5, 540.5, 600.0)
+    assert (outside["p50_wait_s"], outside["p90_wait_s"], outside["max_wait_s"]) == (5.0, 481.0, 600.0)
 
 
 def test_outcomes_count_ended_cases_per_week(capsys: pytest.CaptureFixture[str], exported: Path) -> None:
