@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from offload_bridge.cli_support import Subcommands
 
 ANALYTICS_MODULES = ("duckdb", "pyarrow")
-NEEDS_INSTALL = "offload-bridge analytics needs DuckDB and pyarrow: pip install 'offload-bridge[analytics]'"
+NEEDS_INSTALL = "analytics needs DuckDB and pyarrow: pip install 'offload-bridge[analytics]'"
 
 
 def one_line(error: Exception) -> str:

@@ -8,6 +8,8 @@
 --              question still open: a case.input_needed with this id whose inputRequestStatus is PENDING
 --              (or absent). So a terminal event, any other type (case.running after an answer given
 --              outside offload-bridge), a next question (another id) and this question RESOLVED all count.
+--              A question first seen already RESOLVED (the reconciler found it answered) is answered at
+--              asked_at: a wait of 0, as close as the facts get.
 -- answer_*     the settling answer; with none, the last answer of ours for the question (e.g. a conflict).
 -- wait_ms      answered_at - asked_at in ms; null while it waits.
 --
@@ -60,12 +62,12 @@ latest_answer AS (
 moved_on AS (
     SELECT q.input_request_id, min(e.event_time) AS moved_at
     FROM first_asked AS q
-    JOIN events AS e ON e.case_id = q.case_id AND e.event_time > q.asked_at
-    WHERE NOT (
-        e.event_type = 'case.input_needed'
-        AND e.input_request_id = q.input_request_id
-        AND coalesce(json_extract_string(e.body, '$.data.inputRequestStatus'), 'PENDING') = 'PENDING'
-    )
+    JOIN events AS e ON e.case_id = q.case_id AND e.event_time >= q.asked_at
+    WHERE CASE
+        WHEN e.event_type = 'case.input_needed' AND e.input_request_id = q.input_request_id
+            THEN coalesce(json_extract_string(e.body, '$.data.inputRequestStatus'), 'PENDING') <> 'PENDING'
+        ELSE e.event_time > q.asked_at
+    END
     GROUP BY q.input_request_id
 ),
 settled AS (
