@@ -22,6 +22,7 @@ import httpx
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import fs
 
 from offload_bridge.analytics.files import TEMPORARY_MARK, Target
 from offload_bridge.analytics.tables import ANSWERS, CASE_REQUESTS, EVENTS, FACT_TABLES, TableSpec
@@ -489,3 +490,32 @@ def test_two_exporters_in_one_group_split_the_partitions_and_write_every_row_onc
     for text in scrapes:
         assert re.search(r"^offload_export_last_file_time_seconds [1-9]", text, re.M), text
         assert re.search(r"^offload_export_last_snapshot_time_seconds ", text, re.M), text
+
+
+def test_on_a_filesystem_without_rename_files_are_written_whole_and_leftovers_removed(
+    topics: Settings,
+) -> None:
+    """pyarrow's mock filesystem stands in for an object store: no rename, one write per file, and no
+    local path; what the exporter lists, removes and reads back goes through the filesystem layer."""
+    settings = export_settings(topics)
+    publish_webhooks(settings, [body for n in range(6) for body in lifecycle(f"remote-{n}", DAY + n)])
+    target = Target.parse("mock:///lake")
+    assert not target.is_local
+    first = Exporter(settings, target).run()
+    assert first.rows == {"events": 18} and first.snapshots["cases"] == 6
+    selector = fs.FileSelector(target.path("events"), recursive=True)
+    files = [info.path for info in target.filesystem.get_file_info(selector) if info.is_file]
+    assert TEMPORARY_MARK not in "".join(files)
+    # A write that was never committed, at a partition's committed offset: the next run removes it.
+    topic = topic_name(CASE_EVENTS, settings)
+    partition, offset = next(
+        (p, o) for (t, p), o in committed_offsets(settings).items() if t == topic and o > 0
+    )
+    copy = next(path for path in files if f"+{partition}+" in path)
+    leftover = copy.rsplit("+", 1)[0] + f"+{offset:020d}.parquet"
+    target.filesystem.copy_file(copy, leftover)
+    assert Exporter(settings, target).run().rows == {}
+    assert target.filesystem.get_file_info(leftover).type == fs.FileType.NotFound
+    event_ids = [pq.read_table(path, filesystem=target.filesystem)["event_id"].to_pylist() for path in files]
+    flat = [str(event_id) for ids in event_ids for event_id in ids]
+    assert sorted(flat) == sorted(set(topic_event_ids(settings)))
