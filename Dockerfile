@@ -21,7 +21,8 @@ FROM ${BASE_IMAGE}
 # copy of what the image has at its mount point, owner included, and a path the image lacks would become a
 # root-owned volume the process cannot write.
 RUN useradd --create-home --uid 10001 bridge \
-    && install -d -o bridge -g bridge /home/bridge/worker-data /home/bridge/tables
+    && install -d -o bridge -g bridge /home/bridge/worker-data \
+    && install -d -o bridge -g bridge /home/bridge/tables
 ENV OFFLOAD_WORKER_DATA_DIR=/home/bridge/worker-data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "offload-bridge[server]" && rm -rf /wheels
