@@ -174,7 +174,7 @@ class Exporter:
                     self._report_lag()
                     last_lag = now
                 if now - last_snapshot >= roll_s:
-                    self._write_snapshots(only_if_changed=True)
+                    self._refresh_snapshots()
                     last_snapshot = now
             completed = self.follow or self._reached_end()
             self._flush_all()
@@ -382,6 +382,16 @@ class Exporter:
                 (info.path, info.size or 0) for info in self.target.filesystem.get_file_info(selector)
             )
         return frozenset(found)
+
+    def _refresh_snapshots(self) -> None:
+        """The periodic snapshot of ``--follow``: a failure (an unreadable file, the target refusing) is
+        logged and tried again at the next interval, and the facts keep flowing meanwhile."""
+        try:
+            self._write_snapshots(only_if_changed=True)
+        except Exception as error:
+            log.error(
+                "snapshots not replaced (tried again in %gs): %s", self.settings.offload_export_roll_s, error
+            )
 
     def _write_snapshots(self, only_if_changed: bool) -> None:
         """Replace the questions and cases snapshots, derived from the fact files as they are now.
