@@ -16,10 +16,13 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server]"
 
 FROM ${BASE_IMAGE}
 # The worker keeps its tables (RocksDB) in /home/bridge/worker-data, where docker-compose.yml mounts the
-# worker-data volume. The directory must exist in the image, owned by the runtime user: an empty named
-# volume starts as a copy of what the image has at its mount point, owner included, and a path the image
-# lacks would become a root-owned volume the worker cannot write.
-RUN useradd --create-home --uid 10001 bridge && install -d -o bridge -g bridge /home/bridge/worker-data
+# worker-data volume; the exporter writes Parquet under /home/bridge/tables (the analytics-tables volume).
+# The directories must exist in the image, owned by the runtime user: an empty named volume starts as a
+# copy of what the image has at its mount point, owner included, and a path the image lacks would become a
+# root-owned volume the process cannot write.
+RUN useradd --create-home --uid 10001 bridge \
+    && install -d -o bridge -g bridge /home/bridge/worker-data \
+    && install -d -o bridge -g bridge /home/bridge/tables
 ENV OFFLOAD_WORKER_DATA_DIR=/home/bridge/worker-data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "offload-bridge[server]" && rm -rf /wheels

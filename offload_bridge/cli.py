@@ -15,6 +15,7 @@ from pathlib import Path
 from kafka.errors import KafkaError
 
 from offload_bridge import dlq_cli
+from offload_bridge.analytics import cli as analytics_cli
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
 from offload_bridge.case_watch import cli as case_watch_cli
@@ -26,6 +27,7 @@ from offload_bridge.cli_support import (
     is_server_module,
     server_command,
 )
+from offload_bridge.export import cli as export_cli
 from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.kafka.connection import KafkaUnreachable, connection_options, metadata_ok
@@ -358,11 +360,13 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     case_requests_cli.register,
     case_watch_cli.register,
     register_reconcile,
+    export_cli.register,
+    analytics_cli.register,
 ]
 
 
 # The commands that run part of the server (or call Offload over HTTP); the others are the client's.
-SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile")
+SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

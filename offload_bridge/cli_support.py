@@ -17,9 +17,13 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace, "Settings"], int]
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-# Top-level modules of the server install (`offload-bridge[server]`): the ingress, the worker and the
-# simulator. The client commands (answer, create-case, dlq, tail, topics, kafka) never import them.
-SERVER_MODULES = ("faust", "aiokafka", "confluent_kafka", "fastapi", "uvicorn", "httpx", "prometheus_client")
+# Top-level modules of the server install (`offload-bridge[server]`): the ingress, the worker, the
+# simulator and the exporter (pyarrow and DuckDB come with it through the analytics extra). The client
+# commands (answer, create-case, dlq, tail, topics, kafka) never import them.
+SERVER_MODULES = (
+    "faust", "aiokafka", "confluent_kafka", "fastapi", "uvicorn", "httpx", "prometheus_client",
+    "pyarrow", "duckdb",
+)  # fmt: skip
 # What those bring in besides: a failed import of one of them also means the server install is missing.
 _SERVER_DEPENDENCIES = ("mode", "starlette", "httpcore")
 

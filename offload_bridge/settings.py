@@ -262,6 +262,24 @@ class Settings(BaseSettings):
     # clientWebhookUrl of a case request that names none: where Offload reaches our ingress.
     offload_public_webhook_url: HttpUrl | None = None
 
+    # --- Export to Parquet (``offload-bridge export``) ----------------------------------------------
+    # Where the tables go when `export` is run without --to: a directory or a URL pyarrow's filesystem
+    # layer takes (s3://bucket/prefix, gs://bucket/prefix, file:///abs/path). Unset: --to is required.
+    offload_export_to: str | None = Field(default=None, min_length=1)
+    # The exporter's consumer group; its committed offsets are the export's progress (a file is written
+    # before its offsets are committed). Unset: "<OFFLOAD_TOPIC_PREFIX>export". Instances sharing it split
+    # the partitions; a second target needs a group of its own.
+    offload_export_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200)
+    # A partition's buffered rows are written as files once they reach this many rows: larger files read
+    # faster and cost more memory while buffered (about 1 KB a row for events).
+    offload_export_roll_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    # ...or once its oldest buffered record has waited this long (seconds): the most a row of `export
+    # --follow` lags behind Kafka, and how often the questions and cases snapshots are refreshed.
+    offload_export_roll_s: float = Field(default=300.0, gt=0, le=86_400)
+    # `export --follow` serves Prometheus metrics on this address (GET /metrics); port 0 turns them off.
+    offload_export_metrics_host: str = Field(default=LOCAL_HOST, min_length=1)
+    offload_export_metrics_port: int = Field(default=9464, ge=0, le=65535)
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(default=Path(".kafka"))
     offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
@@ -345,6 +363,10 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """Where every Kafka client connects: the configured cluster, else the local broker."""
         return self.kafka_bootstrap_servers or self.local_bootstrap
+
+    @property
+    def export_group(self) -> str:
+        return self.offload_export_group or f"{self.offload_topic_prefix}export"
 
     @property
     def worker_app_id(self) -> str:

@@ -94,6 +94,7 @@ class AnswerOutcome(BaseModel):
     caseStatus: Annotated[str, OpenEnum(CASE_STATUSES)] | None = None
     currentInputRequestId: str | None = None
     at: int = Field(default_factory=now_ms, description="unix ms")
+    submittedBy: str | None = Field(default=None, description="the answer's submittedBy, when it had one")
 
 
 class DlqHeader(StrEnum):

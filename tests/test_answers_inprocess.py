@@ -36,13 +36,19 @@ class Delivery:
         )
         self.topic = Topic("answers")
 
-    def record(self, case_id: str, input_request_id: str, text: str) -> Message:
+    def record(
+        self, case_id: str, input_request_id: str, text: str, submitted_by: str | None = None
+    ) -> Message:
         value = {"caseId": case_id, "inputRequestId": input_request_id, "providedContext": text}
+        if submitted_by is not None:
+            value["submittedBy"] = submitted_by
         return self.topic.record(case_id, json.dumps(value).encode())
 
-    async def answer(self, case_id: str, input_request_id: str, text: str) -> Message:
+    async def answer(
+        self, case_id: str, input_request_id: str, text: str, submitted_by: str | None = None
+    ) -> Message:
         """Handle an answer and every retry it schedules."""
-        message = self.record(case_id, input_request_id, text)
+        message = self.record(case_id, input_request_id, text, submitted_by)
         await self.logic.on_answer(message)
         await drain_retries(self.out.retries, self.logic.on_retry)
         return message
@@ -67,9 +73,10 @@ async def waiting_case(sim: Simulator) -> tuple[str, str]:
 async def test_an_answer_is_accepted_and_recorded_in_the_case_state(sim: Simulator) -> None:
     delivery = Delivery(sim, settings())
     case_id, question = await waiting_case(sim)
-    await delivery.answer(case_id, question, "Yes, approved.")
+    await delivery.answer(case_id, question, "Yes, approved.", submitted_by="ap-team")
     (outcome,) = delivery.out.ended
     assert (outcome.outcome, outcome.attempt, outcome.httpStatus) == (Outcome.ACCEPTED, 1, 202)
+    assert outcome.submittedBy == "ap-team"  # who answered, for the analytics tables
     recorded = delivery.table[case_id].state.answers[question]
     assert recorded.outcome == Outcome.ACCEPTED and recorded.answerId == outcome.answerId
     assert delivery.table.saved == [case_id]
@@ -95,6 +102,7 @@ async def test_an_answer_to_another_question_is_a_conflict(sim: Simulator) -> No
     await delivery.answer(case_id, "not-the-question", "Yes.")
     (outcome,) = delivery.out.ended
     assert (outcome.outcome, outcome.errorCode) == (Outcome.CONFLICT, "INPUT_REQUEST_MISMATCH")
+    assert outcome.submittedBy is None  # the answer named nobody
     assert outcome.currentInputRequestId == question
     assert delivery.out.dead_letters == []
 

@@ -23,9 +23,22 @@ import yaml
 
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
-from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
+from offload_bridge.testing import (
+    ServiceProcess,
+    delete_topics_with_prefix,
+    free_port,
+    running,
+    settings_env,
+    unique_prefix,
+)
 from tests.ingress_support import JSON, running_ingress
-from tests.streams_support import SEED_INPUT_NEEDED, WORKER_READY_TIMEOUT_S, Worker, wait_for
+from tests.streams_support import (
+    SEED_INPUT_NEEDED,
+    WORKER_READY_TIMEOUT_S,
+    Worker,
+    publish_webhook,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -350,10 +363,11 @@ def test_kubernetes_manifests_pass_kubernetes_validate_strict() -> None:
             # Raises on a field the schema does not know (strict) or a value of the wrong type.
             kubernetes_validate.validate(document, version, strict=True)
     kinds = sorted(m["kind"] for m in manifests())
-    workloads = ["ConfigMap", "Secret", "Job", "Deployment", "StatefulSet"]
+    workloads = ["ConfigMap", "Secret", "Job", "Deployment", "StatefulSet", "Deployment"]
     assert kinds == sorted(
-        [*workloads, "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget"]
-    )
+        [*workloads, "Service", "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget",
+         "PersistentVolumeClaim"]
+    )  # fmt: skip
 
 
 def test_kustomization_lists_every_manifest_and_sets_the_image_of_every_container() -> None:
@@ -392,11 +406,14 @@ def test_services_select_their_pods() -> None:
     assert {"offload-ingress", "offload-worker"} <= set(services)
     targets = {"offload-ingress": "offload-ingress", "offload-worker": "offload-worker"}
     targets["offload-worker-api"] = "offload-worker"
+    targets["offload-exporter"] = "offload-exporter"
     for service, workload in targets.items():
         assert services[service]["selector"].items() <= labels[workload].items(), service
 
 
-@pytest.mark.parametrize("workload", ["offload-ingress", "offload-worker", "offload-bridge-topic-init"])
+@pytest.mark.parametrize(
+    "workload", ["offload-ingress", "offload-worker", "offload-bridge-topic-init", "offload-exporter"]
+)
 def test_kubernetes_settings_are_valid_settings(workload: str, monkeypatch: pytest.MonkeyPatch) -> None:
     [container] = pod_specs()[workload]["containers"]
     pod = {"metadata.name": f"{workload}-1", "metadata.namespace": "bridge"}
@@ -426,6 +443,76 @@ def test_workers_take_id_url_and_data_directory_from_the_statefulset(monkeypatch
     # Every standby copy lives on another worker; more workers than partitions would idle.
     replicas = workers["spec"]["replicas"]
     assert 1 <= settings.offload_worker_standby_replicas < replicas <= settings.offload_topic_partitions
+
+
+def test_the_exporter_writes_to_its_claim_and_serves_metrics_on_its_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = manifest("Deployment", "offload-exporter")
+    pod = exporter["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["export", "--follow"]
+    for variable, value in container_env(container, {}).items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    claim = volumes["tables"]["persistentVolumeClaim"]["claimName"]
+    assert manifest("PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert mounts["tables"] == settings.offload_export_to
+    # One writer of a ReadWriteOnce claim: the old pod is gone before the new one mounts it.
+    assert (exporter["spec"]["replicas"], exporter["spec"]["strategy"]["type"]) == (1, "Recreate")
+    assert container["ports"] == [{"name": "metrics", "containerPort": settings.offload_export_metrics_port}]
+    assert settings.offload_export_metrics_host == "0.0.0.0"
+
+
+def test_compose_exporter_is_an_analytics_profile_service_writing_to_its_volume() -> None:
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    exporter = compose["services"]["exporter"]
+    assert exporter["profiles"] == ["analytics"]  # the default stack stays as it was
+    assert exporter["command"] == ["export", "--follow"]
+    [volume] = exporter["volumes"]
+    name, mount = volume.split(":")
+    assert name in compose["volumes"] and mount == exporter["environment"]["OFFLOAD_EXPORT_TO"]
+    # The image makes the mount point, owned by its user, so the named volume is writable.
+    assert "/home/bridge/tables" in (ROOT / "Dockerfile").read_text() and mount == "/home/bridge/tables"
+    assert exporter["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
+
+
+def test_exporter_metrics_pass_promtool_check_metrics(
+    promtool: str, kafka_broker: str, tmp_path: Path
+) -> None:
+    """A real ``export --follow`` serves metrics Prometheus accepts, the ones the README names."""
+    settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=unique_prefix())
+    ensure_topics(settings)
+    port = free_port()
+    env = {**settings_env(settings), "OFFLOAD_EXPORT_METRICS_PORT": str(port), "OFFLOAD_EXPORT_ROLL_S": "1"}
+    service = ServiceProcess(["export", "--to", str(tmp_path / "tables"), "--follow"], env=env,
+                             log_path=tmp_path / "export.log")  # fmt: skip
+    try:
+        with running(service):
+            service.wait_http(f"http://127.0.0.1:{port}/metrics")
+            publish_webhook(settings, SEED_INPUT_NEEDED)
+            deadline = time.monotonic() + 60
+            while True:
+                exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if 'offload_export_rows_written_total{table="events"} 1.0' in exposition:
+                    break
+                assert time.monotonic() < deadline, exposition + service.log_tail()
+                time.sleep(0.5)
+    finally:
+        delete_topics_with_prefix(settings)
+    result = run([promtool, "check", "metrics"], stdin=exposition)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    for name in (
+        "offload_export_rows_written_total",
+        "offload_export_files_written_total",
+        "offload_export_skipped_total",
+        "offload_export_consumer_lag",
+        "offload_export_last_file_time_seconds",
+        "offload_export_last_snapshot_time_seconds",
+    ):
+        assert name in exposed_names(exposition), name  # fmt: skip
 
 
 def test_kubernetes_probes_answer_on_the_real_processes(scrapes: Scrapes) -> None:

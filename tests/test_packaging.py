@@ -370,6 +370,17 @@ def test_the_worker_keeps_its_tables_in_a_volume_the_runtime_user_owns(
     assert PurePosixPath(path).is_relative_to(data_dir)
 
 
+def test_the_exporter_writes_its_tables_to_a_volume_the_runtime_user_owns(
+    image: ImageBuild, compose: dict[str, Any]
+) -> None:
+    exporter = compose["services"]["exporter"]
+    mounts = dict(volume.split(":", 1) for volume in exporter["volumes"])
+    tables = mounts["analytics-tables"]
+    assert exporter["environment"]["OFFLOAD_EXPORT_TO"] == tables
+    assert image.path(tables).is_dir()
+    assert image.owners[tables] == image.user
+
+
 def test_services_have_health_checks_and_start_after_the_topics(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {"kafka", "topic-init", "ingress", "worker", "simulator"} <= set(services)

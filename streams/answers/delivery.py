@@ -105,6 +105,7 @@ class AnswerDelivery:
                 else f"invalid_{where.topic}_{where.partition}_{where.offset}",
                 caseId=answer.caseId if answer else "",
                 inputRequestId=answer.inputRequestId if answer else None,
+                submittedBy=answer.submittedBy if answer else None,
                 outcome=Outcome.DEAD_LETTERED,
                 message=f"unexpected error: {type(error).__name__}: {error}",
             )
@@ -317,6 +318,7 @@ class AnswerDelivery:
             message=text,
             caseStatus=view.status,
             currentInputRequestId=view.input_request_id,
+            submittedBy=answer.submittedBy,
         )
 
 

@@ -1,0 +1,1 @@
+"""``offload-bridge export``: the fact topics as Parquet files, exactly once (see ``exporter``)."""

@@ -1,0 +1,426 @@
+"""``offload-bridge export``: the fact topics to Parquet files, exactly once, as Confluent's S3 sink does it.
+
+The exporter is a consumer group member (OFFLOAD_EXPORT_GROUP) reading ``case-events``,
+``answer-outcomes`` and ``case-request-outcomes`` with librdkafka (confluent-kafka: ``bench/export.py``
+measures it against aiokafka draining the same topic). Offsets are never committed automatically; the
+group's committed offset of a partition is where the files of that partition end.
+
+Exactly once, step by step:
+
+1. **Assigned a partition**: read the group's committed offset C (none yet: the oldest offset, as
+   ``auto.offset.reset=earliest`` would). Files of that partition whose first offset is >= C come from a
+   flush that was written but never committed: remove them, and unfinished temporary files too
+   (``export.store``). For events, read the ``event_id`` column of the files kept, so an event already
+   written is not written again. Then read from C.
+2. **Buffer**: each record becomes a row or none (``export.rows``); rows wait in the partition's buffer.
+3. **Flush** when the buffer holds OFFLOAD_EXPORT_ROLL_ROWS rows, when its oldest record has waited
+   OFFLOAD_EXPORT_ROLL_S, or at the end of a run: one file per ``date=`` holding the rows of the contiguous
+   offsets [first, next) read since the last flush, all named after ``first``, each written atomically.
+   Only when all of them are durable is ``next`` committed, synchronously.
+4. **A commit that fails** is settled by reading the group's offset back: if it did not land, the files
+   just written are removed (the records will be read again, by this member or by the partition's new
+   owner) and, if the partition is still ours, it is prepared again as in 1.
+5. **Revoked**: the partition's buffer is dropped. Its new owner starts from the committed offset.
+
+So a crash anywhere — before a write, between two files of a flush, between the files and the commit —
+leaves files that step 1 removes, and records that are read again: no row is lost, none is written twice.
+A failure to write to the target stops the exporter (exit 1) rather than being retried in place: a restart
+goes through step 1, which is the recovery path that is tested.
+
+Events are deduplicated on ``event_id`` (a redelivered webhook; a reconciler-synthesized event and the
+late real webhook share Offload's id). Keys are caseIds and event ids contain the caseId, so duplicates
+always share a partition, and the partition's owner alone decides.
+
+Without ``follow`` the run stops at the end offsets the topics had when it started, flushes, writes the
+``questions`` and ``cases`` snapshots and returns. With ``follow`` it keeps going until ``stop()`` (SIGTERM,
+SIGINT), rolls files by size and time, and replaces the snapshots at least every OFFLOAD_EXPORT_ROLL_S when
+the fact files changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from pyarrow import fs
+
+from offload_bridge.analytics.files import Target
+from offload_bridge.analytics.tables import FACT_TABLES, TableSpec
+from offload_bridge.export import store
+from offload_bridge.export.buffer import Flush, PartitionBuffer
+from offload_bridge.export.metrics import ExportMetrics
+from offload_bridge.export.rows import Reader, Skip, reader_for
+from offload_bridge.kafka.connection import KafkaUnreachable, librdkafka_options
+from offload_bridge.settings import Settings
+from offload_bridge.topics import TopicMissing, topic_name
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]  # (topic full name, partition)
+Snapshot = Callable[[Target], dict[str, int]]
+
+BATCH = 5000  # records taken from librdkafka's queue per call
+POLL_S = 0.5  # the longest a call waits for records: how soon a stop or a timed roll is noticed
+LAG_EVERY_S = 5.0
+KAFKA_TIMEOUT_S = 30.0
+
+
+class TargetFailed(RuntimeError):
+    """The target refused a write or a listing; the exporter stops (a restart recovers)."""
+
+
+@dataclass
+class Summary:
+    """What one run did."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    snapshots: dict[str, int] = field(default_factory=dict)
+    completed: bool = True  # False: stopped before the end offsets (non-follow run interrupted)
+
+
+def consumer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The exporter's librdkafka consumer: the cluster's connection settings, commits only when told."""
+    return {
+        **librdkafka_options(settings),
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": settings.export_group,
+        "client.id": "offload-bridge-export",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # A member joining or leaving moves only the partitions that change hands; the others keep
+        # their buffers instead of being revoked and re-prepared at every rebalance.
+        "partition.assignment.strategy": "cooperative-sticky",
+        # How long the group waits for a member that went silent (a crash, a SIGKILL) before its partitions
+        # go to the others or to its restarted self. librdkafka heartbeats from a thread of its own, so a
+        # long flush or snapshot does not count against it; 10 s is above the broker's 6 s minimum.
+        "session.timeout.ms": 10_000,
+        # librdkafka pauses a partition's fetches this long once its local queue is full (default 1 s): the
+        # exporter drains the queue far sooner, and the pauses alone cut a backlog's read rate to a fifth
+        # (bench/export.py measures both).
+        "fetch.queue.backoff.ms": 10,
+        **overrides,
+    }
+
+
+class Exporter:
+    def __init__(
+        self,
+        settings: Settings,
+        target: Target,
+        *,
+        follow: bool = False,
+        metrics: ExportMetrics | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        self.settings = settings
+        self.target = target
+        self.follow = follow
+        self.metrics = metrics or ExportMetrics()
+        self._snapshot = snapshot
+        self.tables: dict[str, TableSpec] = {}
+        for table in FACT_TABLES:
+            assert table.topic is not None
+            self.tables[topic_name(table.topic, settings)] = table
+        self.readers: dict[str, Reader] = {name: reader_for(table) for name, table in self.tables.items()}
+        self.partitions: dict[Key, PartitionBuffer] = {}
+        self.end: dict[Key, int] = {}  # without follow: where the run stops
+        self._assigned = False
+        self._stopping = threading.Event()
+        self._consumer: Consumer | None = None
+        self._snapshot_state: frozenset[tuple[str, int]] | None = None
+        self._snapshot_rows: dict[str, int] = {}
+
+    def stop(self) -> None:
+        """Stop reading; what is buffered is written and committed before ``run`` returns."""
+        self._stopping.set()
+
+    # --- the run ---------------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        consumer = Consumer(consumer_config(self.settings))
+        self._consumer = consumer
+        try:
+            self._check_topics(consumer)
+            consumer.subscribe(
+                list(self.tables),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+            last_roll = last_lag = last_snapshot = time.monotonic()
+            roll_s = self.settings.offload_export_roll_s
+            while not self._stopping.is_set():
+                for message in consumer.consume(BATCH, POLL_S):
+                    self._take(message)
+                now = time.monotonic()
+                if now - last_roll >= min(1.0, roll_s):
+                    self._roll(now)
+                    last_roll = now
+                if not self.follow:
+                    if self._reached_end():
+                        break
+                    continue
+                if now - last_lag >= LAG_EVERY_S:
+                    self._report_lag()
+                    last_lag = now
+                if now - last_snapshot >= roll_s:
+                    self._refresh_snapshots()
+                    last_snapshot = now
+            completed = self.follow or self._reached_end()
+            self._flush_all()
+            self._write_snapshots(only_if_changed=False)
+        finally:
+            self._consumer = None
+            consumer.close()  # leaves the group: the others take the partitions over at once
+        return Summary(
+            rows=dict(self.metrics.rows),
+            files=dict(self.metrics.files),
+            skipped=dict(self.metrics.skipped),
+            duplicates=dict(self.metrics.duplicates),
+            snapshots=self._snapshot_rows,
+            completed=completed,
+        )
+
+    def _check_topics(self, consumer: Consumer) -> None:
+        """Every topic exists (else TopicMissing); without follow, note where each partition ends now."""
+        try:
+            metadata = consumer.list_topics(timeout=KAFKA_TIMEOUT_S)
+        except KafkaException as error:
+            raise KafkaUnreachable(
+                f"Kafka at {self.settings.bootstrap_servers} is unreachable ({error.args[0]})"
+            ) from None
+        for name in self.tables:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise TopicMissing(name)
+            if not self.follow:
+                for partition in topic.partitions:
+                    _, self.end[(name, partition)] = self._watermarks(TopicPartition(name, partition))
+
+    def _watermarks(self, where: TopicPartition) -> tuple[int, int]:
+        """The partition's oldest and end offsets. A partition without a leader yet (a topic just created,
+        a broker restarting) is asked again until KAFKA_TIMEOUT_S has passed."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + KAFKA_TIMEOUT_S
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(where, timeout=KAFKA_TIMEOUT_S, cached=False)
+                return int(low), int(high)
+            except KafkaException as error:
+                if time.monotonic() > deadline:
+                    raise KafkaUnreachable(
+                        f"Kafka at {self.settings.bootstrap_servers}: no offsets for {where.topic}"
+                        f"[{where.partition}] ({error.args[0].str()})"
+                    ) from None
+                time.sleep(0.2)
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer: %s", error)
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key = (topic, partition)
+        buffer = self.partitions.get(key)
+        if buffer is None or offset < buffer.next:
+            return  # a partition revoked meanwhile, or a record read again before a seek took effect
+        if not self.follow and offset >= self.end[key]:
+            return  # past the end this run was asked to reach
+        table = buffer.table.name
+        row = self.readers[topic](
+            message.value(), message.headers(), partition, offset, message.timestamp()[1]
+        )
+        if isinstance(row, Skip):
+            self.metrics.skip(table, row.reason)
+            log.warning("skipped %s[%d]@%d: %s: %s", topic, partition, offset, row.reason, row.detail)
+            row = None
+        if not buffer.add(offset, row):
+            self.metrics.duplicate(table)
+        if buffer.rows >= self.settings.offload_export_roll_rows:
+            self._flush(buffer)
+
+    def _reached_end(self) -> bool:
+        """Without follow: every partition this member owns is read up to the run's end offsets."""
+        if not self._assigned or self._consumer is None:
+            return False
+        behind = [key for key, buffer in self.partitions.items() if buffer.next < self.end[key]]
+        if not behind:
+            return True
+        # Records that are no data (transaction markers) can end a partition: the consumer's position
+        # passes them though no record shows it.
+        positions = self._consumer.position([TopicPartition(*key) for key in behind])
+        return all(
+            position.offset >= self.end[(position.topic, position.partition)] for position in positions
+        )
+
+    # --- flushes ---------------------------------------------------------------------------------------
+
+    def _roll(self, now: float) -> None:
+        roll_rows, roll_s = self.settings.offload_export_roll_rows, self.settings.offload_export_roll_s
+        for buffer in list(self.partitions.values()):
+            if buffer.due(now, roll_rows, roll_s):
+                self._flush(buffer)
+
+    def _flush_all(self) -> None:
+        for buffer in list(self.partitions.values()):
+            if not buffer.empty:
+                self._flush(buffer)
+
+    def _flush(self, buffer: PartitionBuffer) -> None:
+        flush = buffer.take()
+        try:
+            paths = store.write_flush(self.target, flush) if flush.row_count else []
+        except OSError as error:
+            raise TargetFailed(f"cannot write to {self.target.root}: {error}") from None
+        if self._commit(flush, paths):
+            buffer.committed(flush)
+            self.metrics.wrote(flush.table.name, flush.row_count, len(paths))
+
+    def _commit(self, flush: Flush, paths: list[str]) -> bool:
+        """Commit the flush's ``next``; True once the group holds it. Otherwise its files are removed."""
+        assert self._consumer is not None
+        where = TopicPartition(flush.topic, flush.partition, flush.next)
+        try:
+            [result] = self._consumer.commit(offsets=[where], asynchronous=False) or [where]
+            if result.error is None:
+                return True
+            failure = str(result.error)
+        except KafkaException as error:
+            failure = str(error.args[0])
+        # A failed commit may still have landed (a timeout after the broker wrote it): ask the group.
+        [held] = self._consumer.committed(
+            [TopicPartition(flush.topic, flush.partition)], timeout=KAFKA_TIMEOUT_S
+        )
+        if held.offset == flush.next:
+            return True
+        log.warning(
+            "commit of %s[%d]@%d failed (%s): removing its %d file(s); the records will be read again",
+            flush.topic, flush.partition, flush.next, failure, len(paths),
+        )  # fmt: skip
+        store.remove(self.target, paths)
+        key = (flush.topic, flush.partition)
+        if key in self.partitions:
+            self._restart(key)
+        return False
+
+    def _restart(self, key: Key) -> None:
+        """Prepare a partition again after a failed commit, if it is still ours; else forget it."""
+        assert self._consumer is not None
+        del self.partitions[key]
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        if key not in assigned:
+            return
+        [where] = self._prepare([TopicPartition(*key)])
+        self._consumer.seek(where)
+
+    # --- the group ---------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_assign(self._prepare(partitions))
+        self._assigned = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions.pop((tp.topic, tp.partition), None)
+            self.metrics.forget_partition(tp.topic, tp.partition)
+
+    def _prepare(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Step 1: where each partition starts, with its leftovers removed and its written ids known."""
+        assert self._consumer is not None
+        if not partitions:
+            return []
+        starts: list[TopicPartition] = []
+        for tp in self._consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S):
+            start = tp.offset
+            if start == OFFSET_INVALID or start < 0:
+                start, _ = self._watermarks(TopicPartition(tp.topic, tp.partition))
+            table = self.tables[tp.topic]
+            try:
+                kept, removed = store.clear_uncommitted(self.target, table, tp.topic, tp.partition, start)
+                seen = store.event_id_hashes(self.target, kept) if store.is_events(table) else set()
+            except OSError as error:
+                raise TargetFailed(f"cannot read {self.target.root}: {error}") from None
+            if removed:
+                log.info(
+                    "%s[%d]: removed %d file(s) written after the committed offset %d (never committed)",
+                    tp.topic, tp.partition, len(removed), start,
+                )  # fmt: skip
+            self.partitions[(tp.topic, tp.partition)] = PartitionBuffer(
+                table, tp.topic, tp.partition, start, seen
+            )
+            starts.append(TopicPartition(tp.topic, tp.partition, start))
+        return starts
+
+    def _report_lag(self) -> None:
+        assert self._consumer is not None
+        for (topic, partition), buffer in list(self.partitions.items()):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                self.metrics.set_lag(topic, partition, max(high - buffer.start, 0))
+
+    # --- snapshots ---------------------------------------------------------------------------------------
+
+    def _fact_files(self) -> frozenset[tuple[str, int]]:
+        found: set[tuple[str, int]] = set()
+        for table in FACT_TABLES:
+            selector = fs.FileSelector(self.target.path(table.name), recursive=True, allow_not_found=True)
+            found.update(
+                (info.path, info.size or 0) for info in self.target.filesystem.get_file_info(selector)
+            )
+        return frozenset(found)
+
+    def _refresh_snapshots(self) -> None:
+        """The periodic snapshot of ``--follow``: a failure (an unreadable file, the target refusing) is
+        logged and tried again at the next interval, and the facts keep flowing meanwhile."""
+        try:
+            self._write_snapshots(only_if_changed=True)
+        except Exception as error:
+            log.error(
+                "snapshots not replaced (tried again in %gs): %s", self.settings.offload_export_roll_s, error
+            )
+
+    def _write_snapshots(self, only_if_changed: bool) -> None:
+        """Replace the questions and cases snapshots, derived from the fact files as they are now.
+
+        In follow mode this runs every OFFLOAD_EXPORT_ROLL_S and skips when no fact file appeared or changed
+        since the last snapshot; the listing is taken before deriving, so a file written meanwhile (by this
+        member or another) makes the next one run.
+        """
+        state = self._fact_files()
+        if only_if_changed and state == self._snapshot_state:
+            return
+        started = time.monotonic()
+        snapshot = self._snapshot if self._snapshot is not None else _derive_snapshots
+        self._snapshot_rows = snapshot(self.target)
+        self._snapshot_state = state
+        self.metrics.snapshot(time.monotonic() - started)
+
+
+def _derive_snapshots(target: Target) -> dict[str, int]:
+    from offload_bridge.analytics.derive import write_snapshots  # DuckDB, imported when first needed
+
+    return write_snapshots(target)
+
+
+def install_stop_signals(exporter: Exporter) -> Iterable[int]:
+    """SIGTERM and SIGINT stop the exporter gracefully (only the main thread can take signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        return ()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    for signum in handled:
+        signal.signal(signum, lambda *_: exporter.stop())
+    return handled
