@@ -3,8 +3,10 @@
 1. Pre-fill ``case-events`` (a fresh topic prefix) with EVENTS webhook events over CASES cases, as the
    ingress writes them (body bytes, key caseId, headers).
 2. Anchors: a raw aiokafka consumer drains the same topic from the beginning (before and after the
-   worker), and a bare Faust agent built like the worker's iterates it doing nothing (``bench.bare_faust``):
-   the framework's own ceiling, the figure the fold is judged against.
+   worker), and a bare Faust agent iterates it doing nothing (``bench.bare_faust``), the framework's own
+   ceiling, the figure the fold is judged against: built with Faust's defaults and built like the
+   worker, ANCHOR_RUNS times each, alternately, reported as min / median / max (one run of either moves
+   with whatever else the machine is doing).
 3. Fold rate: ``offload-bridge worker`` (a real process on ``--store``, by default the settings' default)
    folds the backlog; the rate is taken from its /stats counters between the first and the last event
    folded.
@@ -12,7 +14,9 @@
    event is visible, for every SAMPLE_EVERY-th event. The ingress is not part of this measurement: the
    clock starts just before the produce an ingress would do on a POST.
 
-Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.state``.
+Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.state``;
+``--anchors-only`` stops after the anchors, ``--without NAME`` leaves one of the worker's Faust choices at
+Faust's default in the anchor built like the worker (``python -m bench.bare_faust --help``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,13 @@ from aiokafka import AIOKafkaProducer
 from bench import kafka_reading, worker_headers
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
-from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
+from offload_bridge.testing import (
+    ServiceProcess,
+    delete_topics_with_prefix,
+    free_port,
+    settings_env,
+    unique_prefix,
+)
 from offload_bridge.topics import CASE_EVENTS, topic_name
 
 LOCAL_BROKER = "127.0.0.1:9092"
@@ -177,14 +187,25 @@ async def latency(
     return samples
 
 
-async def bare_faust_rate(settings: Settings, expected: int, deadline_s: float, workdir: Path) -> float:
+async def bare_faust_rate(
+    settings: Settings,
+    expected: int,
+    deadline_s: float,
+    workdir: Path,
+    *,
+    faust_defaults: bool = False,
+    without: tuple[str, ...] = (),
+    run: str = "1",
+) -> float:
     """Events/s of a bare Faust agent (``bench.bare_faust``, a child process) over the topic's first
-    ``expected`` events."""
+    ``expected`` events: built like the worker (less ``without``), or with ``faust_defaults``."""
     command = [
         sys.executable, "-m", "bench.bare_faust", str(settings.offload_topic_prefix), str(expected),
         "--bootstrap", str(settings.kafka_bootstrap_servers), "--data-dir", str(workdir / "bare-faust"),
+        "--run", run, *(["--faust-defaults"] if faust_defaults else []),
+        *(argument for name in without for argument in ("--without", name)),
     ]  # fmt: skip
-    log_path = workdir / "bare-faust.log"
+    log_path = workdir / f"bare-faust-{'defaults' if faust_defaults else 'worker'}-{run}.log"
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file)
         try:
@@ -213,6 +234,34 @@ def _result_line(child: subprocess.Popen[bytes]) -> str | None:
     return None
 
 
+@dataclass
+class Anchors:
+    """The bare agent's rates, run after run: with Faust's defaults and built like the worker."""
+
+    defaults: list[float]
+    worker: list[float]
+
+
+async def bare_anchors(settings: Settings, args: argparse.Namespace, workdir: Path, expected: int) -> Anchors:
+    """ANCHOR_RUNS of each build, alternately, so that both see the same moments of the machine."""
+    anchors = Anchors([], [])
+    for run in range(1, args.anchor_runs + 1):
+        for faust_defaults, rates in ((True, anchors.defaults), (False, anchors.worker)):
+            rate = await bare_faust_rate(
+                settings, expected, args.phase_timeout, workdir,
+                faust_defaults=faust_defaults, without=tuple(args.without), run=str(run),
+            )  # fmt: skip
+            rates.append(rate)
+            built = "Faust's defaults" if faust_defaults else "built like the worker"
+            print(f"anchor (bare Faust agent, {built}) run {run}: {rate:,.0f} events/s", flush=True)
+    return anchors
+
+
+def spread(rates: list[float]) -> str:
+    """min / median / max."""
+    return " / ".join(f"{value:,.0f}" for value in (min(rates), statistics.median(rates), max(rates)))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -221,6 +270,15 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> int:
     settings = Settings(kafka_bootstrap_servers=LOCAL_BROKER, offload_topic_prefix=unique_prefix("bench"))
     ensure_topics(settings)
+    try:
+        return await measure(settings, args)
+    finally:
+        # The bench's topics and the changelogs of its apps: thousands of partitions left behind would
+        # slow every later client's metadata requests.
+        delete_topics_with_prefix(settings)
+
+
+async def measure(settings: Settings, args: argparse.Namespace) -> int:
     print(f"prefix {settings.offload_topic_prefix}  events {args.events}  cases {args.cases}", flush=True)
     fill_s = await prefill(settings, args.events, args.cases)
     print(f"pre-fill: {args.events} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)", flush=True)
@@ -228,8 +286,13 @@ async def run(args: argparse.Namespace) -> int:
     print(f"anchor (raw aiokafka drain) before: {anchors[0]:,.0f} events/s", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-state-"))
-    bare = await bare_faust_rate(settings, args.events, args.phase_timeout, workdir)
-    print(f"anchor (bare Faust agent, same app settings): {bare:,.0f} events/s", flush=True)
+    bare = await bare_anchors(settings, args, workdir, args.events)
+    if args.without:
+        print(f"(built like the worker without {', '.join(args.without)})")
+    print(f"bare Faust agent, Faust's defaults       {spread(bare.defaults)} events/s (min / median / max)")
+    print(f"bare Faust agent, built like the worker  {spread(bare.worker)} events/s (min / median / max)")
+    if args.anchors_only:
+        return 0
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -258,8 +321,11 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(f"fold rate        {rate:>10,.0f} events/s")
     print(f"raw consumer     {anchor:>10,.0f} events/s (median of {len(anchors)} runs)")
-    print(f"bare Faust agent {bare:>10,.0f} events/s")
-    print(f"ratio to Faust   {rate / bare:>10.2f}x   (goal >= 0.6x)")
+    for built, rates in (("Faust's defaults", bare.defaults), ("built like the worker", bare.worker)):
+        median = statistics.median(rates)
+        ratios = f"{rate / max(rates):.2f}-{rate / min(rates):.2f}x over its {len(rates)} runs"
+        print(f"bare Faust agent, {built}: {spread(rates)} events/s (min / median / max)")
+        print(f"  fold's ratio   {rate / median:>10.2f}x to the median, {ratios}   (goal >= 0.6x)")
     print(f"ratio to raw     {rate / anchor:>10.2f}x")
     late = sum(1 for sample in samples if sample == float("inf"))
     print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({len(samples)} samples, {late} not "
@@ -281,8 +347,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the worker's table store (default: the settings' default)",
     )  # fmt: skip
     parser.add_argument("--phase-timeout", type=float, default=300.0, help="deadline of each phase, s")
+    parser.add_argument("--anchor-runs", type=int, default=3, help="runs of each bare Faust agent")
+    parser.add_argument("--anchors-only", action="store_true", help="stop after the anchors")
+    parser.add_argument(
+        "--without", action="append", default=[], metavar="NAME",
+        help="leave this Faust choice of the worker's at Faust's default in the anchor built like the worker",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4))
+    phases = 4 + 2 * args.anchor_runs
+    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * phases))
 
 
 if __name__ == "__main__":
