@@ -60,6 +60,7 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         "OFFLOAD_LOG_FORMAT": "json",
     }
     env.pop("OFFLOAD_API_KEY", None)
+    env.pop("OFFLOAD_WORKER_DATA_DIR")  # as_env() names the default: the run directory holds the tables
     log = tmp_path / "run.log"
     run = ServiceProcess(
         [
@@ -220,6 +221,7 @@ def test_demo_shows_every_scenario_through_to_its_end(topics: Settings, tmp_path
         "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
     }
     env.pop("OFFLOAD_API_KEY", None)
+    env.pop("OFFLOAD_WORKER_DATA_DIR")  # as_env() names the default: the run directory holds the tables
     log = tmp_path / "demo.log"
     demo = ServiceProcess(
         [
