@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
 PROMTOOL := .tools/promtool
 
-.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean container-test
+.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean container-test dist
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 # uv installs the same packages as pip would, in a third of the time.
@@ -29,6 +29,14 @@ $(PROMTOOL):
 # The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move.
 run: $(STAMP)
 	$(BIN)/offload-bridge run $(ARGS)
+
+# The wheel and the sdist of offload-bridge, into $(DIST). It is on no package index yet: install the wheel
+# (pip install 'dist/offload_bridge-<version>-py3-none-any.whl[server]'). The sdist is built first and the
+# wheel from it, so a file the sdist lacks fails here, not on a user's machine.
+DIST ?= dist
+dist: $(STAMP)
+	rm -f $(DIST)/offload_bridge-*
+	$(BIN)/uv build --out-dir $(DIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,16 +3,21 @@
 1. Pre-fill ``case-events`` (a fresh topic prefix) with EVENTS webhook events over CASES cases, as the
    ingress writes them (body bytes, key caseId, headers).
 2. Anchors: a raw aiokafka consumer drains the same topic from the beginning (before and after the
-   worker), and a bare Faust agent built like the worker's iterates it doing nothing (``bench.bare_faust``):
-   the framework's own ceiling, the figure the fold is judged against.
+   worker), and a bare Faust agent iterates it doing nothing (``bench.bare_faust``), the framework's own
+   ceiling, the figure the fold is judged against: built with Faust's defaults and built like the
+   worker, ANCHOR_RUNS times each, alternately, reported as min / median / max (one run of either moves
+   with whatever else the machine is doing). Each rate is also given per CPU-second of the process
+   measured (every thread), which moves much less when other work shares the machine's cores.
 3. Fold rate: ``offload-bridge worker`` (a real process on ``--store``, by default the settings' default)
    folds the backlog; the rate is taken from its /stats counters between the first and the last event
-   folded.
+   folded, and per CPU-second of the worker process over the same span.
 4. Latency at RATE events/s: produce (acks=all, idempotent) and poll ``GET /cases/{id}`` until the
    event is visible, for every SAMPLE_EVERY-th event. The ingress is not part of this measurement: the
    clock starts just before the produce an ingress would do on a POST.
 
-Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.state``.
+Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.state``;
+``--anchors-only`` stops after the anchors, ``--without NAME`` leaves one of the worker's Faust choices at
+Faust's default in the anchor built like the worker (``python -m bench.bare_faust --help``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,7 +41,13 @@ from aiokafka import AIOKafkaProducer
 from bench import kafka_reading, worker_headers
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings
-from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
+from offload_bridge.testing import (
+    ServiceProcess,
+    delete_topics_with_prefix,
+    free_port,
+    settings_env,
+    unique_prefix,
+)
 from offload_bridge.topics import CASE_EVENTS, topic_name
 
 LOCAL_BROKER = "127.0.0.1:9092"
@@ -117,6 +129,40 @@ async def stats(client: httpx.AsyncClient, url: str) -> dict[str, int]:
     return counters
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Events per second of wall-clock time, and per CPU-second of the process that handled them."""
+
+    wall: float
+    cpu: float
+
+
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU time of a process so far, every thread (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields of the line, the 12th and 13th after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def fold_rates(url: str, expected: int, deadline_s: float, pid: int) -> tuple[Rate, float]:
+    """(the rates between the first and last fold seen, seconds) from the worker's counters; ``pid``: the
+    worker's process."""
+    async with httpx.AsyncClient(headers=worker_headers(), timeout=10) as client:
+        deadline = time.perf_counter() + deadline_s
+        first: tuple[float, int, float] | None = None
+        while time.perf_counter() < deadline:
+            counters = await stats(client, url)
+            done = counters["folded"] + counters["invalid"] + counters["failed"]
+            now, cpu = time.perf_counter(), process_cpu_s(pid)
+            if first is None and done > 0:
+                first = (now, done, cpu)
+            if done >= expected and first is not None:
+                elapsed, folded = now - first[0], done - first[1]
+                return Rate(folded / elapsed, folded / max(cpu - first[2], 1e-9)), elapsed
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"worker folded only {done}/{expected} events in {deadline_s}s")
+
+
 async def fold_rate(url: str, expected: int, deadline_s: float) -> tuple[float, float]:
     """(events/s between the first and last fold seen, seconds) from the worker's counters."""
     async with httpx.AsyncClient(headers=worker_headers(), timeout=10) as client:
@@ -177,14 +223,42 @@ async def latency(
     return samples
 
 
-async def bare_faust_rate(settings: Settings, expected: int, deadline_s: float, workdir: Path) -> float:
-    """Events/s of a bare Faust agent (``bench.bare_faust``, a child process) over the topic's first
-    ``expected`` events."""
+async def bare_faust_rate(
+    settings: Settings,
+    expected: int,
+    deadline_s: float,
+    workdir: Path,
+    *,
+    faust_defaults: bool = False,
+    without: tuple[str, ...] = (),
+    run: str = "1",
+) -> float:
+    """Events/s of a bare Faust agent built like the worker over the topic's first ``expected`` events."""
+    measured = await bare_faust_rates(
+        settings, expected, deadline_s, workdir, faust_defaults=faust_defaults, without=without, run=run
+    )
+    return measured.wall
+
+
+async def bare_faust_rates(
+    settings: Settings,
+    expected: int,
+    deadline_s: float,
+    workdir: Path,
+    *,
+    faust_defaults: bool = False,
+    without: tuple[str, ...] = (),
+    run: str = "1",
+) -> Rate:
+    """The rates of a bare Faust agent (``bench.bare_faust``, a child process) over the topic's first
+    ``expected`` events: built like the worker (less ``without``), or with ``faust_defaults``."""
     command = [
         sys.executable, "-m", "bench.bare_faust", str(settings.offload_topic_prefix), str(expected),
         "--bootstrap", str(settings.kafka_bootstrap_servers), "--data-dir", str(workdir / "bare-faust"),
+        "--run", run, *(["--faust-defaults"] if faust_defaults else []),
+        *(argument for name in without for argument in ("--without", name)),
     ]  # fmt: skip
-    log_path = workdir / "bare-faust.log"
+    log_path = workdir / f"bare-faust-{'defaults' if faust_defaults else 'worker'}-{run}.log"
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file)
         try:
@@ -198,8 +272,8 @@ async def bare_faust_rate(settings: Settings, expected: int, deadline_s: float, 
                 child.wait()
     if line is None:
         raise RuntimeError(f"the bare Faust agent printed no result (log {log_path})")
-    rate: float = json.loads(line)["rate"]
-    return rate
+    result = json.loads(line)
+    return Rate(result["rate"], (result["events"] - 1) / max(result["cpu_seconds"], 1e-9))
 
 
 def _result_line(child: subprocess.Popen[bytes]) -> str | None:
@@ -213,6 +287,58 @@ def _result_line(child: subprocess.Popen[bytes]) -> str | None:
     return None
 
 
+@dataclass
+class Anchors:
+    """The bare agent's rates, run after run: with Faust's defaults and built like the worker."""
+
+    defaults: list[Rate]
+    worker: list[Rate]
+
+
+async def bare_anchors(settings: Settings, args: argparse.Namespace, workdir: Path, expected: int) -> Anchors:
+    """ANCHOR_RUNS of each build, alternately, so that both see the same moments of the machine."""
+    anchors = Anchors([], [])
+    for run in range(1, args.anchor_runs + 1):
+        for faust_defaults, rates in ((True, anchors.defaults), (False, anchors.worker)):
+            rate = await bare_faust_rates(
+                settings, expected, args.phase_timeout, workdir,
+                faust_defaults=faust_defaults, without=tuple(args.without), run=str(run),
+            )  # fmt: skip
+            rates.append(rate)
+            built = "Faust's defaults" if faust_defaults else "built like the worker"
+            print(
+                f"anchor (bare Faust agent, {built}) run {run}: {rate.wall:,.0f} events/s, "
+                f"{rate.cpu:,.0f} per CPU-second",
+                flush=True,
+            )
+    return anchors
+
+
+def spread(rates: list[float]) -> str:
+    """min / median / max."""
+    return " / ".join(f"{value:,.0f}" for value in (min(rates), statistics.median(rates), max(rates)))
+
+
+def anchor_lines(built: str, rates: list[Rate]) -> list[str]:
+    walls, cpus = [rate.wall for rate in rates], [rate.cpu for rate in rates]
+    return [
+        f"bare Faust agent, {built} ({len(rates)} runs, min / median / max):",
+        f"  {spread(walls)} events/s;  {spread(cpus)} events per CPU-second",
+    ]
+
+
+def ratio_line(fold: Rate, rates: list[Rate]) -> str:
+    """The fold's ratio to the anchor's median, and over its runs, by wall clock and per CPU-second."""
+
+    def ratios(value: float, anchors: list[float]) -> str:
+        median, low, high = value / statistics.median(anchors), value / max(anchors), value / min(anchors)
+        return f"{median:.2f}x ({low:.2f}-{high:.2f})"
+
+    by_wall = ratios(fold.wall, [rate.wall for rate in rates])
+    by_cpu = ratios(fold.cpu, [rate.cpu for rate in rates])
+    return f"  fold's ratio: {by_wall} by wall clock, {by_cpu} per CPU-second   (goal >= 0.6x)"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -221,6 +347,15 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> int:
     settings = Settings(kafka_bootstrap_servers=LOCAL_BROKER, offload_topic_prefix=unique_prefix("bench"))
     ensure_topics(settings)
+    try:
+        return await measure(settings, args)
+    finally:
+        # The bench's topics and the changelogs of its apps: thousands of partitions left behind would
+        # slow every later client's metadata requests.
+        delete_topics_with_prefix(settings)
+
+
+async def measure(settings: Settings, args: argparse.Namespace) -> int:
     print(f"prefix {settings.offload_topic_prefix}  events {args.events}  cases {args.cases}", flush=True)
     fill_s = await prefill(settings, args.events, args.cases)
     print(f"pre-fill: {args.events} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)", flush=True)
@@ -228,8 +363,13 @@ async def run(args: argparse.Namespace) -> int:
     print(f"anchor (raw aiokafka drain) before: {anchors[0]:,.0f} events/s", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-state-"))
-    bare = await bare_faust_rate(settings, args.events, args.phase_timeout, workdir)
-    print(f"anchor (bare Faust agent, same app settings): {bare:,.0f} events/s", flush=True)
+    bare = await bare_anchors(settings, args, workdir, args.events)
+    if args.without:
+        print(f"(built like the worker without {', '.join(args.without)})")
+    for built, rates in (("Faust's defaults", bare.defaults), ("built like the worker", bare.worker)):
+        print("\n".join(anchor_lines(built, rates)), flush=True)
+    if args.anchors_only:
+        return 0
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -246,8 +386,12 @@ async def run(args: argparse.Namespace) -> int:
         worker.wait_http(f"{url}/ready", timeout_s=args.phase_timeout)
         ready_s = time.perf_counter() - started
         print(f"worker ready in {ready_s:.1f}s (log {workdir / 'worker.log'})", flush=True)
-        rate, elapsed = await fold_rate(url, args.events, args.phase_timeout)
-        print(f"worker fold ({args.store}): {rate:,.0f} events/s ({elapsed:.1f}s)", flush=True)
+        rate, elapsed = await fold_rates(url, args.events, args.phase_timeout, worker.pid)
+        print(
+            f"worker fold ({args.store}): {rate.wall:,.0f} events/s, {rate.cpu:,.0f} per CPU-second "
+            f"({elapsed:.1f}s)",
+            flush=True,
+        )
         samples = await latency(settings, url, args.rate, args.latency_seconds, args.cases, args.sample_every)
     finally:
         worker.stop()
@@ -256,11 +400,11 @@ async def run(args: argparse.Namespace) -> int:
     p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
     print(f"anchor (raw aiokafka drain) after: {anchors[1]:,.0f} events/s")
     print()
-    print(f"fold rate        {rate:>10,.0f} events/s")
+    print(f"fold rate        {rate.wall:>10,.0f} events/s, {rate.cpu:,.0f} per CPU-second of the worker")
     print(f"raw consumer     {anchor:>10,.0f} events/s (median of {len(anchors)} runs)")
-    print(f"bare Faust agent {bare:>10,.0f} events/s")
-    print(f"ratio to Faust   {rate / bare:>10.2f}x   (goal >= 0.6x)")
-    print(f"ratio to raw     {rate / anchor:>10.2f}x")
+    for built, rates in (("Faust's defaults", bare.defaults), ("built like the worker", bare.worker)):
+        print("\n".join([*anchor_lines(built, rates), ratio_line(rate, rates)]))
+    print(f"ratio to raw     {rate.wall / anchor:>10.2f}x")
     late = sum(1 for sample in samples if sample == float("inf"))
     print(f"latency @{args.rate}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({len(samples)} samples, {late} not "
           f"visible within 10 s; produce->GET visible; goal p50 <= 10 ms, p99 <= 50 ms)")  # fmt: skip
@@ -281,8 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the worker's table store (default: the settings' default)",
     )  # fmt: skip
     parser.add_argument("--phase-timeout", type=float, default=300.0, help="deadline of each phase, s")
+    parser.add_argument("--anchor-runs", type=int, default=3, help="runs of each bare Faust agent")
+    parser.add_argument("--anchors-only", action="store_true", help="stop after the anchors")
+    parser.add_argument(
+        "--without", action="append", default=[], metavar="NAME",
+        help="leave this Faust choice of the worker's at Faust's default in the anchor built like the worker",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4))
+    phases = 4 + 2 * args.anchor_runs
+    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * phases))
 
 
 if __name__ == "__main__":

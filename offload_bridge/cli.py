@@ -311,7 +311,12 @@ def register_core(commands: Subcommands) -> None:
     run.add_argument("--demo", action="store_true", help="create simulator cases and show them move")
     run.add_argument("--simulator-port", type=int, default=8900, help="simulator port (default 8900)")
     run.add_argument("--step-ms", type=int, help="simulator step (default 200; 1000 with --demo)")
-    run.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and worker data (default .run)")
+    run.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(".run"),
+        help="logs, worker tables and the env file of the commands (default .run)",
+    )
     run.set_defaults(handler=cmd_run)
 
     tail = commands.add_parser("tail", help="follow the topics live, one line per record")

@@ -30,6 +30,11 @@ def _about(queue: DeadLetterQueue, letter: DeadLetter) -> str:
     return f"request={letter.subject}"
 
 
+def _where(letter: DeadLetter) -> str:
+    """Where a dead letter sits in its queue."""
+    return f"partition={letter.partition} offset={letter.offset}"
+
+
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     queue = QUEUES[args.topic]
     letters = list_dead_letters(settings, queue)
@@ -39,10 +44,7 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
             record = {"partition": letter.partition, "offset": letter.offset, "key": letter.key_text}
             print(json.dumps({**record, "headers": letter.headers, "value": value}))
         else:
-            print(
-                f"{letter.partition}:{letter.offset} {_about(queue, letter)} "
-                f"outcome={letter.outcome} error={letter.error!r}"
-            )
+            print(f"{_where(letter)} {_about(queue, letter)} outcome={letter.outcome} error={letter.error!r}")
     if not args.json:
         print(f"{len(letters)} record(s) in {settings.offload_topic_prefix}{queue.topic.name}")
     return 0
@@ -59,12 +61,12 @@ def cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     else:
         report = redrive_all(settings, queue, force=args.force)
     for letter in report.redriven:
-        print(f"redriven {letter.partition}:{letter.offset} {queue.subject}={letter.subject}")
+        print(f"redriven {_where(letter)} {queue.subject}={letter.subject}")
     for letter in report.skipped:
-        where = f"{letter.partition}:{letter.offset}"
+        where = _where(letter)
         print(f"skipped  {where} {queue.subject}={letter.subject} outcome={letter.outcome}")
     for letter in report.held:
-        where = f"{letter.partition}:{letter.offset}"
+        where = _where(letter)
         print(f"held     {where} {queue.subject}={letter.subject} outcome={letter.outcome} (needs --force)")
     if report.held:
         outcomes = "/".join(sorted(queue.only_on_purpose))

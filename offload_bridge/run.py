@@ -3,10 +3,19 @@
 The local broker (unless KAFKA_BOOTSTRAP_SERVERS names a cluster), the topics, the simulator (unless
 OFFLOAD_API_KEY is set: then the real Offload at OFFLOAD_BASE_URL), the ingress and a worker. Each service
 is a child process in its own process group with its log under the run directory.
+
+The commands a user runs beside the stack (``questions``, ``answer``, ``create-case``, ``reconcile``) need
+the same settings: where the broker and the worker are, the simulator's key, the ingress as the public
+webhook URL. The run writes them to ``<run dir>/env`` (shell ``export`` lines, readable by its owner only,
+since they may hold tokens) and the banner prints the line that loads them, then commands that run as
+printed.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -23,6 +32,54 @@ from offload_bridge.processes import ServiceProcess
 from offload_bridge.settings import LOCAL_HOST, Settings
 
 READY_TIMEOUT_S = 180.0
+# The quickstart's case, shipped with the repository: the banner offers it when run from a checkout.
+EXAMPLE_CASE = Path("examples") / "case.json"
+# Settings a command run beside the stack needs besides those set explicitly: the run's own choices.
+_RUN_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "OFFLOAD_TOPIC_PREFIX",
+    "OFFLOAD_BASE_URL",
+    "OFFLOAD_API_KEY",
+    "OFFLOAD_WORKER_URL",
+    "OFFLOAD_PUBLIC_WEBHOOK_URL",
+)
+
+
+def cli_command() -> str:
+    """How to run this install's ``offload-bridge`` from the current directory, as a shell word.
+
+    ``offload-bridge`` when that name on PATH is this install's (an activated virtualenv); else the path of
+    the script next to this Python (``.venv/bin/offload-bridge`` from a checkout), relative when below the
+    current directory; else ``python -m offload_bridge.cli``.
+    """
+    script = Path(sys.executable).with_name("offload-bridge")
+    on_path = shutil.which("offload-bridge")
+    if on_path is not None and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "offload-bridge"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m offload_bridge.cli"
+    absolute = script if script.is_absolute() else Path.cwd() / script
+    try:
+        shown = str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(absolute)
+    return shlex.quote(shown)
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """``export NAME=value`` lines, shell-quoted, in a file only its owner can read (it may hold tokens);
+    replaced whole, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# The settings of `offload-bridge run`, for commands run beside it: . " + shlex.quote(str(path))
+    ]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # an older file of another mode is truncated, not recreated
+        file.write("\n".join(lines) + "\n")
+    os.replace(partial, path)
 
 
 class StackFailed(RuntimeError):
@@ -45,16 +102,32 @@ class Stack:
     simulator_step_ms: int | None = None
     services: list[Service] = field(default_factory=list)
     started_broker: LocalBroker | None = None
+    # What the banner says of the broker: started here (and stopped at exit), reused, or another cluster.
+    kafka_note: str = ""
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://{LOCAL_HOST}:{self.simulator_port}"
 
     @property
     def uses_simulator(self) -> bool:
-        return self.settings.offload_api_key is None
+        """No OFFLOAD_API_KEY, or the simulator's key at the simulator's address: the settings of an earlier
+        run loaded from its env file name this run's own simulator, not a real Offload."""
+        key = self.settings.offload_api_key
+        if key is None:
+            return True
+        configured = str(self.settings.offload_base_url).rstrip("/")
+        return key.get_secret_value() == SIMULATOR_KEY and configured == self.simulator_url
 
     @property
     def offload_url(self) -> str:
         if self.uses_simulator:
-            return f"http://{LOCAL_HOST}:{self.simulator_port}"
+            return self.simulator_url
         return str(self.settings.offload_base_url).rstrip("/")
+
+    @property
+    def env_path(self) -> Path:
+        return self.run_dir / "env"
 
     @property
     def ingress_url(self) -> str:
@@ -82,27 +155,58 @@ class Stack:
             return " (header Authorization: Bearer <first of OFFLOAD_WORKER_API_TOKENS>)"
         return ""
 
+    def _explicit(self) -> set[str]:
+        """The environment variables of the settings set on purpose (not left at their defaults)."""
+        return {name.upper() for name in self.settings.model_fields_set}
+
     def _env(self) -> dict[str, str]:
-        env = self.settings.as_env()
-        env.setdefault("OFFLOAD_WORKER_DATA_DIR", str(self.run_dir / "worker-data"))
+        env = self.settings.as_env()  # every setting, defaults included
+        if "OFFLOAD_WORKER_DATA_DIR" not in self._explicit():
+            # The run directory holds the worker's tables unless OFFLOAD_WORKER_DATA_DIR says otherwise.
+            env["OFFLOAD_WORKER_DATA_DIR"] = str(self.run_dir / "worker-data")
         if self.uses_simulator:
             env["OFFLOAD_BASE_URL"] = self.offload_url
             env["OFFLOAD_API_KEY"] = SIMULATOR_KEY
             env["SIMULATOR_API_KEYS"] = SIMULATOR_KEY
+            # Cases created through the bridge (create-case) get their webhooks: the simulator reaches
+            # the local ingress. A real Offload could not, so it gets no such default.
+            env.setdefault("OFFLOAD_PUBLIC_WEBHOOK_URL", self.webhook_url)
         return env
+
+    def commands_env(self) -> dict[str, str]:
+        """The settings of the commands run beside the stack: those set explicitly, and the run's own
+        (broker, topic prefix, Offload's address and key, the worker's URL, the public webhook URL)."""
+        env = {**self._env(), "OFFLOAD_WORKER_URL": self.worker_url}
+        wanted = self._explicit() | set(_RUN_ENV)
+        wanted.discard("OFFLOAD_WORKER_DATA_DIR")  # the worker's, not the commands'
+        return {name: value for name, value in env.items() if name in wanted}
 
     def _add(self, name: str, args: list[str], ready_url: str) -> None:
         log_path = self.run_dir / "logs" / f"{name}.log"
         process = ServiceProcess(args, env=self._env(), log_path=log_path)
         self.services.append(Service(name, process, ready_url, log_path))
 
+    def _start_broker(self) -> None:
+        """The local broker: started here (and stopped at exit), or reused as found (and left running)."""
+        if self.settings.uses_external_kafka:
+            self.kafka_note = f"{self.settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)"
+            return
+        broker = LocalBroker.from_settings(self.settings)
+        reused = f"{broker.bootstrap} (was already running: reused, and left running at exit)"
+        if broker.is_up():
+            print(f"kafka      reusing the broker already running on {broker.bootstrap}", flush=True)
+            self.kafka_note = reused
+            return
+        print(f"kafka      starting on {broker.bootstrap} ...", flush=True)
+        if broker.start(timeout_s=self.settings.offload_kafka_start_timeout_s):
+            self.started_broker = broker
+            self.kafka_note = f"{broker.bootstrap} (started here, stopped at exit)"
+        else:
+            self.kafka_note = reused  # another one came up meanwhile
+
     def start(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        if not self.settings.uses_external_kafka:
-            broker = LocalBroker.from_settings(self.settings)
-            print(f"kafka      starting on {broker.bootstrap} ...", flush=True)
-            if broker.start(timeout_s=self.settings.offload_kafka_start_timeout_s):
-                self.started_broker = broker
+        self._start_broker()
         ensure_topics(self.settings)
         print(f"topics     ready (prefix {self.settings.offload_topic_prefix!r})", flush=True)
         if self.uses_simulator:
@@ -121,6 +225,7 @@ class Stack:
             except (RuntimeError, TimeoutError) as error:
                 raise StackFailed(f"{service.name} did not start; see {service.log_path}: {error}") from None
             print(f"{service.name:<10} ready at {service.ready_url.rsplit('/', 1)[0]}", flush=True)
+        write_env_file(self.env_path, self.commands_env())
 
     def check_alive(self) -> None:
         for service in self.services:
@@ -152,35 +257,40 @@ class Stack:
                 signal.signal(signum, handler)
 
     def banner(self) -> str:
-        key = SIMULATOR_KEY if self.uses_simulator else "$OFFLOAD_API_KEY"
+        cli = cli_command()
         offload = (
             f"simulator at {self.offload_url} (key {SIMULATOR_KEY})"
             if self.uses_simulator
-            else (f"Offload at {self.offload_url}")
+            else f"Offload at {self.offload_url}"
         )
-        return "\n".join(
-            [
-                "",
-                "offload-bridge is running",
-                f"  Offload   {offload}",
-                f"  webhooks  {self.webhook_url_shown}",
-                f"  cases     {self.worker_url}/cases/CASE_ID{self.worker_auth_shown}",
-                f"  logs      {self.run_dir / 'logs'}",
-                "",
-                "Create a case whose webhooks come to the ingress:",
-                f"  curl -s -X POST {self.offload_url}/cases -H 'x-api-key: {key}' "
-                '-H \'content-type: application/json\' -d \'{"channel": "EMAIL", '
-                '"goal": {"objective": "Collect a signed W-9", "knowledge": "AP onboarding"}, '
-                '"counterparty": {"address": "ap@northstar.example", "name": "Maya Chen"}, '
-                '"senderPersona": {"name": "Avery"}, "metadata": {"simScenario": "input_then_complete"}, '
-                f'"clientWebhookUrl": "{self.webhook_url_shown}"}}\'',
-                "Follow it, then answer its question:",
-                "  offload-bridge tail",
-                "  offload-bridge answer CASE_ID INPUT_REQUEST_ID 'Yes, a signed PDF is fine.' --wait",
-                "",
-                "Ctrl-C stops everything.",
-            ]
-        )
+        if EXAMPLE_CASE.is_file():
+            create = f"  {cli} create-case {EXAMPLE_CASE} --wait"
+        else:
+            create = f"  {cli} create-case CASE.json --wait   # a POST /cases body (examples/case.json)"
+        lines = [
+            "",
+            "offload-bridge is running",
+            f"  kafka     {self.kafka_note}",
+            f"  Offload   {offload}",
+            f"  webhooks  {self.webhook_url_shown}",
+            f"  cases     {self.worker_url}/cases/CASE_ID{self.worker_auth_shown}",
+            f"  logs      {self.run_dir / 'logs'}",
+            f"  settings  {self.env_path} (broker, worker, Offload's key, the webhook URL)",
+            "",
+            "In another terminal, in this directory: load the settings, then answer Offload's questions:",
+            f"  . {shlex.quote(str(self.env_path))}",
+            f"  {cli} questions",
+            f"  {cli} answer CASE_ID 'Yes, a signed PDF is fine.' --wait",
+            "Create a case (the quickstart's; its webhooks come to the ingress), follow it, check it:",
+            create,
+            f"  {cli} tail",
+            f"  {cli} case CASE_ID",
+            f"  {cli} reconcile --all-open",
+        ]
+        activate = Path(shlex.split(cli)[0]).with_name("activate")
+        if cli != "offload-bridge" and activate.is_file():
+            lines.append(f"(Or `. {shlex.quote(str(activate))}` once, and type offload-bridge alone.)")
+        return "\n".join([*lines, "", "Ctrl-C stops everything."])
 
 
 @contextmanager

@@ -46,9 +46,10 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
 
 
-def create_faust_app(settings: Settings) -> faust.App:
-    app = faust.App(
-        settings.worker_app_id,
+def faust_app_options(settings: Settings) -> dict[str, Any]:
+    """The worker's settings of its Faust app, as ``faust.App`` keyword arguments (``bench.bare_faust``
+    leaves some of them at Faust's defaults to measure what each costs)."""
+    return dict(
         broker=broker_urls(settings),
         broker_credentials=faust_credentials(settings),
         store=settings.offload_worker_store,
@@ -77,6 +78,10 @@ def create_faust_app(settings: Settings) -> faust.App:
         # Faust hands these to aiohttp's Application: the one gate in front of every route.
         web_application_options={"middlewares": [access_middleware(settings)]},
     )
+
+
+def create_faust_app(settings: Settings) -> faust.App:
+    app = faust.App(settings.worker_app_id, **faust_app_options(settings))
     serve_only_our_views(app)
     return app
 

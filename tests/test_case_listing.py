@@ -2,6 +2,9 @@
 
 The memory store is a dict holding every partition (standby copies included); the rocksdb store is one
 rocksdict database per partition, written here as Faust writes it (raw keys, Faust's offset row among them).
+The listing reads those databases through Faust's private ``Store._dbs``: checked with faust-streaming 0.15
+and rocksdict 0.3, the minor releases pyproject.toml bounds them to; tests/test_pinned_dependencies.py
+checks that the real store still has what ``RocksStore`` stands for.
 """
 
 from __future__ import annotations

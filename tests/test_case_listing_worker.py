@@ -1,4 +1,8 @@
-"""GET /cases on a real worker: a cursor walk lists each case once, on either store; bad queries are 400."""
+"""GET /cases on a real worker: a cursor walk lists each case once, on either store; bad queries are 400.
+
+On rocksdb:// the walk reads Faust's private partition databases (``Store._dbs``): checked with
+faust-streaming 0.15 and rocksdict 0.3, the minor releases pyproject.toml bounds them to.
+"""
 
 from __future__ import annotations
 

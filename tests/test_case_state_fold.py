@@ -109,6 +109,18 @@ def test_unknown_type_moves_only_a_known_status_when_newer() -> None:
     assert state.eventCount == 3
 
 
+def test_a_status_only_event_fills_what_is_unknown_and_never_overwrites() -> None:
+    record, _ = folded(event_body("c1", "case.running", 1_000, "RUNNING", clientReferenceId="ref-1"))
+    assert (record.state.channel, record.state.clientReferenceId) == ("EMAIL", "ref-1")
+    record, outcome = fold(
+        record,
+        parse_event(event_body("c1", "case.running", 2_000, "RUNNING", channel="SMS", clientReferenceId="x")),
+        {},
+    )
+    assert outcome is FoldResult.APPLIED and record.state.lastEventAt == 2_000
+    assert (record.state.channel, record.state.clientReferenceId) == ("EMAIL", "ref-1")
+
+
 def test_a_new_question_replaces_the_old_one() -> None:
     record, _ = folded(question(at=1_000, request_id="ir-1"), question(at=2_000, request_id="ir-2"))
     assert record.state.inputRequest is not None and record.state.inputRequest.id == "ir-2"

@@ -1,7 +1,8 @@
 """The workarounds for Faust losing records while it takes partitions over (streams/handover.py).
 
 The loss itself shows only in a real restart (tests/test_crash_outcomes.py); these pin the two
-mechanisms without a broker.
+mechanisms without a broker. Checked with faust-streaming 0.15, aiokafka 0.14 and mode-streaming 0.7, the
+minor releases pyproject.toml bounds them to (tests/test_pinned_dependencies.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from offload_bridge.streams import handover
 
 
 async def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_began() -> None:
+    """faust-streaming 0.15 (the patched ``ThreadDelegateConsumer._getmany``) with aiokafka 0.14 (whose
+    ``Fetcher.fetched_records`` takes an empty set for every partition)."""
     handover.install(faust.App("handover-test-fetch", autodiscover=False))
     live = {TP("answers", 0), TP("answers", 1)}
     seen: list[set[TP]] = []
@@ -37,6 +40,8 @@ async def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_
 
 
 async def test_deliveries_wait_from_the_end_of_recovery_until_faust_resumes_the_flow() -> None:
+    """faust-streaming 0.15 (``Recovery`` resumes the flow after ``on_rebalance_complete``) with
+    mode-streaming 0.7 (``FlowControlEvent``)."""
     app = faust.App("handover-test-flow", autodiscover=False)
     handover.install(app)
     app.flow_control.resume()

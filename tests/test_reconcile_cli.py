@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from offload_bridge.case_requests import CaseRequestSubmitter
@@ -51,3 +54,28 @@ def test_reconcile_all_open_publishes_what_webhooks_never_told(topics: Settings,
             assert "no-such-case: not_found: HTTP 404 CASE_NOT_FOUND" in unknown.stdout
             # The command's event shares the partition of the case's other events (Kafka's placement).
             assert_placed_like_kafka(settings, expect=("case-events",))
+
+
+def test_reconcile_tells_a_missing_or_unknown_key_from_an_inactive_one(topics: Settings) -> None:
+    """401 is a key missing or unknown to Offload ("unauthorized"), 403 a key Offload refuses
+    ("forbidden"): the line says which, and what to check."""
+    unauthorized = (
+        "case-x: unauthorized: HTTP 401 UNAUTHORIZED missing or invalid x-api-key "
+        "(OFFLOAD_API_KEY is missing or not a key Offload knows)"
+    )
+    forbidden = (
+        "case-x: forbidden: HTTP 403 FORBIDDEN this API key is inactive "
+        "(OFFLOAD_API_KEY is inactive, or the case belongs to another key's client)"
+    )
+    with simulator_process(env={"SIMULATOR_INACTIVE_API_KEYS": "retired-key"}) as sim:
+        base = {**os.environ, **topics.as_env(), "OFFLOAD_BASE_URL": sim.base_url}
+        base.pop("OFFLOAD_API_KEY", None)
+        cases = ((None, unauthorized), ("no-such-key", unauthorized), ("retired-key", forbidden))
+        for key, expected in cases:
+            env = base if key is None else {**base, "OFFLOAD_API_KEY": key}
+            reconciled = subprocess.run(
+                [sys.executable, "-m", "offload_bridge.cli", "reconcile", "--case", "case-x"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert reconciled.returncode == 1, reconciled.stderr
+            assert expected in reconciled.stdout.splitlines(), (key, reconciled.stdout)

@@ -115,6 +115,17 @@ def test_the_bridges_case_created_folds_as_a_status_only_event() -> None:
     assert outcome is FoldResult.APPLIED and record.state.status == "CREATED"
 
 
+def test_a_case_first_known_running_keeps_the_channel_and_reference_offload_gave() -> None:
+    # A tracked case (case-watch) that Offload shows RUNNING: no webhook of that status exists, and the
+    # synthetic case.running is all the state learns of the case.
+    event = decide_reconcile(None, offload("RUNNING", 1_500)).event
+    assert event is not None and event.event_type == "case.running"
+    record, outcome = folded(None, event.body)
+    assert outcome is FoldResult.APPLIED
+    state = record.state
+    assert (state.status, state.channel, state.clientReferenceId) == ("RUNNING", "EMAIL", "vendor_2048")
+
+
 def test_level_behind_and_diverged_publish_nothing() -> None:
     waiting = state("INPUT_NEEDED", 2_000, inputRequest=QUESTION)
     same = offload("INPUT_NEEDED", 2_000, inputRequest=QUESTION)

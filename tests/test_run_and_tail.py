@@ -60,6 +60,7 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         "OFFLOAD_LOG_FORMAT": "json",
     }
     env.pop("OFFLOAD_API_KEY", None)
+    env.pop("OFFLOAD_WORKER_DATA_DIR")  # as_env() names the default: the run directory holds the tables
     log = tmp_path / "run.log"
     run = ServiceProcess(
         [
@@ -79,7 +80,7 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         _wait_for_line(log, "offload-bridge is running", run)
         printed = log.read_text()
         assert f"http://127.0.0.1:{ingress_port}/webhooks/offload/<token" in printed
-        assert "offload-bridge answer CASE_ID INPUT_REQUEST_ID" in printed
+        assert "offload-bridge answer CASE_ID 'Yes, a signed PDF is fine.' --wait" in printed
         # The worker takes the suite's token (the settings carry it): the banner says how, never what.
         assert "Authorization: Bearer <first of OFFLOAD_WORKER_API_TOKENS>" in printed
         assert topics.worker_client_token and topics.worker_client_token not in printed
@@ -220,6 +221,7 @@ def test_demo_shows_every_scenario_through_to_its_end(topics: Settings, tmp_path
         "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
     }
     env.pop("OFFLOAD_API_KEY", None)
+    env.pop("OFFLOAD_WORKER_DATA_DIR")  # as_env() names the default: the run directory holds the tables
     log = tmp_path / "demo.log"
     demo = ServiceProcess(
         [

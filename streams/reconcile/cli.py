@@ -67,7 +67,7 @@ async def reconcile_cases(
             fetched = await fetch_case(api, case_id)
             if fetched.kind is not FetchKind.OK or fetched.case is None:
                 problems += 1
-                print(f"{case_id}: {fetched.kind.value}: {fetched.detail}", flush=True)
+                print(f"{case_id}: {fetched.describe()}", flush=True)
                 continue
             comparison = decide_reconcile(states.get(case_id), fetched.case)
             event = comparison.event

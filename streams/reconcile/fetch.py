@@ -17,9 +17,17 @@ class FetchKind(StrEnum):
 
     OK = "ok"
     NOT_FOUND = "not_found"
-    FORBIDDEN = "forbidden"
+    FORBIDDEN = "forbidden"  # 401 or 403: Offload refuses our key (counted and dead-lettered as one)
     THROTTLED = "throttled"  # back off, try again later
     INVALID = "invalid"
+
+
+# What to check when Offload refuses the key: 401 is a key missing or unknown to Offload, 403 one it knows
+# and refuses (inactive) or a case of another client.
+_REFUSALS = {
+    401: ("unauthorized", "OFFLOAD_API_KEY is missing or not a key Offload knows"),
+    403: ("forbidden", "OFFLOAD_API_KEY is inactive, or the case belongs to another key's client"),
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,16 @@ class FetchResult:
     case: OffloadCase | None = None
     detail: str = ""
     retry_after_s: float | None = None
+    http_status: int | None = None
+
+    def describe(self) -> str:
+        """What happened, for people: ``unauthorized: HTTP 401 ... (what to check)`` for a refused key,
+        else the kind and the detail."""
+        refusal = _REFUSALS.get(self.http_status or 0) if self.kind is FetchKind.FORBIDDEN else None
+        if refusal is None:
+            return f"{self.kind.value}: {self.detail}"
+        label, check = refusal
+        return f"{label}: {self.detail} ({check})"
 
 
 async def fetch_case(api: OffloadApi, case_id: str) -> FetchResult:
@@ -48,7 +66,7 @@ async def fetch_case(api: OffloadApi, case_id: str) -> FetchResult:
     if reply.status == 404:
         return FetchResult(FetchKind.NOT_FOUND, detail=detail)
     if reply.status in (401, 403):
-        return FetchResult(FetchKind.FORBIDDEN, detail=detail)
+        return FetchResult(FetchKind.FORBIDDEN, detail=detail, http_status=reply.status)
     if reply.status in RETRYABLE_STATUSES or reply.status >= 500:
         return FetchResult(FetchKind.THROTTLED, detail=detail, retry_after_s=reply.retry_after_s)
     return FetchResult(FetchKind.INVALID, detail=detail)

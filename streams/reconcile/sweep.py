@@ -284,7 +284,7 @@ class Reconciler:
                 log.warning("reconcile: case %s is unknown to Offload (%s)", case_id, fetched.detail)
             elif fetched.kind is FetchKind.FORBIDDEN:
                 counters.inc("forbidden")
-                log.warning("reconcile: case %s: access refused (%s)", case_id, fetched.detail)
+                log.warning("reconcile: case %s: access refused: %s", case_id, fetched.describe())
             else:
                 counters.inc("invalid")
                 log.warning("reconcile: case %s: unusable answer (%s)", case_id, fetched.detail)

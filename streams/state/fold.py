@@ -10,7 +10,9 @@ Rules:
   field still unknown, such as ``clientReferenceId``); at an equal timestamp a terminal status wins;
 - ``case.input_needed`` sets the pending question; ``case.completed`` / ``case.failed`` set the result
   and clear it;
-- any other ``case.*`` type moves only the status, and only when the status is a known one.
+- any other ``case.*`` type moves only the status, and only when the status is a known one; like a stale
+  event it may fill a field still unknown (a case first known through the reconciler's synthetic
+  ``case.running`` of a tracked case has nothing else to learn its channel from).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from offload_bridge.schemas.headers import RECEIVED_AT_HEADER
 # Fields every event type may carry; copied only when the event sent them, so an event that omits
 # clientReferenceId or metadata does not erase what an earlier one told us.
 _COMMON_FIELDS = ("channel", "attemptCount", "attachments", "clientReferenceId", "metadata")
-_FILLED_BY_STALE_EVENTS = ("clientReferenceId", "channel", "metadata")
+# What an event that may not set fields (stale, or of a type that moves only the status) fills when unknown.
+_FILLED_WHEN_UNKNOWN = ("clientReferenceId", "channel", "metadata")
 
 
 class FoldResult(StrEnum):
@@ -69,10 +72,7 @@ def fold(
     if _is_stale(state, event):
         outcome = FoldResult.STALE
         changes["staleEventCount"] = state.staleEventCount + 1
-        sent = event.data.model_fields_set
-        for name in _FILLED_BY_STALE_EVENTS:
-            if getattr(state, name) is None and name in sent:
-                changes[name] = getattr(event.data, name)
+        changes.update(_unknown_fields(state, event))
     else:
         applied = _apply(state, event)
         outcome = FoldResult.APPLIED if applied else FoldResult.IGNORED
@@ -82,6 +82,16 @@ def fold(
             changes.update(lastEventAt=event.timestamp, updatedAt=at)
     recent = [*(record.recentEventIds if record is not None else ()), event.event_id][-RECENT_EVENT_IDS:]
     return CaseRecord(state=state.model_copy(update=changes), recentEventIds=recent), outcome
+
+
+def _unknown_fields(state: CaseState, event: CaseEvent) -> dict[str, Any]:
+    """The fields the event sent that the state does not know yet."""
+    sent = event.data.model_fields_set
+    return {
+        name: getattr(event.data, name)
+        for name in _FILLED_WHEN_UNKNOWN
+        if getattr(state, name) is None and name in sent
+    }
 
 
 def _is_stale(state: CaseState, event: CaseEvent) -> bool:
@@ -99,7 +109,7 @@ def _apply(state: CaseState, event: CaseEvent) -> dict[str, Any]:
     if not isinstance(event, InputNeededEvent | CompletedEvent | FailedEvent):
         if data.status not in KNOWN_STATUSES:
             return {}
-        moved: dict[str, Any] = {"status": data.status}
+        moved: dict[str, Any] = {**_unknown_fields(state, event), "status": data.status}
         if data.status in TERMINAL_STATUSES:
             moved["inputRequest"] = None
         return moved
