@@ -21,29 +21,74 @@ class SimulatorSettings(BaseSettings):
         env_prefix="SIMULATOR_", case_sensitive=False, extra="ignore", frozen=True
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8900, ge=0, le=65535)
-    # Comma-separated. An inactive key is known but answers 403 FORBIDDEN, as Offload does.
-    api_keys: str = "dev-key"
-    inactive_api_keys: str = ""
-    step_ms: int = Field(default=200, ge=1, le=3_600_000, description="real ms one lifecycle step takes")
-    webhook_secret: SecretStr | None = Field(
-        default=None, description="whsec_<base64>: sign webhooks the Standard Webhooks way"
+    host: str = Field(default="127.0.0.1", description="Address the simulator listens on (`--host`).")
+    port: int = Field(default=8900, ge=0, le=65535, description="Port the simulator listens on (`--port`).")
+    api_keys: str = Field(
+        default="dev-key",
+        description="Comma-separated API keys the simulator accepts in `x-api-key` (`--api-keys`).",
     )
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    inactive_api_keys: str = Field(
+        default="",
+        description=(
+            "Comma-separated API keys that are known but inactive: every call with one answers 403 "
+            "`FORBIDDEN`, as Offload answers an inactive key."
+        ),
+    )
+    step_ms: int = Field(
+        default=200,
+        ge=1,
+        le=3_600_000,
+        description="Real milliseconds one lifecycle step of a case takes (`--step-ms`).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "`whsec_<base64>` (padding optional): sign webhooks the Standard Webhooks way "
+            "(`--webhook-secret`). Unset: webhooks go unsigned."
+        ),
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long one webhook delivery may take, in seconds."
+    )
     seed: int | None = Field(
-        default=None, description="fault randomness; unset: a random seed, shown by /_sim"
+        default=None,
+        description="Seed of the fault randomness (`--seed`); unset: a random one (`GET /_sim/health`).",
     )
 
     # --- fault knobs (also settable at run time through PUT /_sim/faults) ---
-    fault_webhook_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    fault_webhook_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    fault_webhook_delay_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    fault_webhook_delay_ms: int = Field(default=0, ge=0, le=600_000)
-    fault_latency_ms: int = Field(default=0, ge=0, le=600_000)
-    fault_usage_limit: int | None = Field(default=None, ge=0)
-    # ENDPOINT=RATE[:KIND[:before|after]],... e.g. "provide_input=0.2:503,get_case=0.1:429-retry-after"
-    fault_errors: str = ""
+    fault_webhook_drop_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of webhooks never sent."
+    )
+    fault_webhook_duplicate_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of webhooks sent twice."
+    )
+    fault_webhook_delay_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of webhooks held back, so that later ones overtake them.",
+    )
+    fault_webhook_delay_ms: int = Field(
+        default=0, ge=0, le=600_000, description="How long a held-back webhook waits, in milliseconds."
+    )
+    fault_latency_ms: int = Field(
+        default=0, ge=0, le=600_000, description="Milliseconds added to every API response."
+    )
+    fault_usage_limit: int | None = Field(
+        default=None,
+        ge=0,
+        description="Cases one API key may create before 429 `USAGE_LIMIT_REACHED`. Unset: no limit.",
+    )
+    fault_errors: str = Field(
+        default="",
+        description=(
+            "Errors injected per endpoint: `ENDPOINT=RATE[:KIND[:before|after]],...`, e.g. "
+            "`provide_input=0.2:503,get_case=0.1:429-retry-after`. ENDPOINT is `create_case`, `get_case`, "
+            "`provide_input`, `get_attachment` or `all`; KIND one of `500`, `500-bare`, `502-bare`, `503`, "
+            "`429`, `429-retry-after` (default `500`); `after` processes the request and loses only the "
+            "response."
+        ),
+    )
 
     @field_validator("webhook_secret")
     @classmethod
