@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from offload_bridge import dlq_cli
+from offload_bridge import acls_cli, dlq_cli
 from offload_bridge.analytics import cli as analytics_cli
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
@@ -354,6 +354,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_core,
     answers_cli.register,
     dlq_cli.register,
+    acls_cli.register,
     register_simulator,
     register_ingress,
     register_streams,

@@ -280,6 +280,14 @@ class Settings(BaseSettings):
     offload_export_metrics_host: str = Field(default=LOCAL_HOST, min_length=1)
     offload_export_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
+    # --- Kafka permissions (``offload-bridge acls``) -------------------------------------------------
+    # Downstream services and analytics (the `reader` role) read in consumer groups of their own whose ids
+    # start with this prefix; `acls` grants the role every group under it and no other. Unset:
+    # "<OFFLOAD_TOPIC_PREFIX>reader." (e.g. offload.reader.billing).
+    offload_reader_group_prefix: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200
+    )
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(default=Path(".kafka"))
     offload_kafka_port: int = Field(default=DEFAULT_KAFKA_PORT, ge=1, le=65535)
@@ -367,6 +375,10 @@ class Settings(BaseSettings):
     @property
     def export_group(self) -> str:
         return self.offload_export_group or f"{self.offload_topic_prefix}export"
+
+    @property
+    def reader_group_prefix(self) -> str:
+        return self.offload_reader_group_prefix or f"{self.offload_topic_prefix}reader."
 
     @property
     def worker_app_id(self) -> str:
