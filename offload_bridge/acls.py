@@ -184,13 +184,12 @@ def strimzi_users(granted: list[Grant], cluster: str) -> list[dict[str, Any]]:
             },
         }
         if kubernetes_name(user_name) != user_name:
-            if tls:
-                raise AclsError(
-                    f"{principal}: Strimzi names a TLS user's principal CN=<resource name>, and {user_name!r}"
-                    " is not a valid Kubernetes resource name"
-                )
-            spec["userName"] = user_name
-        metadata = {"name": kubernetes_name(user_name), "labels": {STRIMZI_CLUSTER_LABEL: cluster}}
+            # Strimzi's principal is the KafkaUser's name (CN=<name> for TLS), and it has no other field.
+            raise AclsError(
+                f"{principal}: Strimzi names a user after its KafkaUser resource, and {user_name!r} is not a"
+                " valid Kubernetes name (lower case letters, digits, '-' and '.')"
+            )
+        metadata = {"name": user_name, "labels": {STRIMZI_CLUSTER_LABEL: cluster}}
         users.append({"apiVersion": STRIMZI_API, "kind": "KafkaUser", "metadata": metadata, "spec": spec})
     return users
 
