@@ -30,7 +30,13 @@ from offload_bridge.cli_support import (
 from offload_bridge.export import cli as export_cli
 from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
-from offload_bridge.kafka.connection import KafkaUnreachable, connection_options, metadata_ok
+from offload_bridge.kafka.connection import (
+    KafkaUnreachable,
+    NotAuthorized,
+    connection_options,
+    metadata_ok,
+    refusal,
+)
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
 from offload_bridge.kafka.topic_configs import (
     SHORTER_FLAG,
@@ -397,11 +403,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         TopicCreationFailed,
         TopicConfigsFailed,
         TopicMissing,
+        NotAuthorized,
         CommandError,
     ) as error:
         print(f"offload-bridge: {error}", file=sys.stderr)
         return 2
     except KafkaError as error:
+        refused = refusal(error, settings)
+        if refused is not None:
+            print(f"offload-bridge: {refused}", file=sys.stderr)
+            return 2
         print(
             f"offload-bridge: Kafka at {settings.bootstrap_servers}: {type(error).__name__}: {error}",
             file=sys.stderr,

@@ -11,8 +11,9 @@ outcomes, so it can never forge what Offload said (case-events), our view of it 
 
 What no role needs:
 
-- **Describe**: Kafka implies it from Read and Write on a topic and from Read on a group, which is all a
-  client's metadata, offset and group requests ask for.
+- **Describe**, but for the operator's topics: Kafka implies it from Read and Write on a topic and from
+  Read on a group, which is all a client's metadata, offset and group requests ask for. Create does not
+  imply it, so ``topics create`` needs it to see a topic it made but does not read (the retry topics).
 - **IdempotentWrite on the cluster**: every producer here is idempotent (acks=all), and since Kafka 3.0
   (KIP-679) Write on any topic allows a producer id; older clusters need IdempotentWrite on the cluster
   for the ingress, the worker, the teams and the operator.
@@ -76,6 +77,7 @@ class Operation(StrEnum):
     READ = "Read"
     WRITE = "Write"
     CREATE = "Create"
+    DESCRIBE = "Describe"
     DESCRIBE_CONFIGS = "DescribeConfigs"
     ALTER_CONFIGS = "AlterConfigs"
 
@@ -100,8 +102,14 @@ class Binding:
     operations: tuple[Operation, ...]
 
 
-# `topics create|check|apply`: create a missing topic with its configs, read them, align them.
-_TOPIC_MANAGEMENT = (Operation.CREATE, Operation.DESCRIBE_CONFIGS, Operation.ALTER_CONFIGS)
+# `topics create|check|apply`: create a missing topic with its configs, see it (Describe: metadata, which
+# Create does not imply), read its configs, align them.
+_TOPIC_MANAGEMENT = (
+    Operation.CREATE,
+    Operation.DESCRIBE,
+    Operation.DESCRIBE_CONFIGS,
+    Operation.ALTER_CONFIGS,
+)
 _ORDER = {operation: index for index, operation in enumerate(Operation)}
 
 

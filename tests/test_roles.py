@@ -128,7 +128,12 @@ def test_the_exporter_reads_what_it_exports_in_its_own_group() -> None:
 
 
 def test_the_operator_manages_every_topic_and_redrives_in_the_dlq_groups() -> None:
-    for operation in (Operation.CREATE, Operation.DESCRIBE_CONFIGS, Operation.ALTER_CONFIGS):
+    for operation in (
+        Operation.CREATE,
+        Operation.DESCRIBE,
+        Operation.DESCRIBE_CONFIGS,
+        Operation.ALTER_CONFIGS,
+    ):
         assert _topics(Role.OPERATOR, operation) == {spec.name for spec in ALL_TOPICS}
     # dlq redrive writes where each queue redrives to; reconcile writes case-events.
     redriven = {queue.redrive_to.name for queue in QUEUES.values()}
