@@ -275,7 +275,9 @@ class Exporter:
             self._flush(buffer)
 
     def _refused(self, error: KafkaError, resource: str) -> NotAuthorized:
-        return NotAuthorized(principal_of(self.settings), "read", resource, error.name())
+        # GROUP_AUTHORIZATION_FAILED as Kafka's Java and Python clients name it: GroupAuthorizationFailed.
+        code = "".join(word.capitalize() for word in error.name().split("_"))
+        return NotAuthorized(principal_of(self.settings), "read", resource, code)
 
     def _reached_end(self) -> bool:
         """Without follow: every partition this member owns is read up to the run's end offsets."""
