@@ -38,6 +38,7 @@ from offload_bridge.kafka.connection import (
     refusal,
 )
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
+from offload_bridge.kafka.preflight import KafkaTlsError, check_tls
 from offload_bridge.kafka.topic_configs import (
     SHORTER_FLAG,
     ConfigReport,
@@ -376,6 +377,17 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
 SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile", "export")
 
 
+# The commands that never talk to Kafka: they start without the TLS check (`kafka` manages the local broker,
+# but `kafka status` asks the configured cluster).
+KAFKA_FREE_COMMANDS = ("schemas", "simulator", "analytics", "case", "questions")
+
+
+def talks_to_kafka(args: argparse.Namespace) -> bool:
+    if args.command == "kafka":
+        return bool(args.action == "status")
+    return args.command not in KAFKA_FREE_COMMANDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offload-bridge", description="Offload case API <-> Apache Kafka.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -392,12 +404,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         settings = get_settings()
+        if talks_to_kafka(args):
+            # A wrong CA, a hostname mismatch or an expired client certificate ends here in one line naming
+            # the setting, before a Kafka library retries it in a loop.
+            check_tls(settings)
         return handler(args, settings)
     except ServerInstallMissing as error:
         print(error, file=sys.stderr)
         return 2
     except (
         SettingsError,
+        KafkaTlsError,
         KafkaUnreachable,
         BrokerError,
         TopicCreationFailed,

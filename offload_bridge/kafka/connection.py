@@ -126,6 +126,11 @@ class KafkaConnection:
         )
 
     @property
+    def key_password_or_empty(self) -> str:
+        """The key's password for Python's ``ssl``: with None, OpenSSL would ask for one on the terminal."""
+        return self.ssl_key_password or ""
+
+    @property
     def sasl(self) -> bool:
         return self.sasl_mechanism is not None
 
@@ -145,7 +150,7 @@ class KafkaConnection:
             return None
         context = ssl.create_default_context(cafile=self.ssl_cafile)
         if self.ssl_certfile is not None:
-            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.key_password_or_empty)
         context.check_hostname = self.ssl_check_hostname
         return context
 
@@ -163,7 +168,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         options["ssl_cafile"] = connection.ssl_cafile
         options["ssl_certfile"] = connection.ssl_certfile
         options["ssl_keyfile"] = connection.ssl_keyfile
-        options["ssl_password"] = connection.ssl_key_password
+        options["ssl_password"] = connection.key_password_or_empty if connection.ssl_certfile else None
     return options
 
 
