@@ -25,6 +25,7 @@ from kafka.errors import KafkaError
 from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.acls import acls_of, grants
+from offload_bridge.answers.client import AnswerSubmitter
 from offload_bridge.case_requests.client import CaseRequestSubmitter
 from offload_bridge.case_watch.client import CaseWatcher
 from offload_bridge.kafka.connection import kafka_consumer, kafka_producer, refusal
@@ -43,6 +44,7 @@ from offload_bridge.topics import (
     topic_name,
 )
 from tests.ingress_support import Ingress, running_ingress
+from tests.kafka_java import java_acls
 from tests.secure_kafka import ADMIN, SecureBroker, running_secure_broker
 from tests.streams_support import Worker
 
@@ -131,6 +133,20 @@ def test_apply_creates_each_binding_once_and_finds_them_the_second_time(
     assert sorted(line.removeprefix("created  ") for line in applied.splitlines()[:-1]) == sorted(
         map(str, wanted)
     )
+    # Kafka's own Java admin client lists exactly these, allowed from any host.
+    java_names = {"literal": "LITERAL", "prefixed": "PREFIXED"}
+    assert java_acls(broker.bootstrap) == {
+        (
+            acl.principal,
+            acl.resource_type.name,
+            acl.name,
+            java_names[acl.pattern],
+            acl.operation.name,
+            "*",
+            "ALLOW",
+        )
+        for acl in wanted
+    }
     again = cli(as_role(broker, None), "acls", *PRINCIPALS, "--apply")
     assert again.returncode == 0, again.stderr
     assert _lines(again)[-1] == f"0 ACL(s) created, {len(wanted)} already there"
@@ -165,7 +181,10 @@ def test_a_team_creates_and_tracks_cases_from_the_cli_and_python(
         request_id = submitter.publish(request)
         outcome = submitter.wait_for_outcome(request_id, timeout_s=60)
     assert outcome.outcome == "created" and outcome.caseId is not None
-    stack.worker.wait_case(outcome.caseId, lambda state: state["caseId"] == outcome.caseId)
+    question = stack.worker.wait_case(outcome.caseId, lambda state: state["status"] == "INPUT_NEEDED")
+    with AnswerSubmitter(teams) as answers:
+        answer_id = answers.publish(outcome.caseId, question["inputRequest"]["id"], "Yes, from Python.")
+        assert answers.wait_for_outcome(answer_id, timeout_s=60).outcome == "accepted"
 
     outside = stack.sim.create_case(scenario="input_then_complete", step_ms=200)  # no webhooks: tracked
     with CaseWatcher(teams) as watcher:
