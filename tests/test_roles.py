@@ -1,4 +1,5 @@
-"""Kafka roles derived from the topic registry, and ``offload-bridge acls`` printing them, without a broker.
+"""Kafka roles derived from the topic registry, and ``offload-bridge acls`` printing them (no broker but for
+``--apply`` on a cluster without an authorizer).
 
 The enforcement itself (ACLs applied, each part under its own principal) is tests/test_acls_enforced.py.
 """
@@ -316,3 +317,12 @@ def test_a_user_name_kubernetes_refuses_is_one_line_for_strimzi() -> None:
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "'Billing_Team' is not a valid Kubernetes name" in done.stderr
+
+
+def test_apply_on_a_cluster_without_an_authorizer_is_one_line(kafka_broker: str) -> None:
+    done = _acls("--principal", "teams=User:t", "--apply", env={"KAFKA_BOOTSTRAP_SERVERS": kafka_broker})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"offload-bridge: Kafka at {kafka_broker} has no authorizer (SecurityDisabled): there are no ACLs to"
+        " apply; set authorizer.class.name on the brokers and controllers"
+    ]
