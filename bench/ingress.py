@@ -30,7 +30,7 @@ from offload_bridge.kafka.connection import admin_for
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_prefix
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-5c0e2f7a"
 GOAL_RATIO = 0.75
 GOAL_P99_MS = 20.0
 _REPO = Path(__file__).resolve().parent.parent

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import tempfile
 from typing import Any
 
 from offload_bridge.cli_support import CommandError, Subcommands
-from offload_bridge.settings import Settings, SettingsError
+from offload_bridge.settings import INSECURE_FLAG, Settings, SettingsError
 
 
 def register(commands: Subcommands) -> None:
@@ -32,6 +33,7 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers if args.workers is not None else settings.offload_ingress_workers
     if not 1 <= port <= 65535 or workers < 1:
         raise SettingsError("--port must be 1-65535 and --workers at least 1")
+    refuse_an_open_door(settings, host)
     try:
         ensure_topics(settings, (CASE_EVENTS, CASE_EVENTS_INVALID))
     except (KafkaUnreachable, TopicCreationFailed) as error:
@@ -58,3 +60,29 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     uvicorn.run("offload_bridge.ingress.app:create_app", **options)
     return 0
+
+
+def refuse_an_open_door(settings: Settings, host: str) -> None:
+    """An ingress that others can reach must authenticate webhooks: a path token or a signing secret.
+
+    Without either, anyone who reaches it publishes forged case events into the source of truth. On this
+    machine's loopback only, or with OFFLOAD_ALLOW_INSECURE_DEFAULTS=1 (a development machine), it starts
+    with a warning instead.
+    """
+    authenticated = settings.webhook_tokens or settings.offload_webhook_secret is not None
+    if authenticated or settings.offload_allow_insecure_defaults or _loopback(host):
+        return
+    raise SettingsError(
+        f"OFFLOAD_WEBHOOK_TOKENS is not set and the ingress would listen on {host}: anyone reaching it could "
+        "publish forged case events. Set OFFLOAD_WEBHOOK_TOKENS (`openssl rand -hex 24`) or "
+        f"OFFLOAD_WEBHOOK_SECRET; {INSECURE_FLAG} allows it on a development machine"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

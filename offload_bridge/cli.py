@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from offload_bridge import dlq_cli
+from offload_bridge import acls_cli, dlq_cli
 from offload_bridge.analytics import cli as analytics_cli
 from offload_bridge.answers import cli as answers_cli
 from offload_bridge.case_requests import cli as case_requests_cli
@@ -30,8 +30,15 @@ from offload_bridge.cli_support import (
 from offload_bridge.export import cli as export_cli
 from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
-from offload_bridge.kafka.connection import KafkaUnreachable, connection_options, metadata_ok
+from offload_bridge.kafka.connection import (
+    KafkaUnreachable,
+    NotAuthorized,
+    connection_options,
+    metadata_ok,
+    refusal,
+)
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
+from offload_bridge.kafka.preflight import KafkaTlsError, check_tls
 from offload_bridge.kafka.topic_configs import (
     SHORTER_FLAG,
     ConfigReport,
@@ -359,6 +366,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_core,
     answers_cli.register,
     dlq_cli.register,
+    acls_cli.register,
     register_simulator,
     register_ingress,
     register_streams,
@@ -372,6 +380,17 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
 
 # The commands that run part of the server (or call Offload over HTTP); the others are the client's.
 SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile", "export")
+
+
+# The commands that never talk to Kafka: they start without the TLS check (`kafka` manages the local broker,
+# but `kafka status` asks the configured cluster).
+KAFKA_FREE_COMMANDS = ("schemas", "simulator", "analytics", "case", "questions")
+
+
+def talks_to_kafka(args: argparse.Namespace) -> bool:
+    if args.command == "kafka":
+        return bool(args.action == "status")
+    return args.command not in KAFKA_FREE_COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -390,22 +409,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         settings = get_settings()
+        if talks_to_kafka(args):
+            # A wrong CA, a hostname mismatch or an expired client certificate ends here in one line naming
+            # the setting, before a Kafka library retries it in a loop.
+            check_tls(settings)
         return handler(args, settings)
     except ServerInstallMissing as error:
         print(error, file=sys.stderr)
         return 2
     except (
         SettingsError,
+        KafkaTlsError,
         KafkaUnreachable,
         BrokerError,
         TopicCreationFailed,
         TopicConfigsFailed,
         TopicMissing,
+        NotAuthorized,
         CommandError,
     ) as error:
         print(f"offload-bridge: {error}", file=sys.stderr)
         return 2
     except KafkaError as error:
+        refused = refusal(error, settings)
+        if refused is not None:
+            print(f"offload-bridge: {refused}", file=sys.stderr)
+            return 2
         print(
             f"offload-bridge: Kafka at {settings.bootstrap_servers}: {type(error).__name__}: {error}",
             file=sys.stderr,

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_KAFKA_PORT = 9092
@@ -49,8 +63,63 @@ class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the environment variable."""
 
 
+# What a token copied from an example or a manifest template looks like; a real one is random.
+PLACEHOLDERS = ("set-me", "set_me", "setme", "change-me", "change_me", "changeme", "replace-me", "example",
+                "placeholder")  # fmt: skip
+MIN_TOKEN_LENGTH = 16
+INSECURE_FLAG = "OFFLOAD_ALLOW_INSECURE_DEFAULTS=1"
+# The environment variable naming the directory of secret files (see Settings.offload_secrets_dir).
+SECRETS_DIR_VARIABLE = "OFFLOAD_SECRETS_DIR"
+
+
+def weak_token(token: str) -> str | None:
+    """Why ``token`` is no secret (too short, or a placeholder), or None when it may be one."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"shorter than {MIN_TOKEN_LENGTH} characters"
+    lowered = token.lower()
+    placeholder = next((word for word in PLACEHOLDERS if word in lowered), None)
+    return f"a placeholder (contains {placeholder!r})" if placeholder else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the files of OFFLOAD_SECRETS_DIR (when it is a directory)."""
+        directory = os.environ.get(SECRETS_DIR_VARIABLE, "").strip()
+        if not directory or not Path(directory).is_dir():
+            return init_settings, env_settings  # a missing directory is reported by its field's check
+        files = SecretsSettingsSource(settings_cls, secrets_dir=directory, case_sensitive=False)
+        return init_settings, env_settings, files
+
+    # --- Secrets from files ---------------------------------------------------------------------
+    # A directory holding one file per setting, named after its variable (KAFKA_SASL_PASSWORD,
+    # OFFLOAD_WEBHOOK_TOKENS, ...; the content is the value, surrounding whitespace dropped): how the shipped
+    # stacks hand over secrets without putting them in the environment or in a manifest. A Kubernetes Secret
+    # mounted as a volume, or a directory bind-mounted by compose. The environment wins over a file. Unset:
+    # no files are read.
+    offload_secrets_dir: Path | None = None
+
+    @field_validator("offload_secrets_dir")
+    @classmethod
+    def _check_secrets_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"no such directory: {value}")
+        return value
+
+    # --- Local development ----------------------------------------------------------------------
+    # true: this is a developer's machine, not a deployment. Webhook and worker tokens may then be short or
+    # placeholders, and the ingress may listen beyond 127.0.0.1 with neither a webhook token nor a signing
+    # secret. Never set it where Offload, or anyone else, reaches the ingress. `make run` sets it.
+    offload_allow_insecure_defaults: bool = False
 
     # --- Kafka connection -------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
@@ -105,6 +174,14 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = Field(
         default=True, description="Verify the broker's host name against its certificate."
     )
+
+    @field_validator(
+        "kafka_sasl_username", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # docker-compose.yml passes `${KAFKA_SSL_CAFILE:-}`: an empty value means "not set", not the path "".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
@@ -298,13 +375,14 @@ class Settings(BaseSettings):
 
     @field_validator("offload_worker_api_tokens")
     @classmethod
-    def _check_worker_api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_worker_api_tokens(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not any(t.strip() for t in value.get_secret_value().split(",")):
             return None
         for token in value.get_secret_value().split(","):
             # An HTTP header value carries printable ASCII only, and a token shorter than this is a guess.
             if token.strip() and not re.fullmatch(r"[\x21-\x7e]{16,}", token.strip()):
                 raise ValueError("each token must be at least 16 printable ASCII characters, no spaces")
+        _refuse_placeholders(value, info)
         return value
 
     @property
@@ -583,6 +661,14 @@ class Settings(BaseSettings):
         description="Port of `export --follow`'s Prometheus metrics; `0` turns them off.",
     )
 
+    # --- Kafka permissions (``offload-bridge acls``) -------------------------------------------------
+    # Downstream services and analytics (the `reader` role) read in consumer groups of their own whose ids
+    # start with this prefix; `acls` grants the role every group under it and no other. Unset:
+    # "<OFFLOAD_TOPIC_PREFIX>reader." (e.g. offload.reader.billing).
+    offload_reader_group_prefix: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200
+    )
+
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
     offload_kafka_dir: Path = Field(
         default=Path(".kafka"), description="Home of the local broker: jars, data, logs, pid file."
@@ -678,9 +764,14 @@ class Settings(BaseSettings):
 
     @field_validator("offload_webhook_tokens")
     @classmethod
-    def _check_webhook_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_webhook_tokens(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not any(t.strip() for t in value.get_secret_value().split(",")):
             return None
+        for token in value.get_secret_value().split(","):
+            # One segment of a URL path: nothing that would end it or need escaping.
+            if token.strip() and not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+=:@-]+", token.strip()):
+                raise ValueError("a token may hold letters, digits and ._~!$&'()*+=:@- only")
+        _refuse_placeholders(value, info)
         return value
 
     @property
@@ -727,6 +818,10 @@ class Settings(BaseSettings):
         return self.offload_export_group or f"{self.offload_topic_prefix}export"
 
     @property
+    def reader_group_prefix(self) -> str:
+        return self.offload_reader_group_prefix or f"{self.offload_topic_prefix}reader."
+
+    @property
     def worker_app_id(self) -> str:
         return self.offload_worker_app_id or f"{self.offload_topic_prefix}streams"
 
@@ -769,6 +864,19 @@ class Settings(BaseSettings):
             return False
         local_names = {self.local_bootstrap, f"localhost:{self.offload_kafka_port}"}
         return set(configured.split(",")) - local_names != set()
+
+
+def _refuse_placeholders(tokens: SecretStr, info: ValidationInfo) -> None:
+    """Outside local development, every token of a comma-separated list must be long and no placeholder."""
+    if info.data.get("offload_allow_insecure_defaults"):
+        return
+    for token in (token.strip() for token in tokens.get_secret_value().split(",")):
+        reason = token and weak_token(token)
+        if reason:
+            raise ValueError(
+                f"a token is {reason}: use a long random one (`openssl rand -hex 24`); {INSECURE_FLAG} "
+                "accepts it on a development machine"
+            )
 
 
 def load_settings() -> Settings:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from offload_bridge.kafka.connection import kafka_consumer, kafka_producer
+from offload_bridge.kafka.connection import kafka_consumer, kafka_producer, refusal
 from offload_bridge.kafka.reading import Offsets, assign_all, caught_up, end_offsets
 from offload_bridge.settings import Settings, get_settings
 from offload_bridge.topics import TopicSpec, topic_name
@@ -52,9 +54,28 @@ class Publisher:
     def _start_send(self, key: str, value: bytes) -> Any:
         """Hand one record to the producer; returns its future, whose ``get(timeout=…)`` waits for the
         broker's acknowledgement and gives the record's metadata (partition, offset)."""
-        if self._producer is None:
-            self._producer = kafka_producer(self.settings, enable_idempotence=True, client_id=self.client_id)
-        return self._producer.send(topic_name(self.input_topic, self.settings), key=key.encode(), value=value)
+        with self.writing():
+            if self._producer is None:
+                self._producer = kafka_producer(
+                    self.settings, enable_idempotence=True, client_id=self.client_id
+                )
+            return self._producer.send(
+                topic_name(self.input_topic, self.settings), key=key.encode(), value=value
+            )
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a send or the wait for its acknowledgement: the cluster's refusal to let this principal
+        write the input topic becomes one NotAuthorized naming both."""
+        try:
+            yield
+        except KafkaError as error:
+            refused = refusal(
+                error, self.settings, "write to", f"topic {topic_name(self.input_topic, self.settings)}"
+            )
+            if refused is None:
+                raise
+            raise refused from None
 
 
 class Submitter(Publisher, Generic[OutcomeT]):
@@ -77,7 +98,9 @@ class Submitter(Publisher, Generic[OutcomeT]):
     def _send(self, subject: str, key: str, value: bytes, timeout_s: float) -> None:
         """Publish once the broker acknowledged; outcomes of ``subject`` count from here on."""
         self._outcomes_start[subject] = self._outcome_end_offsets()
-        self._start_send(key, value).get(timeout=timeout_s)
+        future = self._start_send(key, value)
+        with self.writing():
+            future.get(timeout=timeout_s)
 
     def wait_for_outcome(
         self,

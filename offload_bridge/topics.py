@@ -42,9 +42,11 @@ KeyKind = Literal["caseId", "requestId"]
 class Party(StrEnum):
     """Who writes or reads a topic.
 
-    The service is the ingress and the worker's agents; the CLI and other teams' code are its clients.
-    The AsyncAPI document describes the service, so only service parties make its send and receive
-    operations.
+    The service is the ingress and the worker's agents; everything else is one of its clients: the teams
+    (their own services, and the commands and Python clients we give them), the operators' commands,
+    downstream and analytics readers, and the exporter. The AsyncAPI document describes the service, so
+    only service parties make its send and receive operations. Each party belongs to one Kafka role
+    (``offload_bridge.roles``), whose permissions are derived from these lists.
     """
 
     INGRESS = "ingress"
@@ -53,12 +55,36 @@ class Party(StrEnum):
     CASE_REQUEST_AGENT = "case-request agent (worker)"
     RECONCILER = "reconciler (worker)"
     CASE_WATCH_AGENT = "case-watch agent (worker)"
-    CLI = "offload-bridge CLI"
     TEAMS = "other teams"
+    # What we give the teams: `answer`, `create-case`, `track`, and AnswerSubmitter, CaseRequestSubmitter
+    # and CaseWatcher in Python. They read partitions by assignment, in no consumer group.
+    TEAM_COMMANDS = "team commands (answer, create-case, track) and Python clients"
+    # `tail` (every topic but the worker's internal ones), `dlq list|redrive`, `reconcile`; `topics
+    # create|check|apply` manage every topic.
+    OPERATOR_COMMANDS = "operator commands (tail, dlq, reconcile)"
+    # Downstream services and analytics: what happened and the latest state, read only.
+    READERS = "downstream services and analytics"
+    EXPORTER = "offload-bridge export"
 
     @property
     def in_service(self) -> bool:
-        return self not in (Party.CLI, Party.TEAMS)
+        return self in _SERVICE
+
+    @property
+    def in_worker(self) -> bool:
+        return self in _SERVICE and self is not Party.INGRESS
+
+
+_SERVICE = frozenset(
+    {
+        Party.INGRESS,
+        Party.STATE_AGENT,
+        Party.ANSWER_AGENT,
+        Party.CASE_REQUEST_AGENT,
+        Party.RECONCILER,
+        Party.CASE_WATCH_AGENT,
+    }
+)
 
 
 # Kafka's default partitioner on the key; DESIGN.md asks it of every producer, whatever its library.
@@ -173,9 +199,9 @@ class TopicSpec:
 
     @property
     def internal(self) -> bool:
-        """Written and read by the worker alone: no team has a reason to touch it."""
-        parties = (*self.writers, *self.readers)
-        return all(party.in_service and party is not Party.INGRESS for party in parties)
+        """Written and read by the worker alone: no team, operator or downstream reader has a reason to touch
+        it (nor is allowed to: ``offload_bridge.roles``)."""
+        return all(party.in_worker for party in (*self.writers, *self.readers))
 
 
 EVENT_HEADERS = {
@@ -205,9 +231,9 @@ CASE_EVENTS = TopicSpec(
     "An Offload webhook body, byte for byte as received (source of truth).",
     "caseId",
     CaseEvent,
-    # The case-request agent writes case.created for a case it made; the CLI: `offload-bridge reconcile`.
-    writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.CLI),
-    readers=(Party.STATE_AGENT,),
+    # The case-request agent writes case.created for a case it made; the operators: `reconcile`.
+    writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.OPERATOR_COMMANDS),
+    readers=(Party.STATE_AGENT, Party.READERS, Party.EXPORTER, Party.OPERATOR_COMMANDS),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers=EVENT_HEADERS,
@@ -220,7 +246,7 @@ CASE_EVENTS_INVALID = TopicSpec(
     "caseId",
     None,
     writers=(Party.INGRESS, Party.STATE_AGENT),
-    readers=(Party.CLI,),  # operators, with `offload-bridge tail`
+    readers=(Party.OPERATOR_COMMANDS,),  # `tail --topic case-events.invalid`
     partitioning=f"{BY_CASE}; records without a key are spread over the partitions",
     retention=HISTORY,
     headers={
@@ -244,7 +270,7 @@ CASE_STATE = TopicSpec(
     "caseId",
     CaseState,
     writers=(Party.STATE_AGENT, Party.ANSWER_AGENT),
-    readers=(Party.TEAMS, Party.CLI),  # the CLI: `offload-bridge reconcile`
+    readers=(Party.READERS, Party.OPERATOR_COMMANDS),  # the operators: `reconcile`
     partitioning=BY_CASE,
     compacted=True,
 )
@@ -254,8 +280,8 @@ ANSWERS = TopicSpec(
     "An answer to one of Offload's questions.",
     "caseId",
     Answer,
-    writers=(Party.TEAMS, Party.CLI),  # the CLI: `answer`, `dlq redrive`
-    readers=(Party.ANSWER_AGENT,),
+    writers=(Party.TEAMS, Party.TEAM_COMMANDS, Party.OPERATOR_COMMANDS),  # `answer`; `dlq redrive`
+    readers=(Party.ANSWER_AGENT, Party.OPERATOR_COMMANDS),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
@@ -267,8 +293,15 @@ ANSWER_OUTCOMES = TopicSpec(
     "caseId",
     AnswerOutcome,
     writers=(Party.ANSWER_AGENT,),
-    # The answer agents read their own outcomes back after a crash (see ORIGIN_HEADER).
-    readers=(Party.TEAMS, Party.CLI, Party.ANSWER_AGENT),
+    # The answer agents read their own outcomes back after a crash (see ORIGIN_HEADER); `answer --wait`.
+    readers=(
+        Party.TEAMS,
+        Party.TEAM_COMMANDS,
+        Party.ANSWER_AGENT,
+        Party.READERS,
+        Party.EXPORTER,
+        Party.OPERATOR_COMMANDS,
+    ),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers=ORIGIN_HEADERS,
@@ -292,7 +325,7 @@ ANSWERS_DLQ = TopicSpec(
     "caseId",
     None,
     writers=(Party.ANSWER_AGENT,),
-    readers=(Party.CLI,),  # `dlq list|redrive`
+    readers=(Party.OPERATOR_COMMANDS,),  # `dlq list|redrive`
     partitioning=BY_CASE,
     retention=DEAD_LETTERS,
     headers=ANSWER_DLQ_HEADERS,
@@ -303,8 +336,8 @@ CASE_REQUESTS = TopicSpec(
     "A create-case body plus requestId.",
     "requestId",
     CaseRequest,
-    writers=(Party.TEAMS, Party.CLI),  # the CLI: `case-request`
-    readers=(Party.CASE_REQUEST_AGENT,),
+    writers=(Party.TEAMS, Party.TEAM_COMMANDS, Party.OPERATOR_COMMANDS),  # `create-case`; `dlq redrive`
+    readers=(Party.CASE_REQUEST_AGENT, Party.OPERATOR_COMMANDS),
     partitioning=BY_REQUEST,
     retention=HISTORY,
     headers={
@@ -319,8 +352,16 @@ CASE_REQUEST_OUTCOMES = TopicSpec(
     "requestId",
     CaseRequestOutcome,
     writers=(Party.CASE_REQUEST_AGENT,),
-    # The case-request agent reads its own outcomes back after a crash (see ORIGIN_HEADER).
-    readers=(Party.TEAMS, Party.CLI, Party.CASE_REQUEST_AGENT),
+    # The case-request agent reads its own outcomes back after a crash (see ORIGIN_HEADER);
+    # `create-case --wait`.
+    readers=(
+        Party.TEAMS,
+        Party.TEAM_COMMANDS,
+        Party.CASE_REQUEST_AGENT,
+        Party.READERS,
+        Party.EXPORTER,
+        Party.OPERATOR_COMMANDS,
+    ),
     partitioning=BY_REQUEST,
     retention=HISTORY,
     headers=ORIGIN_HEADERS,
@@ -344,7 +385,7 @@ CASE_REQUESTS_DLQ = TopicSpec(
     "requestId",
     None,
     writers=(Party.CASE_REQUEST_AGENT,),
-    readers=(Party.CLI,),  # operators redrive on purpose (DESIGN.md: at most once)
+    readers=(Party.OPERATOR_COMMANDS,),  # operators redrive on purpose (DESIGN.md: at most once)
     partitioning=BY_REQUEST,
     retention=DEAD_LETTERS,
     headers=CASE_REQUEST_DLQ_HEADERS,
@@ -356,8 +397,8 @@ CASE_WATCH = TopicSpec(
     " Offload at once, then keeps it reconciled like any other.",
     "caseId",
     CaseWatch,
-    writers=(Party.TEAMS, Party.CLI),  # the CLI: `track`
-    readers=(Party.CASE_WATCH_AGENT,),
+    writers=(Party.TEAMS, Party.TEAM_COMMANDS, Party.OPERATOR_COMMANDS),  # `track`; `dlq redrive`
+    readers=(Party.CASE_WATCH_AGENT, Party.OPERATOR_COMMANDS),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
@@ -372,7 +413,7 @@ CASE_WATCH_DLQ = TopicSpec(
     "caseId",
     None,
     writers=(Party.CASE_WATCH_AGENT,),
-    readers=(Party.CLI,),  # operators look, fix the id, and track again
+    readers=(Party.OPERATOR_COMMANDS,),  # operators look, fix the id, and track again (or redrive)
     partitioning=BY_CASE,
     retention=DEAD_LETTERS,
     headers=CASE_REQUEST_DLQ_HEADERS,

@@ -1,7 +1,8 @@
 """Kafka's own Java client as an independent judge of where records belong and of topic configs.
 
 ``tests/java/KafkaPartition.java`` runs ``BuiltInPartitioner.partitionForKey`` and
-``tests/java/KafkaTopicConfigs.java`` runs ``Admin.describeConfigs`` and ``Admin.createTopics``, from the
+``tests/java/KafkaTopicConfigs.java`` runs ``Admin.describeConfigs`` and ``Admin.createTopics`` and
+``tests/java/KafkaAcls.java`` ``Admin.describeAcls``, from the
 kafka-clients jar the local broker runs on (``.kafka/libs``), as one-file programs: no build step, one
 JVM per call.
 """
@@ -22,6 +23,7 @@ from offload_bridge.settings import Settings
 
 PROGRAM = Path(__file__).parent / "java" / "KafkaPartition.java"
 TOPIC_CONFIGS_PROGRAM = Path(__file__).parent / "java" / "KafkaTopicConfigs.java"
+ACLS_PROGRAM = Path(__file__).parent / "java" / "KafkaAcls.java"
 
 
 def _run_java(program: Path, *args: str, stdin: str = "") -> str:
@@ -54,6 +56,18 @@ def java_create_topic(settings: Settings, topic: str, partitions: int, configs: 
     """Create a topic with Kafka's Java ``Admin.createTopics``, with these configs."""
     pairs = [f"{name}={value}" for name, value in configs.items()]
     _run_java(TOPIC_CONFIGS_PROGRAM, "create", settings.bootstrap_servers, topic, str(partitions), *pairs)
+
+
+def java_acls(bootstrap: str) -> set[tuple[str, str, str, str, str, str, str]]:
+    """Every ACL the cluster holds, as Kafka's Java ``Admin.describeAcls`` lists it: (principal, resource
+    type, name, pattern type, operation, host, permission), in Java's enum names (TOPIC, PREFIXED, READ, ...).
+    ``bootstrap`` is a listener that needs no credentials and whose principal may describe ACLs."""
+    printed = _run_java(ACLS_PROGRAM, bootstrap)
+    found = set()
+    for line in printed.splitlines():
+        principal, kind, name, pattern, operation, host, permission = line.split("\t")
+        found.add((principal, kind, name, pattern, operation, host, permission))
+    return found
 
 
 def java_partitions(keys: Sequence[tuple[bytes, int]]) -> list[int]:

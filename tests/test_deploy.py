@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from offload_bridge.kafka.admin import ensure_topics
-from offload_bridge.settings import Settings
+from offload_bridge.settings import Settings, SettingsError, load_settings
 from offload_bridge.testing import (
     ServiceProcess,
     delete_topics_with_prefix,
@@ -340,15 +341,38 @@ def pod_specs() -> dict[str, dict[str, Any]]:
     }
 
 
-def container_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, str]:
+def documented_secret(name: str) -> list[str]:
+    """The keys of the Secret ``name`` as the `kubectl create secret generic` command of settings.yaml's
+    comments creates it."""
+    comments = "\n".join(
+        line.lstrip("# ")
+        for line in (KUBERNETES / "settings.yaml").read_text().splitlines()
+        if line.startswith("#")
+    )
+    command = re.search(rf"kubectl create secret generic {name} \\\n((?:.*\\\n)*.*)", comments)
+    assert command, f"settings.yaml documents no `kubectl create secret generic {name}`"
+    return re.findall(r"--from-(?:literal|file)=([A-Za-z0-9_.]+)=", command.group(1))
+
+
+def user_secrets() -> dict[str, dict[str, str]]:
+    """The Secrets the user creates as the documented command makes them: random values."""
+    made = {key: secrets.token_hex(24) for key in documented_secret("offload-bridge-secrets")}
+    return {"offload-bridge-secrets": made}
+
+
+def container_env(
+    container: dict[str, Any], pod: dict[str, str], created: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
     """The environment Kubernetes gives the container: envFrom, then env in order with $(VAR) expanded from
-    what is defined before it; ``pod`` holds the values of the fieldRefs."""
+    what is defined before it; ``pod`` holds the values of the fieldRefs, ``created`` the Secrets the user
+    created (default: as documented)."""
+    created = user_secrets() if created is None else created
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env |= manifest("ConfigMap", source["configMapRef"]["name"])["data"]
         else:
-            env |= manifest("Secret", source["secretRef"]["name"])["stringData"]
+            env |= created[source["secretRef"]["name"]]
     for variable in container.get("env", []):
         if "valueFrom" in variable:
             env[variable["name"]] = pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
@@ -357,13 +381,22 @@ def container_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, s
     return env
 
 
+def use_pod_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], mounted: Path) -> None:
+    """Set the pod's environment here, the Secret offload-bridge-kafka's mount point replaced by ``mounted``
+    (an empty directory: what Kubernetes mounts while the optional Secret does not exist)."""
+    mount = manifest("ConfigMap", "offload-bridge-settings")["data"]["OFFLOAD_SECRETS_DIR"]
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value.replace(mount, str(mounted)))
+
+
 def test_kubernetes_manifests_pass_kubernetes_validate_strict() -> None:
     for document in manifests():
         for version in KUBERNETES_VERSIONS:
             # Raises on a field the schema does not know (strict) or a value of the wrong type.
             kubernetes_validate.validate(document, version, strict=True)
     kinds = sorted(m["kind"] for m in manifests())
-    workloads = ["ConfigMap", "Secret", "Job", "Deployment", "StatefulSet", "Deployment"]
+    # No Secret: the user creates them (settings.yaml).
+    workloads = ["ConfigMap", "Job", "Deployment", "StatefulSet", "Deployment"]
     assert kinds == sorted(
         [*workloads, "Service", "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget",
          "PersistentVolumeClaim"]
@@ -411,28 +444,128 @@ def test_services_select_their_pods() -> None:
         assert services[service]["selector"].items() <= labels[workload].items(), service
 
 
-@pytest.mark.parametrize(
-    "workload", ["offload-ingress", "offload-worker", "offload-bridge-topic-init", "offload-exporter"]
-)
-def test_kubernetes_settings_are_valid_settings(workload: str, monkeypatch: pytest.MonkeyPatch) -> None:
+KAFKA_WORKLOADS = ["offload-ingress", "offload-worker", "offload-bridge-topic-init", "offload-exporter"]
+# The settings that hold secrets: never a value in a manifest or in docker-compose.yml.
+SECRET_SETTINGS = {
+    name.upper() for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
+}
+
+
+@pytest.mark.parametrize("workload", KAFKA_WORKLOADS)
+def test_kubernetes_settings_are_valid_settings(
+    workload: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     [container] = pod_specs()[workload]["containers"]
     pod = {"metadata.name": f"{workload}-1", "metadata.namespace": "bridge"}
-    for variable, value in container_env(container, pod).items():
-        monkeypatch.setenv(variable, value)
+    use_pod_env(monkeypatch, container_env(container, pod), tmp_path)
     Settings()  # a bad value raises, naming the variable
 
 
-def test_workers_take_id_url_and_data_directory_from_the_statefulset(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_value_is_kept_in_the_manifests() -> None:
+    assert {"OFFLOAD_WEBHOOK_TOKENS", "OFFLOAD_WORKER_API_TOKENS", "KAFKA_SASL_PASSWORD"} <= SECRET_SETTINGS
+    assert [m["metadata"]["name"] for m in manifests() if m["kind"] == "Secret"] == []
+    for document in manifests():
+        assert SECRET_SETTINGS.isdisjoint(document.get("data", {})), document["metadata"]["name"]
+    for name, spec in pod_specs().items():
+        for container in spec["containers"]:
+            literal = {variable["name"] for variable in container.get("env", []) if "value" in variable}
+            assert SECRET_SETTINGS.isdisjoint(literal), name
+    # The Secret the ingress and the workers need is required: without it they do not start.
+    for workload in ("offload-ingress", "offload-worker"):
+        [container] = pod_specs()[workload]["containers"]
+        refs = [source["secretRef"] for source in container["envFrom"] if "secretRef" in source]
+        assert refs == [{"name": "offload-bridge-secrets"}], workload
+    assert set(documented_secret("offload-bridge-secrets")) == {
+        "OFFLOAD_API_KEY",
+        "OFFLOAD_WEBHOOK_TOKENS",
+        "OFFLOAD_WORKER_API_TOKENS",
+    }
+
+
+@pytest.mark.parametrize("placeholder", ["set-me", "set-me-to-a-long-random-token"])
+@pytest.mark.parametrize("variable", ["OFFLOAD_WEBHOOK_TOKENS", "OFFLOAD_WORKER_API_TOKENS"])
+def test_a_secret_created_with_placeholders_stops_the_pods(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, placeholder: str
+) -> None:
+    """The literals this directory once carried: a Secret created from them does not start anything."""
+    created = user_secrets()
+    created["offload-bridge-secrets"][variable] = placeholder
+    for workload in ("offload-ingress", "offload-worker"):
+        [container] = pod_specs()[workload]["containers"]
+        pod = {"metadata.name": f"{workload}-0", "metadata.namespace": "bridge"}
+        use_pod_env(monkeypatch, container_env(container, pod, created), tmp_path)
+        with pytest.raises(SettingsError, match=variable):
+            load_settings()
+
+
+def test_every_kafka_client_mounts_the_optional_kafka_secret_where_settings_are_read() -> None:
+    settings = manifest("ConfigMap", "offload-bridge-settings")["data"]
+    for workload in KAFKA_WORKLOADS:
+        spec = pod_specs()[workload]
+        [container] = spec["containers"]
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert volumes["kafka-credentials"]["secret"] == {
+            "secretName": "offload-bridge-kafka",
+            "optional": True,
+        }
+        [mount] = [mount for mount in container["volumeMounts"] if mount["name"] == "kafka-credentials"]
+        assert mount == {
+            "name": "kafka-credentials",
+            "mountPath": settings["OFFLOAD_SECRETS_DIR"],
+            "readOnly": True,
+        }, workload
+    # Every Kafka security setting is in the ConfigMap, to be set in one place.
+    security = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SSL_CAFILE",
+                "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_SSL_CHECK_HOSTNAME"}  # fmt: skip
+    assert security <= set(settings)
+
+
+@pytest.mark.parametrize("workload", KAFKA_WORKLOADS)
+def test_the_documented_kafka_secret_gives_tls_and_sasl_settings(
+    workload: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The ConfigMap set as its comments say for SCRAM over TLS with a client certificate, the Secret's files
+    where Kubernetes mounts them (here a directory of the test's): the password comes from its file."""
+    text = (KUBERNETES / "settings.yaml").read_text()
+    mount = manifest("ConfigMap", "offload-bridge-settings")["data"]["OFFLOAD_SECRETS_DIR"]
+    password = secrets.token_hex(12)
+    for name, content in (
+        ("KAFKA_SASL_PASSWORD", password),
+        ("ca.crt", "CA"),
+        ("user.crt", "C"),
+        ("user.key", "K"),
+    ):
+        assert name in text, f"settings.yaml does not name {name}"
+        (tmp_path / name).write_text(content)
+    assert f"{mount}/ca.crt" in text and f"{mount}/user.crt" in text and f"{mount}/user.key" in text
+    [container] = pod_specs()[workload]["containers"]
+    env = container_env(container, {"metadata.name": f"{workload}-0", "metadata.namespace": "bridge"})
+    env |= {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "offload-bridge",
+        "KAFKA_SSL_CAFILE": f"{mount}/ca.crt",
+        "KAFKA_SSL_CERTFILE": f"{mount}/user.crt",
+        "KAFKA_SSL_KEYFILE": f"{mount}/user.key",
+    }
+    use_pod_env(monkeypatch, env, tmp_path)
+    settings = load_settings()
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == password
+    assert settings.kafka_ssl_cafile == tmp_path / "ca.crt"
+
+
+def test_workers_take_id_url_and_data_directory_from_the_statefulset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     workers = manifest("StatefulSet", "offload-worker")
     headless = manifest("Service", workers["spec"]["serviceName"])["spec"]
     # One DNS name per pod, ready or not: a recovering owner answers 503 rather than being unreachable.
     assert headless["clusterIP"] == "None"
     assert headless["publishNotReadyAddresses"] is True
     [container] = workers["spec"]["template"]["spec"]["containers"]
-    for variable, value in container_env(
-        container, {"metadata.name": "offload-worker-2", "metadata.namespace": "bridge"}
-    ).items():
-        monkeypatch.setenv(variable, value)
+    pod = {"metadata.name": "offload-worker-2", "metadata.namespace": "bridge"}
+    use_pod_env(monkeypatch, container_env(container, pod), tmp_path)
     settings = Settings()
     assert settings.worker_instance_id == "offload-worker-2"
     assert settings.worker_url == f"http://offload-worker-2.{workers['spec']['serviceName']}.bridge.svc:6066"
@@ -446,14 +579,13 @@ def test_workers_take_id_url_and_data_directory_from_the_statefulset(monkeypatch
 
 
 def test_the_exporter_writes_to_its_claim_and_serves_metrics_on_its_port(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     exporter = manifest("Deployment", "offload-exporter")
     pod = exporter["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["args"] == ["export", "--follow"]
-    for variable, value in container_env(container, {}).items():
-        monkeypatch.setenv(variable, value)
+    use_pod_env(monkeypatch, container_env(container, {}), tmp_path)
     settings = Settings()
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -466,12 +598,129 @@ def test_the_exporter_writes_to_its_claim_and_serves_metrics_on_its_port(
     assert settings.offload_export_metrics_host == "0.0.0.0"
 
 
+# --- docker-compose.yml: secure by default, pointed at any cluster -----------------------------------------
+
+COMPOSE_KAFKA_SERVICES = ("topic-init", "ingress", "worker", "exporter")
+STRONG_TOKENS = {
+    "OFFLOAD_WEBHOOK_TOKENS": secrets.token_hex(24),
+    "OFFLOAD_WORKER_API_TOKENS": secrets.token_hex(24),
+}
+
+
+class Unset(Exception):
+    """A `${VAR:?message}` of docker-compose.yml met an unset variable: compose refuses to start."""
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """docker compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` against ``env``."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        value = env.get(name, "")
+        if operator == ":?" and not value:
+            raise Unset(f"{name}: {argument}")
+        return value or (argument if operator == ":-" else "")
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+
+
+def compose_service(name: str, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment and the volumes of a service of docker-compose.yml, as compose resolves them."""
+    service = load_yaml(ROOT / "docker-compose.yml")["services"][name]
+    environment = {key: interpolate(str(value), env) for key, value in service.get("environment", {}).items()}
+    return environment, [interpolate(volume, env) for volume in service.get("volumes", [])]
+
+
+def compose_settings(
+    name: str, env: dict[str, str], credentials: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings a service's process reads, its credentials mount backed by ``credentials``."""
+    environment, volumes = compose_service(name, env)
+    [mount] = [volume for volume in volumes if volume.endswith(":ro") and "kafka" in volume]
+    _, inside, _ = mount.split(":")
+    assert environment["OFFLOAD_SECRETS_DIR"] == inside, name
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value.replace(inside, str(credentials)))
+    return load_settings()
+
+
+def test_compose_does_not_start_without_real_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for missing in STRONG_TOKENS:
+        present = {name: value for name, value in STRONG_TOKENS.items() if name != missing}
+        with pytest.raises(Unset, match=missing):
+            for service in COMPOSE_KAFKA_SERVICES:
+                compose_service(service, present)
+    # Set, but to what a template says: the settings refuse it.
+    with pytest.raises(SettingsError, match="OFFLOAD_WEBHOOK_TOKENS"):
+        compose_settings(
+            "ingress", {**STRONG_TOKENS, "OFFLOAD_WEBHOOK_TOKENS": "set-me"}, tmp_path, monkeypatch
+        )
+
+
+def test_compose_keeps_secret_settings_out_of_the_file() -> None:
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    for name, service in compose["services"].items():
+        for variable, value in service.get("environment", {}).items():
+            if variable not in SECRET_SETTINGS:
+                continue
+            if variable == "OFFLOAD_API_KEY":
+                # The simulator's published key (SIMULATOR_API_KEYS), for `--profile demo`; Offload's own
+                # comes from the environment.
+                assert value == "${OFFLOAD_API_KEY:-dev-key}", name
+                continue
+            assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", str(value)), (name, variable, value)
+    assert "KAFKA_SASL_PASSWORD" not in (ROOT / "docker-compose.yml").read_text().split("services:")[1]
+
+
+def test_compose_uses_its_own_broker_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for service in COMPOSE_KAFKA_SERVICES:
+        settings = compose_settings(service, STRONG_TOKENS, tmp_path, monkeypatch)
+        assert (settings.bootstrap_servers, settings.kafka_security_protocol) == ("kafka:19092", "PLAINTEXT")
+    # The default credentials directory is in the repository, and git keeps what is put there out of it.
+    _, volumes = compose_service("worker", STRONG_TOKENS)
+    source = Path(volumes[0].split(":")[0])
+    assert (ROOT / source).is_dir()
+    assert (ROOT / source / ".gitignore").read_text().splitlines()[1:] == ["*", "!.gitignore"]
+    assert compose_service("simulator", STRONG_TOKENS)[1] == [], "the simulator never gets Kafka credentials"
+
+
+@pytest.mark.parametrize("service", COMPOSE_KAFKA_SERVICES)
+def test_compose_points_every_service_at_your_cluster_with_files_for_secrets(
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "kafka-credentials"
+    credentials.mkdir()
+    password = secrets.token_hex(12)
+    (credentials / "KAFKA_SASL_PASSWORD").write_text(password + "\n")
+    (credentials / "ca.crt").write_text("the cluster's CA")
+    env = {
+        **STRONG_TOKENS,
+        "KAFKA_BOOTSTRAP_SERVERS": "b-1.kafka.example.com:9096,b-2.kafka.example.com:9096",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "offload-bridge",
+        "KAFKA_SSL_CAFILE": "/etc/offload-bridge/kafka/ca.crt",
+        "KAFKA_CREDENTIALS_DIR": str(credentials),
+    }
+    _, volumes = compose_service(service, env)
+    assert f"{credentials}:/etc/offload-bridge/kafka:ro" in volumes
+    settings = compose_settings(service, env, credentials, monkeypatch)
+    assert settings.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert settings.kafka_sasl_username == "offload-bridge"
+    assert (
+        settings.kafka_sasl_password is not None
+        and settings.kafka_sasl_password.get_secret_value() == password
+    )
+    assert settings.kafka_ssl_cafile == credentials / "ca.crt"
+
+
 def test_compose_exporter_is_an_analytics_profile_service_writing_to_its_volume() -> None:
     compose = load_yaml(ROOT / "docker-compose.yml")
     exporter = compose["services"]["exporter"]
     assert exporter["profiles"] == ["analytics"]  # the default stack stays as it was
     assert exporter["command"] == ["export", "--follow"]
-    [volume] = exporter["volumes"]
+    [volume] = [volume for volume in exporter["volumes"] if volume.startswith("analytics-tables:")]
     name, mount = volume.split(":")
     assert name in compose["volumes"] and mount == exporter["environment"]["OFFLOAD_EXPORT_TO"]
     # The image makes the mount point, owned by its user, so the named volume is writable.

@@ -90,11 +90,13 @@ def test_token_is_redacted_from_logged_paths() -> None:
 
 
 def test_webhook_settings_parse_tokens_and_check_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OFFLOAD_WEBHOOK_TOKENS", " tok-alpha9, tok-beta7 ,,")
+    monkeypatch.setenv("OFFLOAD_WEBHOOK_TOKENS", " tok-alpha9-5e2c81f0, tok-beta7-93d1a6b2 ,,")
     monkeypatch.setenv("OFFLOAD_WEBHOOK_SECRET", SECRET)
     settings = load_settings()
-    assert settings.webhook_tokens == ("tok-alpha9", "tok-beta7")
-    assert "tok-alpha9" not in repr(settings) and "MfKQ9r8" not in repr(settings), "secrets never shown"
+    assert settings.webhook_tokens == ("tok-alpha9-5e2c81f0", "tok-beta7-93d1a6b2")
+    assert "tok-alpha9-5e2c81f0" not in repr(settings) and "MfKQ9r8" not in repr(settings), (
+        "secrets never shown"
+    )
     assert Settings(offload_webhook_tokens=SecretStr(" , ")).webhook_tokens == ()
 
     monkeypatch.setenv("OFFLOAD_WEBHOOK_SECRET", "whsec_not base64!")

@@ -32,7 +32,7 @@ from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
 from offload_bridge.topics import CASE_EVENTS, CASE_EVENTS_INVALID
 from tests.ingress_support import Ingress, read_topic, running_ingress
 
-TOKEN = "tok-fuzz-6d2e"
+TOKEN = "tok-fuzz-6d2e81c4"
 MAX_BYTES = 1024 * 1024
 # Per test; their sum is the number of generated requests of one run (at least 2,000).
 BODY_EXAMPLES = 1000

@@ -43,20 +43,20 @@ def test_text_lines_append_the_context_fields() -> None:
 def test_secrets_are_redacted_in_messages_arguments_and_tracebacks() -> None:
     settings = Settings(
         offload_api_key=SecretStr("sk-live-123456"),
-        offload_webhook_tokens=SecretStr("tok-one,tok-two"),
+        offload_webhook_tokens=SecretStr("tok-one-4f1c9a2e7b,tok-two-8d3b6e0c51"),
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_username="bridge",
         kafka_sasl_password=SecretStr("kafka-pass-9"),
     )
     logger, stream = _logger(JsonFormatter(), secrets_of(settings))
     logger.error("calling with key sk-live-123456")
-    logger.error("path %s", "/webhooks/offload/tok-two")
+    logger.error("path %s", "/webhooks/offload/tok-two-8d3b6e0c51")
     try:
         raise RuntimeError("auth failed for kafka-pass-9")
     except RuntimeError:
         logger.exception("broker said no")
     written = stream.getvalue()
-    for secret in ("sk-live-123456", "tok-one", "tok-two", "kafka-pass-9"):
+    for secret in ("sk-live-123456", "tok-one-4f1c9a2e7b", "tok-two-8d3b6e0c51", "kafka-pass-9"):
         assert secret not in written
     lines = [json.loads(line) for line in written.splitlines()]
     assert lines[0]["message"] == "calling with key ***"

@@ -86,7 +86,8 @@ class CaseWatcher(Publisher):
         deadline = time.monotonic() + timeout_s
         tracked: list[Tracked] = []
         for watch, future in zip(watches, futures, strict=True):
-            metadata = future.get(timeout=max(deadline - time.monotonic(), 0.0))
+            with self.writing():
+                metadata = future.get(timeout=max(deadline - time.monotonic(), 0.0))
             tracked.append(Tracked(watch.caseId, metadata.partition, metadata.offset))
         return tracked
 
@@ -97,7 +98,7 @@ class CaseWatcher(Publisher):
             return
         consumer = kafka_consumer(self.settings, client_id=self.client_id)
         try:
-            topic_partitions(consumer, topic_name(self.input_topic, self.settings))
+            topic_partitions(consumer, topic_name(self.input_topic, self.settings), action="write to")
         finally:
             consumer.close()
         self._topic_checked = True

@@ -56,7 +56,7 @@ from offload_bridge.export import store
 from offload_bridge.export.buffer import Flush, PartitionBuffer
 from offload_bridge.export.metrics import ExportMetrics
 from offload_bridge.export.rows import Reader, Skip, reader_for
-from offload_bridge.kafka.connection import KafkaUnreachable, librdkafka_options
+from offload_bridge.kafka.connection import KafkaUnreachable, NotAuthorized, librdkafka_options, principal_of
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicMissing, topic_name
 
@@ -69,6 +69,13 @@ BATCH = 5000  # records taken from librdkafka's queue per call
 POLL_S = 0.5  # the longest a call waits for records: how soon a stop or a timed roll is noticed
 LAG_EVERY_S = 5.0
 KAFKA_TIMEOUT_S = 30.0
+
+
+# librdkafka's authorization errors and what each refuses.
+_REFUSED = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "group",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
+}
 
 
 class TargetFailed(RuntimeError):
@@ -201,6 +208,12 @@ class Exporter:
             ) from None
         for name in self.tables:
             topic = metadata.topics.get(name)
+            if topic is None:
+                # A listing of every topic leaves out the ones this principal may not see; asked for by
+                # name, the cluster says which (TopicAuthorizationFailed for a topic it hides).
+                topic = consumer.list_topics(name, timeout=KAFKA_TIMEOUT_S).topics.get(name)
+            if topic is not None and topic.error is not None and topic.error.code() in _REFUSED:
+                raise self._refused(topic.error, f"topic {name}")
             if topic is None or topic.error is not None or not topic.partitions:
                 raise TopicMissing(name)
             if not self.follow:
@@ -227,6 +240,14 @@ class Exporter:
     def _take(self, message: Message) -> None:
         error = message.error()
         if error is not None:
+            if error.code() in _REFUSED:
+                # The group's or a topic's ACLs: waiting does not change them, so stop with the reason.
+                refused = (
+                    f"group {self.settings.export_group}"
+                    if _REFUSED[error.code()] == "group"
+                    else (f"topic {message.topic()}")
+                )
+                raise self._refused(error, refused)
             if error.fatal():
                 raise KafkaException(error)
             if error.code() != KafkaError._PARTITION_EOF:
@@ -252,6 +273,11 @@ class Exporter:
             self.metrics.duplicate(table)
         if buffer.rows >= self.settings.offload_export_roll_rows:
             self._flush(buffer)
+
+    def _refused(self, error: KafkaError, resource: str) -> NotAuthorized:
+        # GROUP_AUTHORIZATION_FAILED as Kafka's Java and Python clients name it: GroupAuthorizationFailed.
+        code = "".join(word.capitalize() for word in error.name().split("_"))
+        return NotAuthorized(principal_of(self.settings), "read", resource, code)
 
     def _reached_end(self) -> bool:
         """Without follow: every partition this member owns is read up to the run's end offsets."""

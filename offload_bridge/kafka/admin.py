@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
-from offload_bridge.kafka.connection import KafkaUnreachable, admin_for
+from offload_bridge.kafka.connection import KafkaUnreachable, NotAuthorized, admin_for, principal_of
 from offload_bridge.settings import Settings
 from offload_bridge.topics import ALL_TOPICS, TopicSpec, topic_name
 
@@ -74,6 +74,11 @@ def _ensure(admin: Any, wanted: dict[str, dict[str, str]], settings: Settings) -
             elif error is TopicAlreadyExistsError:
                 # Another process created it between our listing and our request.
                 report.existing.append(topic["name"])
+            elif error is TopicAuthorizationFailedError:
+                refused = NotAuthorized(
+                    principal_of(settings), "create", f"topic {topic['name']}", "TopicAuthorizationFailed"
+                )
+                raise TopicCreationFailed(f"{refused} (topics are made by the operator's `topics create`)")
             else:
                 reason = topic.get("error_message") or error.__name__
                 raise TopicCreationFailed(f"creating topic {topic['name']} failed: {reason}")

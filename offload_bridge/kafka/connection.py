@@ -26,6 +26,69 @@ class KafkaUnreachable(RuntimeError):
     """No broker answered a metadata request in time."""
 
 
+class NotAuthorized(RuntimeError):
+    """The cluster's ACLs refuse this client's principal an operation on a resource; one line naming both."""
+
+    def __init__(self, principal: str, action: str, resource: str, error: str) -> None:
+        super().__init__(
+            f"{principal} is not allowed to {action} {resource} ({error}); `offload-bridge acls` lists what"
+            " each role is allowed"
+        )
+
+
+def principal(security_protocol: str, sasl_username: str | None, client_certificate: bool) -> str:
+    """The principal the cluster sees for these credentials, as its ACLs name it."""
+    if security_protocol.startswith("SASL") and sasl_username:
+        return f"User:{sasl_username}"
+    if security_protocol == "SSL" and client_certificate:
+        return "the client certificate's principal"
+    return "User:ANONYMOUS"
+
+
+def principal_of(settings: Settings) -> str:
+    return principal(
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_username,
+        settings.kafka_ssl_certfile is not None,
+    )
+
+
+# Kafka's authorization errors, by the names kafka-python gives them, and what each one refuses.
+_REFUSED = {
+    "TopicAuthorizationFailedError": "topic",
+    "GroupAuthorizationFailedError": "group",
+    "ClusterAuthorizationFailedError": "cluster operation",
+    "TransactionalIdAuthorizationFailedError": "transactional id",
+}
+
+
+def refusal(
+    error: Exception, settings: Settings, action: str = "use", resource: str | None = None
+) -> NotAuthorized | None:
+    """``error`` as a NotAuthorized when it is one of Kafka's authorization errors, else None.
+
+    kafka-python raises them from a send, a poll or an admin call with the refused names in the message
+    (``[Error 29] TopicAuthorizationFailedError: offload.answers``); an idempotent producer that may write
+    nowhere is refused its producer id (ClusterAuthorizationFailed) inside a generic KafkaError. ``action``
+    and ``resource`` say what was refused when the caller knows it better than the message.
+    """
+    text = str(error)
+    for name, kind in _REFUSED.items():
+        if type(error).__name__ != name and name not in text:
+            continue
+        code = name.removesuffix("Error")
+        if resource is None and "InitProducerId" in text:
+            return NotAuthorized(principal_of(settings), "produce to", "any topic", code)
+        if resource is None:
+            refused = text.split(f"{name}:", 1)[1] if f"{name}:" in text else ""
+            refused = ", ".join(
+                sorted(part.strip(" '\"") for part in refused.strip(" {}").split(",") if part.strip(" '\""))
+            )
+            resource = f"{kind} {refused}" if refused else kind
+        return NotAuthorized(principal_of(settings), action, resource, code)
+    return None
+
+
 @dataclass(frozen=True)
 class KafkaConnection:
     """The connection settings of one cluster, independent of any client library."""
@@ -63,6 +126,11 @@ class KafkaConnection:
         )
 
     @property
+    def key_password_or_empty(self) -> str:
+        """The key's password for Python's ``ssl``: with None, OpenSSL would ask for one on the terminal."""
+        return self.ssl_key_password or ""
+
+    @property
     def sasl(self) -> bool:
         return self.sasl_mechanism is not None
 
@@ -82,7 +150,7 @@ class KafkaConnection:
             return None
         context = ssl.create_default_context(cafile=self.ssl_cafile)
         if self.ssl_certfile is not None:
-            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.key_password_or_empty)
         context.check_hostname = self.ssl_check_hostname
         return context
 
@@ -100,7 +168,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         options["ssl_cafile"] = connection.ssl_cafile
         options["ssl_certfile"] = connection.ssl_certfile
         options["ssl_keyfile"] = connection.ssl_keyfile
-        options["ssl_password"] = connection.ssl_key_password
+        options["ssl_password"] = connection.key_password_or_empty if connection.ssl_certfile else None
     return options
 
 

@@ -11,24 +11,51 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from offload_bridge.kafka.connection import kafka_consumer
+from offload_bridge.kafka.connection import NotAuthorized, kafka_consumer, principal
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicMissing
 
 Offsets = dict[TopicPartition, int]
 
 
-def topic_partitions(consumer: KafkaConsumer, *topics: str) -> list[TopicPartition]:
-    """Every partition of the topics (full names), in order; TopicMissing for a topic without any."""
+def topic_partitions(consumer: KafkaConsumer, *topics: str, action: str = "read") -> list[TopicPartition]:
+    """Every partition of the topics (full names), in order; for a topic without any, TopicMissing, or
+    NotAuthorized when the cluster does not let this client's principal see it (``action``: what the
+    caller was about to do with it)."""
     found: list[TopicPartition] = []
     for name in topics:
         numbers = consumer.partitions_for_topic(name)
         if not numbers:
-            raise TopicMissing(name)
+            raise _why_missing(consumer, name, action)
         found.extend(TopicPartition(name, number) for number in sorted(numbers))
     return found
+
+
+def _why_missing(consumer: KafkaConsumer, name: str, action: str) -> Exception:
+    """A listing of every topic leaves out the ones this principal may not see, as if they did not exist;
+    asking for the one topic tells the two apart (the cluster answers TopicAuthorizationFailed for a topic
+    it hides, existing or not)."""
+    options = {key: value for key, value in consumer.config.items() if key in KafkaAdminClient.DEFAULT_CONFIG}
+    try:
+        admin = KafkaAdminClient(**{**options, "client_id": "offload-bridge-admin"})
+    except (KafkaError, OSError, ValueError):
+        return TopicMissing(name)
+    try:
+        [described] = admin.describe_topics([name])
+    except (KafkaError, OSError, ValueError):
+        return TopicMissing(name)
+    finally:
+        admin.close()
+    if described["error_code"] != TopicAuthorizationFailedError.errno:
+        return TopicMissing(name)
+    config = consumer.config
+    who = principal(
+        config["security_protocol"], config.get("sasl_plain_username"), bool(config.get("ssl_certfile"))
+    )
+    return NotAuthorized(who, action, f"topic {name}", "TopicAuthorizationFailed")
 
 
 def assign_all(consumer: KafkaConsumer, *topics: str) -> list[TopicPartition]:
