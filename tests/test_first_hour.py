@@ -66,6 +66,8 @@ def test_the_commands_get_the_runs_settings_and_the_worker_gets_the_ingress_as_w
 ) -> None:
     settings = Settings(
         offload_topic_prefix="fh.",
+        # make run declares a development machine, where short tokens pass; the commands get the flag too.
+        offload_allow_insecure_defaults=True,
         offload_webhook_tokens=SecretStr("path-token-1,path-token-2"),
         offload_worker_api_tokens=SecretStr("w" * 32),
     )
@@ -81,6 +83,7 @@ def test_the_commands_get_the_runs_settings_and_the_worker_gets_the_ingress_as_w
         "OFFLOAD_WORKER_API_TOKENS": "w" * 32,
         "OFFLOAD_WEBHOOK_TOKENS": "path-token-1,path-token-2",
         "OFFLOAD_PUBLIC_WEBHOOK_URL": webhook_url,
+        "OFFLOAD_ALLOW_INSECURE_DEFAULTS": "True",
     }
     # Those settings loaded again (a second run from the same shell) name this run's simulator.
     reloaded = Settings.model_validate({name.lower(): value for name, value in stack.commands_env().items()})
