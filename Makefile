@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
 PROMTOOL := .tools/promtool
 
-.PHONY: run test test-suite lint typecheck kafka-start kafka-stop clean container-test dist
+.PHONY: run test test-suite lint typecheck docs docs-serve kafka-start kafka-stop clean container-test dist
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 # uv installs the same packages as pip would, in a third of the time.
@@ -27,7 +27,7 @@ $(PROMTOOL):
 	rm -rf .tools/deb
 
 # The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move. A development
-# machine: short or placeholder tokens are accepted (README: Secure by default).
+# machine: short or placeholder tokens are accepted (docs: Deploy, Secure by default).
 run: $(STAMP)
 	OFFLOAD_ALLOW_INSECURE_DEFAULTS=1 $(BIN)/offload-bridge run $(ARGS)
 
@@ -46,12 +46,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site, into site/. --strict: a broken link or anchor, or any other warning, fails the build.
+# The reference pages are rendered from the code as it builds (docs/hooks.py). NO_MKDOCS_2_WARNING keeps a
+# banner about MkDocs' next major version out of the output.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+docs: $(STAMP)
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP)
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict
+
 # The test session starts the local broker if none answers and stops it again at the end. The test files are
 # spread over TEST_WORKERS processes (most tests wait on the broker, not the CPU); TEST_WORKERS=0 runs them in one.
-# Lint and type-check run beside the tests: any of the three failing fails `make test`.
+# Lint, type-check and the docs' strict build run beside the tests: any of the four failing fails `make test`.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j3 lint typecheck test-suite
+	$(MAKE) --no-print-directory -j4 lint typecheck docs test-suite
 
 test-suite: $(STAMP) $(PROMTOOL)
 	$(BIN)/offload-bridge kafka fetch
@@ -79,4 +89,4 @@ kafka-stop: $(STAMP)
 
 clean:
 	-$(BIN)/offload-bridge kafka stop
-	rm -rf $(VENV) .tools .kafka .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .kafka .mypy_cache .ruff_cache .pytest_cache site

@@ -218,7 +218,7 @@ def cmd_schemas_check_compat(args: argparse.Namespace, settings: Settings) -> in
     for item in breaks:
         print(f"BREAKING  {item}")
     if breaks:
-        print(f"{len(breaks)} breaking change(s) against {baseline.name} (README: Evolving the contracts)")
+        print(f"{len(breaks)} breaking change(s) against {baseline.name} (docs: Evolve the contracts)")
         return 1
     print(f"compatible with {baseline.name}")
     return 0

@@ -83,7 +83,7 @@ def asyncapi() -> dict[str, Any]:
             "x-partitioning": spec.partitioning,
             "x-writers": [str(party) for party in spec.writers],
             "x-readers": [str(party) for party in spec.readers],
-            # How the value schema may evolve (README, "Evolving the contracts").
+            # How the value schema may evolve (docs: "Evolve the contracts").
             "x-compatibility": str(rule_for(spec)),
         }
         message: dict[str, Any] = {

@@ -6,7 +6,7 @@ Kafka record kept (written once, never changed); ``questions`` and ``cases`` are
 SQL (``offload_bridge/analytics/sql/``) and replaced as a whole at each snapshot.
 
 Every field is a column in this order; a column may be added at the end (nullable) in a minor release, and
-never removed or retyped (see the README, "Evolving the contracts").
+never removed or retyped (see the docs, "Evolve the contracts").
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class CaseRequestOutcomeKind(StrEnum):
     REJECTED = "rejected"
     RETRYING = "retrying"
     DEAD_LETTERED = "dead_lettered"
-    # The call may or may not have reached Offload before a crash: an operator decides (see README).
+    # The call may or may not have reached Offload before a crash: an operator decides (docs: "What to do
+    # with `unknown`").
     UNKNOWN = "unknown"
 
 

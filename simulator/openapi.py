@@ -6,7 +6,8 @@ know neither the request bodies nor the statuses. The schemas still come from th
 
 The ``/_sim`` control surface is left out on purpose: it is no part of Offload's API, and a client or a
 fuzzer working from this document must not find ``PUT /_sim/faults`` or ``POST /_sim/reset`` and change
-the simulator under everyone using it. ``simulator/control.py`` and the README describe it.
+the simulator under everyone using it. ``simulator/control.py`` and the docs (the simulator's how-to)
+describe it.
 """
 
 from __future__ import annotations

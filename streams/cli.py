@@ -52,6 +52,6 @@ def register(commands: Subcommands) -> None:
     )
     worker.set_defaults(handler=cmd_worker)
     case = commands.add_parser("case", help="print the state of one case (JSON) from the worker's query API")
-    case.add_argument("case_id", metavar="CASE_ID")
+    case.add_argument("case_id", metavar="CASE_ID", help="the caseId Offload gave the case")
     case.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     case.set_defaults(handler=cmd_case)

@@ -296,7 +296,7 @@ def test_todays_schemas_are_compatible_with_the_last_release() -> None:
     assert versions, "no baseline under schemas/released: run `offload-bridge schemas release`"
     baseline = contracts.RELEASED_DIR / versions[-1]
     breaks = contracts.check_compatibility(baseline)
-    assert breaks == [], "breaking changes (README: Evolving the contracts):\n" + "\n".join(map(str, breaks))
+    assert breaks == [], "breaking changes (docs: Evolve the contracts):\n" + "\n".join(map(str, breaks))
     first = contracts.RELEASED_DIR / versions[0]
     assert sorted(path.name for path in first.iterdir()) == sorted(map(contracts.schema_file, ALL_TOPICS))
 

@@ -125,9 +125,9 @@ def test_every_alert_waits_has_a_severity_and_tells_the_operator_what_to_do() ->
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         annotations = rule["annotations"]
         assert annotations["summary"].strip(), name
-        # Every description names a command, a setting or a README section to go on with.
+        # Every description names a command, a setting or a page of the docs to go on with.
         description = annotations["description"]
-        assert "`offload-bridge" in description or "README" in description, name
+        assert "`offload-bridge" in description or "docs: " in description, name
 
 
 def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_does_not() -> None:
@@ -731,7 +731,7 @@ def test_compose_exporter_is_an_analytics_profile_service_writing_to_its_volume(
 def test_exporter_metrics_pass_promtool_check_metrics(
     promtool: str, kafka_broker: str, tmp_path: Path
 ) -> None:
-    """A real ``export --follow`` serves metrics Prometheus accepts, the ones the README names."""
+    """A real ``export --follow`` serves metrics Prometheus accepts, the ones the docs name."""
     settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=unique_prefix())
     ensure_topics(settings)
     port = free_port()

@@ -3,7 +3,7 @@ the suite ran with, and what the workarounds use of them is still there.
 
 A new minor release of Faust may rename a private method we patch or an attribute we read: with the bound, a
 fresh install keeps the tested release; without it, only a failing worker would say so. An upgrade is a
-deliberate step (README, Development: "Upgrading a pinned dependency"): raise the bound, reinstall, run
+deliberate step (docs: "Upgrading a pinned dependency"): raise the bound, reinstall, run
 this file and the tests of the workarounds, then record the new minor here.
 """
 
@@ -91,7 +91,7 @@ def test_the_installed_release_is_the_tested_minor(pin: Pin) -> None:
     installed = Version(version(pin.distribution))
     assert f"{installed.major}.{installed.minor}" == pin.tested, (
         f"{pin.distribution} {installed} is installed, the suite was checked with {pin.tested}: "
-        "run the workarounds' tests, then update PINS (README: Upgrading a pinned dependency)"
+        "run the workarounds' tests, then update PINS (docs: Upgrading a pinned dependency)"
     )
     assert installed in _server_requirements()[pin.distribution].specifier
 

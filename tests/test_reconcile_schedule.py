@@ -102,7 +102,7 @@ def test_jitter_spreads_cases_created_together() -> None:
 
 
 def test_a_quiet_case_costs_about_three_checks_a_day_by_default() -> None:
-    """The README's sizing: after the first day's ramp, a case that never changes is checked every 8 h."""
+    """The docs' budget sizing: after the first day's ramp, a case that never changes is checked every 8 h."""
     rules = SchedulePolicy.from_settings(Settings())
     check = rules.after_event("c1", None, "case.input_needed", at=0, terminal=False)
     assert check is not None

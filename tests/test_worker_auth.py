@@ -140,7 +140,7 @@ def test_every_registered_route_answers_401_without_the_token_and_works_with_it(
 ) -> None:
     routes = registered_routes(s)
     patterns = {pattern for _, pattern in routes}
-    # The walk covers what the README lists, and nothing Faust would have added.
+    # The walk covers what the docs list (Consume events downstream), and nothing Faust would have added.
     assert {"/cases/{case_id}", "/cases", "/workers", "/stats", "/metrics", "/healthz", "/ready"} <= patterns
     assert not {p for p in patterns if p == "/" or p.startswith(("/router", "/table", "/graph"))}
     walked = 0

@@ -181,7 +181,7 @@ def register(commands: Subcommands) -> None:
         description="Without INPUT_REQUEST_ID the case's pending question is read from a worker "
         "(OFFLOAD_WORKER_URL); a case with none is refused and nothing is published.",
     )
-    answer.add_argument("case_id", metavar="CASE_ID")
+    answer.add_argument("case_id", metavar="CASE_ID", help="the case whose question this answers")
     answer.add_argument(
         "rest",
         nargs="+",

@@ -356,6 +356,10 @@ class Exporter:
     # --- the group ---------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._consumer is None:
+            # Closing: a stop that came while the group was still forming gets its assignment during close(),
+            # when nothing will be read any more and the committed offsets can no longer be fetched.
+            return
         consumer.incremental_assign(self._prepare(partitions))
         self._assigned = True
 
