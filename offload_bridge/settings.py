@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # OFFLOAD_WEBHOOK_TOKENS, ...; the content is the value, surrounding whitespace dropped): how the shipped
     # stacks hand over secrets without putting them in the environment or in a manifest. A Kubernetes Secret
     # mounted as a volume, or a directory bind-mounted by compose. The environment wins over a file. Unset:
-    # no files are read.
+    # no files are read. Taken from the environment only (it says where the other values come from).
     offload_secrets_dir: Path | None = None
 
     @field_validator("offload_secrets_dir")

@@ -148,10 +148,11 @@ FAILURES: dict[str, Failure] = {
     "hostname mismatch": _hostname_mismatch,
     "expired client certificate": _expired_client_certificate,
 }
-# Each long-running process and a CLI command, as the shipped stacks start them.
+# Each long-running process and a CLI command as the shipped stacks start them (PORT and DIR filled in).
 COMMANDS = {
-    "ingress": ["ingress", "--port", "0"],
+    "ingress": ["ingress", "--port", "PORT"],
     "worker": ["worker"],
+    "exporter": ["export", "--to", "DIR", "--follow"],
     "cli": ["topics", "create"],
 }
 
@@ -162,11 +163,13 @@ def test_a_wrong_tls_setting_stops_the_process_at_start_in_one_line(
     secure_kafka: SecureBroker, command: str, failure: str, tmp_path: Path
 ) -> None:
     settings, line = FAILURES[failure](secure_kafka)
-    args = [arg if arg != "0" else str(free_port()) for arg in COMMANDS[command]]
+    filled = {"PORT": str(free_port()), "DIR": str(tmp_path / "tables")}
+    args = [filled.get(arg, arg) for arg in COMMANDS[command]]
     env = {
         "OFFLOAD_TOPIC_PREFIX": unique_prefix("tls-fail"),
         "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
         "OFFLOAD_WORKER_DATA_DIR": str(tmp_path / "worker-data"),
+        "OFFLOAD_EXPORT_METRICS_PORT": "0",
     }
     # A hang would end in the timeout of _cli, a failure of this test.
     result = _cli(settings, *args, env=env)

@@ -73,14 +73,13 @@ def check_tls(settings: Settings, timeout_s: float = 10.0) -> None:
 def _context(connection: KafkaConnection, check_hostname: bool | None = None) -> ssl.SSLContext:
     """The clients' TLS context, its files checked one by one so that a failure names its setting."""
     cafile, certfile, keyfile = connection.ssl_cafile, connection.ssl_certfile, connection.ssl_keyfile
-    context = ssl.create_default_context()
-    if cafile is not None:
-        try:
-            context.load_verify_locations(cafile=cafile)
-        except ssl.SSLError as error:
-            raise KafkaTlsError(
-                f"KAFKA_SSL_CAFILE: {cafile} holds no PEM certificate ({_reason(error)})"
-            ) from None
+    try:
+        # As KafkaConnection.ssl_context and librdkafka do: a CA file replaces the system's CAs.
+        context = ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as error:
+        raise KafkaTlsError(
+            f"KAFKA_SSL_CAFILE: {cafile} holds no PEM certificate ({_reason(error)})"
+        ) from None
     if certfile is not None and keyfile is not None:
         _check_validity(certfile)
         try:
@@ -92,6 +91,8 @@ def _context(connection: KafkaConnection, check_hostname: bool | None = None) ->
 
 
 def _check_validity(certfile: str) -> None:
+    # CPython's only decoder of a certificate file (private, so looked up rather than imported): the dates
+    # are all this needs, and a library for them (cryptography) would be a dependency of every install.
     decode: Callable[[str], dict[str, Any]] | None = getattr(_ssl, "_test_decode_cert", None)
     if decode is None:
         return  # an interpreter without it: the broker's alert still says "expired"
