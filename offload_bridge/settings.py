@@ -101,12 +101,16 @@ class Settings(BaseSettings):
         return init_settings, env_settings, files
 
     # --- Secrets from files ---------------------------------------------------------------------
-    # A directory holding one file per setting, named after its variable (KAFKA_SASL_PASSWORD,
-    # OFFLOAD_WEBHOOK_TOKENS, ...; the content is the value, surrounding whitespace dropped): how the shipped
-    # stacks hand over secrets without putting them in the environment or in a manifest. A Kubernetes Secret
-    # mounted as a volume, or a directory bind-mounted by compose. The environment wins over a file. Unset:
-    # no files are read. Taken from the environment only (it says where the other values come from).
-    offload_secrets_dir: Path | None = None
+    # How the shipped stacks hand over secrets without putting them in the environment or in a manifest: a
+    # Kubernetes Secret mounted as a volume, or a directory bind-mounted by compose.
+    offload_secrets_dir: Path | None = Field(
+        default=None,
+        description="A directory holding one file per setting, named after its variable"
+        " (`KAFKA_SASL_PASSWORD`, `OFFLOAD_WEBHOOK_TOKENS`, ...; the content is the value,"
+        " surrounding whitespace dropped)."
+        " The environment wins over a file. Unset: no files are read. Taken from the environment "
+        "only (it says where the other values come from).",
+    )
 
     @field_validator("offload_secrets_dir")
     @classmethod
@@ -116,10 +120,13 @@ class Settings(BaseSettings):
         return value
 
     # --- Local development ----------------------------------------------------------------------
-    # true: this is a developer's machine, not a deployment. Webhook and worker tokens may then be short or
-    # placeholders, and the ingress may listen beyond 127.0.0.1 with neither a webhook token nor a signing
-    # secret. Never set it where Offload, or anyone else, reaches the ingress. `make run` sets it.
-    offload_allow_insecure_defaults: bool = False
+    offload_allow_insecure_defaults: bool = Field(
+        default=False,
+        description="`true`: this is a developer's machine, not a deployment. Webhook and worker tokens may "
+        "then be short or placeholders, and the ingress may listen beyond 127.0.0.1 with neither a "
+        "webhook token nor a signing secret. Never set it where Offload, or anyone else, reaches "
+        "the ingress. `make run` sets it.",
+    )
 
     # --- Kafka connection -------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
@@ -662,11 +669,13 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka permissions (``offload-bridge acls``) -------------------------------------------------
-    # Downstream services and analytics (the `reader` role) read in consumer groups of their own whose ids
-    # start with this prefix; `acls` grants the role every group under it and no other. Unset:
-    # "<OFFLOAD_TOPIC_PREFIX>reader." (e.g. offload.reader.billing).
     offload_reader_group_prefix: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        max_length=200,
+        description="Downstream services and analytics (the `reader` role) read in consumer groups"
+        " of their own whose ids start with this prefix; `acls` grants the role every group under it and no "
+        "other. Unset: `<OFFLOAD_TOPIC_PREFIX>reader.` (e.g. `offload.reader.billing`).",
     )
 
     # --- Local broker (dev and tests; never used when KAFKA_BOOTSTRAP_SERVERS names a cluster) ---
