@@ -27,6 +27,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioPartition
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -34,9 +35,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.state import make_event
 from offload_bridge.analytics.files import Target
 from offload_bridge.analytics.tables import EVENTS
+from offload_bridge.export.batch import Records, read_records
 from offload_bridge.export.buffer import PartitionBuffer
 from offload_bridge.export.exporter import Exporter, consumer_config
-from offload_bridge.export.rows import Row, read_event
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.connection import aiokafka_options, librdkafka_options
 from offload_bridge.settings import Settings
@@ -131,21 +132,27 @@ def snapshot_seconds(directory: Path) -> tuple[float, dict[str, int]]:
     return time.perf_counter() - started, counts
 
 
-def buffered_row_bytes(rows: int = 20_000) -> float:
-    """Memory one buffered events row takes (the tuple, its strings and the dedup hash)."""
+def buffered_row_bytes(rows: int = 20_000, batch: int = 5000) -> float:
+    """Memory one buffered events row takes: its columns in Arrow's memory and its dedup hash in Python's."""
     events = [make_event(f"case-{n % 2000:05d}", 1_774_000_000_000 + n, n // 2000) for n in range(rows)]
-    records = [(event.body, event.headers) for event in events]
+    batches = [
+        Records(
+            [0] * len(chunk), list(range(lo, lo + len(chunk))), [event.body for event in chunk],
+            [event.headers for event in chunk], [0] * len(chunk),
+        )
+        for lo in range(0, rows, batch)
+        for chunk in [events[lo : lo + batch]]
+    ]  # fmt: skip
     del events
     tracemalloc.start()
-    before, _ = tracemalloc.get_traced_memory()
+    arrow_before, (python_before, _) = pa.total_allocated_bytes(), tracemalloc.get_traced_memory()
     buffer = PartitionBuffer(EVENTS, "t", 0, 0)
-    for offset, (body, headers) in enumerate(records):
-        row = read_event(body, headers, 0, offset, 0)
-        assert isinstance(row, Row)
-        buffer.add(offset, row)
-    after, _ = tracemalloc.get_traced_memory()
+    for records in batches:
+        buffer.add(records.offsets[0], records.offsets[-1] + 1, read_records(EVENTS, records).table)
+    arrow_after, (python_after, _) = pa.total_allocated_bytes(), tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return (after - before) / rows
+    assert buffer.rows == rows
+    return (arrow_after - arrow_before + python_after - python_before) / rows
 
 
 def main(argv: list[str] | None = None) -> int:

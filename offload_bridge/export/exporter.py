@@ -12,7 +12,8 @@ Exactly once, step by step:
    flush that was written but never committed: remove them, and unfinished temporary files too
    (``export.store``). For events, read the ``event_id`` column of the files kept, so an event already
    written is not written again. Then read from C.
-2. **Buffer**: each record becomes a row or none (``export.rows``); rows wait in the partition's buffer.
+2. **Buffer**: the records of each consume() call become rows, a topic at a time and in columns
+   (``export.batch``); each partition's rows wait in its buffer, as Arrow tables.
 3. **Flush** when the buffer holds OFFLOAD_EXPORT_ROLL_ROWS rows, when its oldest record has waited
    OFFLOAD_EXPORT_ROLL_S, or at the end of a run: one file per ``date=`` holding the rows of the contiguous
    offsets [first, next) read since the last flush, all named after ``first``, each written atomically.
@@ -39,23 +40,28 @@ the fact files changed.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import operator
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pyarrow import fs
 
 from offload_bridge.analytics.files import Target
 from offload_bridge.analytics.tables import FACT_TABLES, TableSpec
 from offload_bridge.export import store
+from offload_bridge.export.batch import Records, read_records
 from offload_bridge.export.buffer import Flush, PartitionBuffer
 from offload_bridge.export.metrics import ExportMetrics
-from offload_bridge.export.rows import Reader, Skip, reader_for
 from offload_bridge.kafka.connection import KafkaUnreachable, librdkafka_options
 from offload_bridge.settings import Settings
 from offload_bridge.topics import TopicMissing, topic_name
@@ -69,6 +75,15 @@ BATCH = 5000  # records taken from librdkafka's queue per call
 POLL_S = 0.5  # the longest a call waits for records: how soon a stop or a timed roll is noticed
 LAG_EVERY_S = 5.0
 KAFKA_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a partition's records are in the ``Records`` of a batch: ``[lo, hi)``."""
+
+    buffer: PartitionBuffer
+    lo: int
+    hi: int
 
 
 class TargetFailed(RuntimeError):
@@ -131,7 +146,6 @@ class Exporter:
         for table in FACT_TABLES:
             assert table.topic is not None
             self.tables[topic_name(table.topic, settings)] = table
-        self.readers: dict[str, Reader] = {name: reader_for(table) for name, table in self.tables.items()}
         self.partitions: dict[Key, PartitionBuffer] = {}
         self.end: dict[Key, int] = {}  # without follow: where the run stops
         self._assigned = False
@@ -160,8 +174,8 @@ class Exporter:
             last_roll = last_lag = last_snapshot = time.monotonic()
             roll_s = self.settings.offload_export_roll_s
             while not self._stopping.is_set():
-                for message in consumer.consume(BATCH, POLL_S):
-                    self._take(message)
+                with _collection_paused():
+                    self._take(consumer.consume(BATCH, POLL_S))
                 now = time.monotonic()
                 if now - last_roll >= min(1.0, roll_s):
                     self._roll(now)
@@ -224,34 +238,111 @@ class Exporter:
                     ) from None
                 time.sleep(0.2)
 
-    def _take(self, message: Message) -> None:
+    def _take(self, messages: list[Message]) -> None:
+        """One consume() call's records: grouped by partition, read a topic at a time (``export.batch``),
+        their rows added to the partitions' buffers."""
+        by_partition: dict[tuple[str | None, int | None], list[Message]] = {}
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message)
+                continue
+            key = (message.topic(), message.partition())
+            group = by_partition.get(key)
+            if group is None:
+                group = by_partition[key] = []
+            group.append(message)
+        by_topic: dict[str, tuple[Records, list[_Span]]] = {}
+        for (topic, partition), group in by_partition.items():
+            assert topic is not None and partition is not None  # a record (not an error) has both
+            buffer = self.partitions.get((topic, partition))
+            if buffer is None:
+                continue  # a partition revoked meanwhile
+            offsets = cast(list[int], [message.offset() for message in group])  # a record's is never None
+            group, offsets = self._unread(buffer, group, offsets)
+            if not group:
+                continue
+            records, spans = by_topic.setdefault(topic, (Records(), []))
+            spans.append(_Span(buffer, len(records), len(records) + len(group)))
+            records.partitions.extend([partition] * len(group))
+            records.offsets.extend(offsets)
+            records.values.extend([message.value() for message in group])
+            records.headers.extend([message.headers() for message in group])
+            records.timestamps.extend([message.timestamp()[1] for message in group])
+        for topic, (records, spans) in by_topic.items():
+            self._add(topic, records, spans)
+
+    def _unread(
+        self, buffer: PartitionBuffer, group: list[Message], offsets: list[int]
+    ) -> tuple[list[Message], list[int]]:
+        """The records of a partition's group still to be read: at or after the buffer's ``next`` (a record
+        read again before a seek took effect is not), in increasing order, and without follow before the
+        run's end offset."""
+        end = None if self.follow else self.end[(buffer.topic, buffer.partition)]
+        if (
+            offsets[0] >= buffer.next
+            and (end is None or offsets[-1] < end)
+            and all(map(operator.lt, offsets, offsets[1:]))
+        ):
+            return group, offsets  # the usual case
+        kept: list[int] = []
+        next_offset = buffer.next
+        for i, offset in enumerate(offsets):
+            if offset >= next_offset and (end is None or offset < end):
+                kept.append(i)
+                next_offset = offset + 1
+        return [group[i] for i in kept], [offsets[i] for i in kept]
+
+    def _add(self, topic: str, records: Records, spans: list[_Span]) -> None:
+        """Read a topic's records of one batch and give each partition its rows."""
+        table = self.tables[topic].name
+        rows = read_records(self.tables[topic], records)
+        for skipped in rows.skipped:
+            self.metrics.skip(table, skipped.skip.reason)
+            log.warning(
+                "skipped %s[%d]@%d: %s: %s",
+                topic, skipped.partition, skipped.offset, skipped.skip.reason, skipped.skip.detail,
+            )  # fmt: skip
+        # The rows follow the records' order, partition after partition: when every record made a row, a
+        # partition's rows are a slice of the table (no copy); otherwise they are picked by partition.
+        every_record = rows.table.num_rows == len(records)
+        for span in spans:
+            if every_record:
+                part = rows.table.slice(span.lo, span.hi - span.lo)
+            elif len(spans) == 1:
+                part = rows.table
+            else:
+                part = rows.table.filter(pc.field("kafka_partition") == span.buffer.partition)
+            self._fill(span.buffer, records.offsets[span.lo : span.hi], part)
+
+    def _fill(self, buffer: PartitionBuffer, offsets: list[int], rows: pa.Table) -> None:
+        """Add a partition's records (their offsets, the rows they made) to its buffer, and flush it each
+        time it holds OFFLOAD_EXPORT_ROLL_ROWS rows, as if the records had come one at a time: the records
+        go in pieces of as many as there is room for rows."""
+        roll_rows = self.settings.offload_export_roll_rows
+        start = 0
+        while start < len(offsets):
+            end = min(len(offsets), start + max(roll_rows - buffer.rows, 1))
+            piece = rows
+            if end < len(offsets):  # the rows of records before offsets[end] (rows are in offset order)
+                later = pc.index(pc.less(rows["kafka_offset"], pa.scalar(offsets[end])), False).as_py()
+                cut = rows.num_rows if later < 0 else later
+                piece, rows = rows.slice(0, cut), rows.slice(cut)
+            duplicates = buffer.add(offsets[start], offsets[end - 1] + 1, piece)
+            if duplicates:
+                self.metrics.duplicate(buffer.table.name, duplicates)
+            if buffer.rows >= roll_rows:
+                self._flush(buffer)
+                if self.partitions.get((buffer.topic, buffer.partition)) is not buffer:
+                    return  # its commit failed: the partition is read again from the committed offset
+            start = end
+
+    def _consumer_error(self, message: Message) -> None:
         error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer: %s", error)
-            return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None and partition is not None and offset is not None
-        key = (topic, partition)
-        buffer = self.partitions.get(key)
-        if buffer is None or offset < buffer.next:
-            return  # a partition revoked meanwhile, or a record read again before a seek took effect
-        if not self.follow and offset >= self.end[key]:
-            return  # past the end this run was asked to reach
-        table = buffer.table.name
-        row = self.readers[topic](
-            message.value(), message.headers(), partition, offset, message.timestamp()[1]
-        )
-        if isinstance(row, Skip):
-            self.metrics.skip(table, row.reason)
-            log.warning("skipped %s[%d]@%d: %s: %s", topic, partition, offset, row.reason, row.detail)
-            row = None
-        if not buffer.add(offset, row):
-            self.metrics.duplicate(table)
-        if buffer.rows >= self.settings.offload_export_roll_rows:
-            self._flush(buffer)
+        assert error is not None
+        if error.fatal():
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer: %s", error)
 
     def _reached_end(self) -> bool:
         """Without follow: every partition this member owns is read up to the run's end offsets."""
@@ -408,6 +499,22 @@ class Exporter:
         self._snapshot_rows = snapshot(self.target)
         self._snapshot_state = state
         self.metrics.snapshot(time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is read. A consume() call makes tens of thousands of
+    short-lived Python objects (the messages, each one's list of header tuples); collections triggered by
+    them walk every object of the process again and again, and took a quarter of an export's time. The
+    batch's objects make no cycles and are freed by reference counting when it is done."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _derive_snapshots(target: Target) -> dict[str, int]:
