@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ TRICKY: list[list[tuple[bytes | None, Any]]] = [
 ]
 
 
-def reference_rows(values: list[tuple[bytes | None, Any]]) -> tuple[Any, list[tuple[int, str]]]:
+def reference_rows(values: Sequence[tuple[bytes | None, Any]]) -> tuple[Any, list[tuple[int, str]]]:
     """The events rows of records at offsets 0.. as ``read_event`` makes them one by one; a row Arrow
     cannot hold is skipped as bad_field."""
     rows: list[tuple[Any, ...]] = []
@@ -193,7 +193,7 @@ def reference_rows(values: list[tuple[bytes | None, Any]]) -> tuple[Any, list[tu
 
 
 def read_in_batch(
-    values: list[tuple[bytes | None, Any]], monkeypatch: pytest.MonkeyPatch
+    values: Sequence[tuple[bytes | None, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, list[tuple[int, str]], int]:
     """The rows of the records read as one batch, the skips, and how many records went one by one."""
     one_by_one = 0

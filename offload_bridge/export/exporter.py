@@ -44,10 +44,12 @@ import contextlib
 import gc
 import logging
 import operator
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -362,24 +364,48 @@ class Exporter:
 
     def _roll(self, now: float) -> None:
         roll_rows, roll_s = self.settings.offload_export_roll_rows, self.settings.offload_export_roll_s
-        for buffer in list(self.partitions.values()):
-            if buffer.due(now, roll_rows, roll_s):
-                self._flush(buffer)
+        self._flush_many(
+            [buffer for buffer in self.partitions.values() if buffer.due(now, roll_rows, roll_s)]
+        )
 
     def _flush_all(self) -> None:
-        for buffer in list(self.partitions.values()):
-            if not buffer.empty:
-                self._flush(buffer)
+        self._flush_many([buffer for buffer in self.partitions.values() if not buffer.empty])
 
     def _flush(self, buffer: PartitionBuffer) -> None:
-        flush = buffer.take()
+        self._flush_many([buffer])
+
+    def _flush_many(self, buffers: list[PartitionBuffer]) -> None:
+        """Write each buffer's rows, then commit each partition once its files are durable.
+
+        The files of several partitions are written at once, on as many threads as cores: pyarrow encodes
+        and compresses without holding the GIL, so the flushes at the end of a run (or of a roll) use
+        every core. Commits stay on this thread, one partition after the other, each after its own files.
+        A write that fails stops the exporter (TargetFailed) once the others are committed.
+        """
+        if not buffers:
+            return
+        flushes = [buffer.take() for buffer in buffers]
+        if len(flushes) == 1:
+            written = [self._written(flushes[0])]
+        else:
+            with ThreadPoolExecutor(min(len(flushes), os.cpu_count() or 1)) as pool:
+                written = list(pool.map(self._written, flushes))
+        failure: TargetFailed | None = None
+        for buffer, flush, paths in zip(buffers, flushes, written, strict=True):
+            if isinstance(paths, TargetFailed):
+                failure = failure or paths
+            elif self._commit(flush, paths):
+                buffer.committed(flush)
+                self.metrics.wrote(flush.table.name, flush.row_count, len(paths))
+        if failure is not None:
+            raise failure
+
+    def _written(self, flush: Flush) -> list[str] | TargetFailed:
+        """The paths of the flush's files once written and durable, or why the target refused them."""
         try:
-            paths = store.write_flush(self.target, flush) if flush.row_count else []
+            return store.write_flush(self.target, flush) if flush.row_count else []
         except OSError as error:
-            raise TargetFailed(f"cannot write to {self.target.root}: {error}") from None
-        if self._commit(flush, paths):
-            buffer.committed(flush)
-            self.metrics.wrote(flush.table.name, flush.row_count, len(paths))
+            return TargetFailed(f"cannot write to {self.target.root}: {error}")
 
     def _commit(self, flush: Flush, paths: list[str]) -> bool:
         """Commit the flush's ``next``; True once the group holds it. Otherwise its files are removed."""

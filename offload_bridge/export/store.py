@@ -106,12 +106,20 @@ def write_flush(target: Target, flush: Flush) -> list[str]:
     try:
         for date, tables in sorted(flush.tables_by_date.items()):
             path = flush_path(target, flush, date)
-            target.write_parquet(pa.concat_tables(tables), path)
+            table = pa.concat_tables(tables)
+            target.write_parquet(table, path, dictionary=dictionary_columns(table.schema))
             written.append(path)
     except BaseException:
         remove(target, written)
         raise
     return written
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth a dictionary in a fact file: strings that repeat from row to row (case ids, types,
+    statuses, sources...). Not ``body``, each webhook's own text, nor the numbers and times, which zstd
+    packs better plain (bench/export.py: 17.6 rather than 20.4 MiB per million events)."""
+    return [field.name for field in schema if pa.types.is_string(field.type) and field.name != "body"]
 
 
 def is_events(table: TableSpec) -> bool:
