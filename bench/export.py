@@ -37,7 +37,7 @@ from offload_bridge.analytics.files import Target
 from offload_bridge.analytics.tables import EVENTS
 from offload_bridge.export.batch import Records, read_records
 from offload_bridge.export.buffer import PartitionBuffer
-from offload_bridge.export.exporter import Exporter, consumer_config
+from offload_bridge.export.exporter import Exporter, consumer_config, use_system_allocator
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.connection import aiokafka_options, librdkafka_options
 from offload_bridge.settings import Settings
@@ -162,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--cases", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--allocator", choices=("system", "mimalloc"), default="system",
+        help="Arrow's allocator: the C library's, as offload-bridge export sets it, or pyarrow's default",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.allocator == "system":
+        use_system_allocator()
     settings = Settings(
         kafka_bootstrap_servers=LOCAL_BROKER, offload_topic_prefix=unique_prefix("bench-export")
     )
