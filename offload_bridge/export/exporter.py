@@ -375,12 +375,12 @@ class Exporter:
         self._flush_many([buffer])
 
     def _flush_many(self, buffers: list[PartitionBuffer]) -> None:
-        """Write each buffer's rows, then commit each partition once its files are durable.
+        """Write each buffer's rows, then commit the partitions whose files are all durable.
 
         The files of several partitions are written at once, on as many threads as cores: pyarrow encodes
         and compresses without holding the GIL, so the flushes at the end of a run (or of a roll) use
-        every core. Commits stay on this thread, one partition after the other, each after its own files.
-        A write that fails stops the exporter (TargetFailed) once the others are committed.
+        every core. Once every write is done, their offsets are committed together, from this thread. A
+        write that fails stops the exporter (TargetFailed) once the others are committed.
         """
         if not buffers:
             return
@@ -390,15 +390,19 @@ class Exporter:
         else:
             with ThreadPoolExecutor(min(len(flushes), os.cpu_count() or 1)) as pool:
                 written = list(pool.map(self._written, flushes))
-        failure: TargetFailed | None = None
-        for buffer, flush, paths in zip(buffers, flushes, written, strict=True):
-            if isinstance(paths, TargetFailed):
-                failure = failure or paths
-            elif self._commit(flush, paths):
+        durable = [
+            (buffer, flush, paths)
+            for buffer, flush, paths in zip(buffers, flushes, written, strict=True)
+            if not isinstance(paths, TargetFailed)
+        ]
+        held = self._commit([(flush, paths) for _, flush, paths in durable]) if durable else []
+        for (buffer, flush, paths), committed in zip(durable, held, strict=True):
+            if committed:
                 buffer.committed(flush)
                 self.metrics.wrote(flush.table.name, flush.row_count, len(paths))
-        if failure is not None:
-            raise failure
+        for failure in written:
+            if isinstance(failure, TargetFailed):
+                raise failure
 
     def _written(self, flush: Flush) -> list[str] | TargetFailed:
         """The paths of the flush's files once written and durable, or why the target refused them."""
@@ -407,17 +411,29 @@ class Exporter:
         except OSError as error:
             return TargetFailed(f"cannot write to {self.target.root}: {error}")
 
-    def _commit(self, flush: Flush, paths: list[str]) -> bool:
-        """Commit the flush's ``next``; True once the group holds it. Otherwise its files are removed."""
+    def _commit(self, written: list[tuple[Flush, list[str]]]) -> list[bool]:
+        """Commit each flush's ``next``, in one request; for each, True once the group holds it. The files
+        of a flush whose commit did not land are removed."""
         assert self._consumer is not None
-        where = TopicPartition(flush.topic, flush.partition, flush.next)
+        offsets = [TopicPartition(flush.topic, flush.partition, flush.next) for flush, _ in written]
+        failures: dict[tuple[str | None, int | None], str | None]
         try:
-            [result] = self._consumer.commit(offsets=[where], asynchronous=False) or [where]
-            if result.error is None:
-                return True
-            failure = str(result.error)
+            results = self._consumer.commit(offsets=offsets, asynchronous=False) or offsets
+            failures = {
+                (tp.topic, tp.partition): None if tp.error is None else str(tp.error) for tp in results
+            }
         except KafkaException as error:
-            failure = str(error.args[0])
+            failures = {(flush.topic, flush.partition): str(error.args[0]) for flush, _ in written}
+        held: list[bool] = []
+        for flush, paths in written:
+            failure = failures.get((flush.topic, flush.partition), "the commit gave no result for it")
+            held.append(failure is None or self._commit_failed(flush, paths, failure))
+        return held
+
+    def _commit_failed(self, flush: Flush, paths: list[str], failure: str) -> bool:
+        """A commit that reported a failure: True if it landed all the same; else the flush's files are
+        removed and the partition, if still ours, is read again from its committed offset."""
+        assert self._consumer is not None
         # A failed commit may still have landed (a timeout after the broker wrote it): ask the group.
         [held] = self._consumer.committed(
             [TopicPartition(flush.topic, flush.partition)], timeout=KAFKA_TIMEOUT_S
