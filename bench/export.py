@@ -7,10 +7,12 @@
    the other client the project uses, which is why the exporter reads with librdkafka.
 3. Export: an ``Exporter`` in its own consumer group writes the topic to Parquet in a fresh directory, to
    the end offsets and exits, as ``offload-bridge export --to DIR`` does (default OFFLOAD_EXPORT_ROLL_ROWS,
-   group join and commits included). The questions and cases snapshots are timed apart (DuckDB, once).
+   group join and commits included, Arrow's memory from the C library's allocator as the command sets it;
+   ``--allocator mimalloc`` keeps pyarrow's default). The questions and cases snapshots are timed apart
+   (DuckDB, once).
 4. RUNS runs of each, interleaved; medians, the ratio (goal: export >= 0.25x the raw drain), and the
-   Parquet bytes per million events. Also the memory a buffered event row takes (tracemalloc), which
-   bounds OFFLOAD_EXPORT_ROLL_ROWS.
+   Parquet bytes per million events. Also the memory a buffered event row takes (Arrow's allocations and
+   the dedup hash), which bounds OFFLOAD_EXPORT_ROLL_ROWS.
 
 Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.export``.
 """

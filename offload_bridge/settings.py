@@ -271,7 +271,7 @@ class Settings(BaseSettings):
     # the partitions; a second target needs a group of its own.
     offload_export_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", max_length=200)
     # A partition's buffered rows are written as files once they reach this many rows: larger files read
-    # faster and cost more memory while buffered (about 1 KB a row for events).
+    # faster and cost more memory while buffered (about 0.7 KB a row for events, bench/export.py).
     offload_export_roll_rows: int = Field(default=100_000, ge=1, le=10_000_000)
     # ...or once its oldest buffered record has waited this long (seconds): the most a row of `export
     # --follow` lags behind Kafka, and how often the questions and cases snapshots are refreshed.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -42,7 +43,14 @@ from offload_bridge.schemas.answers import AnswerOutcome, Outcome
 from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_group
-from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS, CASE_REQUEST_OUTCOMES, TopicSpec, topic_name
+from offload_bridge.topics import (
+    ANSWER_OUTCOMES,
+    CASE_EVENTS,
+    CASE_REQUEST_OUTCOMES,
+    TopicMissing,
+    TopicSpec,
+    topic_name,
+)
 from tests.streams_support import SEED_COMPLETED, SEED_INPUT_NEEDED, event_body, publish_webhooks, wait_for
 
 DAY = 1_774_131_900_000  # 2026-03-21, when the repository's seed webhooks happened
@@ -468,6 +476,17 @@ def test_an_unusable_target_is_one_line_and_exit_2(location: str, tmp_path: Path
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith(f"offload-bridge: cannot use {location} as an export target"), line
+
+
+def test_topics_that_do_not_exist_are_one_line_and_exit_2(settings: Settings, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "offload_bridge.cli", "export", "--to", str(tmp_path / "lake")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **settings_env(settings)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line == f"offload-bridge: {TopicMissing(topic_name(CASE_EVENTS, settings))}", line
+    assert not (tmp_path / "lake" / "events").exists()
 
 
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
