@@ -9,13 +9,15 @@ A partition's state lives from the moment the exporter is assigned the partition
 - the buffered rows, by ``date=`` partition, as Arrow tables (one per batch of records read, in offset
   order): a row costs its bytes in Arrow's memory, and no Python object per row for the garbage collector
   to walk again and again while a large buffer fills;
-- for events, the ids already written (``seen``: rebuilt from the partition's files when it is assigned)
-  and those buffered (``pending``). Both hold ``hash(event_id)`` rather than the strings: a 64-bit hash per
-  event instead of its ~90-character id. Two different ids of one partition share a hash with probability
-  about n^2 / 2^65 (1e-8 at a million events in a partition); the cost of one would be a missing row.
+- for events, ``seen``: the ids already written (read from the partition's files when it is assigned) and
+  those buffered since. It holds ``hash(event_id)`` rather than the strings: a 64-bit hash per event
+  instead of its ~90-character id. Two different ids of one partition share a hash with probability about
+  n^2 / 2^65 (1e-8 at a million events in a partition); the cost of one would be a missing row.
 
 On a revoke the state is dropped whole: the partition's next owner starts again from the committed offset,
-so nothing buffered here can be lost or written twice.
+so nothing buffered here can be lost or written twice. So is it when a flush is not committed (its commit
+did not land, the exporter stops on a failed write): which is why the ids of a flush can go into ``seen``
+as soon as they are buffered, though they count as written only once the flush is committed.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ class Flush:
     first: int
     next: int
     tables_by_date: dict[str, list[pa.Table]]
-    event_ids: frozenset[int]  # hashes of the event ids in it, seen once it is committed
 
     @property
     def row_count(self) -> int:
@@ -61,11 +62,10 @@ class PartitionBuffer:
     topic: str
     partition: int
     start: int  # the committed offset: where this run of records began
-    seen: set[int] = field(default_factory=set)  # hash(event_id) of every event already in a file
+    seen: set[int] = field(default_factory=set)  # hash(event_id) of every event in a file or buffered
     next: int = -1  # the offset after the last record read
     first: int | None = None  # the offset of the first record since the last flush
     tables_by_date: dict[str, list[pa.Table]] = field(default_factory=dict)
-    pending: set[int] = field(default_factory=set)
     rows: int = 0
     oldest: float | None = None  # monotonic time the first record since the last flush was read
 
@@ -90,18 +90,14 @@ class PartitionBuffer:
     def _deduplicate(self, rows: pa.Table) -> tuple[pa.Table, int]:
         hashes = list(map(hash, rows[DEDUP_COLUMN].to_pylist()))
         distinct = set(hashes)
-        if (
-            len(distinct) == len(hashes)
-            and distinct.isdisjoint(self.seen)
-            and distinct.isdisjoint(self.pending)
-        ):
-            self.pending |= distinct  # the usual case, decided by set operations in C
+        if len(distinct) == len(hashes) and distinct.isdisjoint(self.seen):
+            self.seen |= distinct  # the usual case, decided by set operations in C
             return rows, 0
         keep: list[bool] = []
         for key in hashes:
-            new = key not in self.seen and key not in self.pending
+            new = key not in self.seen
             if new:
-                self.pending.add(key)
+                self.seen.add(key)
             keep.append(new)
         kept = rows.filter(pa.array(keep, pa.bool_()))
         return kept, rows.num_rows - kept.num_rows
@@ -145,13 +141,11 @@ class PartitionBuffer:
             self.first,
             self.next,
             self.tables_by_date,
-            frozenset(self.pending),
         )
         self.first, self.oldest, self.rows = None, None, 0
-        self.tables_by_date, self.pending = {}, set()
+        self.tables_by_date = {}
         return flush
 
     def committed(self, flush: Flush) -> None:
         """``flush`` is durable and its offset committed: the next run starts after it."""
         self.start = flush.next
-        self.seen |= flush.event_ids
