@@ -7,10 +7,12 @@
    the other client the project uses, which is why the exporter reads with librdkafka.
 3. Export: an ``Exporter`` in its own consumer group writes the topic to Parquet in a fresh directory, to
    the end offsets and exits, as ``offload-bridge export --to DIR`` does (default OFFLOAD_EXPORT_ROLL_ROWS,
-   group join and commits included). The questions and cases snapshots are timed apart (DuckDB, once).
+   group join and commits included, Arrow's memory from the C library's allocator as the command sets it;
+   ``--allocator mimalloc`` keeps pyarrow's default). The questions and cases snapshots are timed apart
+   (DuckDB, once).
 4. RUNS runs of each, interleaved; medians, the ratio (goal: export >= 0.25x the raw drain), and the
-   Parquet bytes per million events. Also the memory a buffered event row takes (tracemalloc), which
-   bounds OFFLOAD_EXPORT_ROLL_ROWS.
+   Parquet bytes per million events. Also the memory a buffered event row takes (Arrow's allocations and
+   the dedup hash), which bounds OFFLOAD_EXPORT_ROLL_ROWS.
 
 Only targets 127.0.0.1; every phase has a deadline. Run: ``.venv/bin/python -m bench.export``.
 """
@@ -27,6 +29,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioPartition
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -34,9 +37,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.state import make_event
 from offload_bridge.analytics.files import Target
 from offload_bridge.analytics.tables import EVENTS
+from offload_bridge.export.batch import Records, read_records
 from offload_bridge.export.buffer import PartitionBuffer
-from offload_bridge.export.exporter import Exporter, consumer_config
-from offload_bridge.export.rows import Row, read_event
+from offload_bridge.export.exporter import Exporter, consumer_config, use_system_allocator
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.connection import aiokafka_options, librdkafka_options
 from offload_bridge.settings import Settings
@@ -131,21 +134,27 @@ def snapshot_seconds(directory: Path) -> tuple[float, dict[str, int]]:
     return time.perf_counter() - started, counts
 
 
-def buffered_row_bytes(rows: int = 20_000) -> float:
-    """Memory one buffered events row takes (the tuple, its strings and the dedup hash)."""
+def buffered_row_bytes(rows: int = 20_000, batch: int = 5000) -> float:
+    """Memory one buffered events row takes: its columns in Arrow's memory and its dedup hash in Python's."""
     events = [make_event(f"case-{n % 2000:05d}", 1_774_000_000_000 + n, n // 2000) for n in range(rows)]
-    records = [(event.body, event.headers) for event in events]
+    batches = [
+        Records(
+            [0] * len(chunk), list(range(lo, lo + len(chunk))), [event.body for event in chunk],
+            [event.headers for event in chunk], [0] * len(chunk),
+        )
+        for lo in range(0, rows, batch)
+        for chunk in [events[lo : lo + batch]]
+    ]  # fmt: skip
     del events
     tracemalloc.start()
-    before, _ = tracemalloc.get_traced_memory()
+    arrow_before, (python_before, _) = pa.total_allocated_bytes(), tracemalloc.get_traced_memory()
     buffer = PartitionBuffer(EVENTS, "t", 0, 0)
-    for offset, (body, headers) in enumerate(records):
-        row = read_event(body, headers, 0, offset, 0)
-        assert isinstance(row, Row)
-        buffer.add(offset, row)
-    after, _ = tracemalloc.get_traced_memory()
+    for records in batches:
+        buffer.add(records.offsets[0], records.offsets[-1] + 1, read_records(EVENTS, records).table)
+    arrow_after, (python_after, _) = pa.total_allocated_bytes(), tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return (after - before) / rows
+    assert buffer.rows == rows
+    return (arrow_after - arrow_before + python_after - python_before) / rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--cases", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--allocator", choices=("system", "mimalloc"), default="system",
+        help="Arrow's allocator: the C library's, as offload-bridge export sets it, or pyarrow's default",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.allocator == "system":
+        use_system_allocator()
     settings = Settings(
         kafka_bootstrap_servers=LOCAL_BROKER, offload_topic_prefix=unique_prefix("bench-export")
     )

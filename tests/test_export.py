@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,30 @@ from pyarrow import fs
 
 from offload_bridge.analytics.files import TEMPORARY_MARK, Target
 from offload_bridge.analytics.tables import ANSWERS, CASE_REQUESTS, EVENTS, FACT_TABLES, TableSpec
+from offload_bridge.export.batch import COLUMNAR_MIN, Records, arrow_table, read_records
 from offload_bridge.export.exporter import Exporter, Summary
-from offload_bridge.export.rows import Row, Skip, read_answer_outcome, read_case_request_outcome, read_event
-from offload_bridge.export.store import arrow_table
+from offload_bridge.export.rows import (
+    READERS,
+    Row,
+    Skip,
+    read_answer_outcome,
+    read_case_request_outcome,
+    read_event,
+)
 from offload_bridge.kafka.connection import admin_for, kafka_producer
 from offload_bridge.kafka.reading import read_topic
 from offload_bridge.schemas.answers import AnswerOutcome, Outcome
 from offload_bridge.schemas.case_requests import CaseRequestOutcome, CaseRequestOutcomeKind
 from offload_bridge.settings import Settings
 from offload_bridge.testing import ServiceProcess, free_port, settings_env, unique_group
-from offload_bridge.topics import ANSWER_OUTCOMES, CASE_EVENTS, CASE_REQUEST_OUTCOMES, TopicSpec, topic_name
+from offload_bridge.topics import (
+    ANSWER_OUTCOMES,
+    CASE_EVENTS,
+    CASE_REQUEST_OUTCOMES,
+    TopicMissing,
+    TopicSpec,
+    topic_name,
+)
 from tests.streams_support import SEED_COMPLETED, SEED_INPUT_NEEDED, event_body, publish_webhooks, wait_for
 
 DAY = 1_774_131_900_000  # 2026-03-21, when the repository's seed webhooks happened
@@ -120,6 +135,121 @@ def _without(path: str) -> bytes:
 def test_an_unreadable_event_is_skipped_with_its_reason(value: bytes, reason: str) -> None:
     skipped = read_event(value, RECEIVED, 0, 0, 0)
     assert isinstance(skipped, Skip) and skipped.reason == reason, skipped
+
+
+def good_events(count: int, start: int = 0) -> list[tuple[bytes, list[Any]]]:
+    """Webhook bodies as the ingress stores them, with its headers."""
+    return [
+        (event_body(f"case-{n % 97}", "case.input_needed", DAY + n, "INPUT_NEEDED", inputRequest=f"q{n}",
+                    inputRequestId=f"ir-{n}", attemptCount=1 + n % 3, clientReferenceId=f"ref-{n}"),
+         [("received_at", str(DAY + n + 5).encode()), ("source", b"webhook")])
+        for n in range(start, start + count)
+    ]  # fmt: skip
+
+
+def body_with(**changes: Any) -> bytes:
+    """A valid body with envelope fields (or ``data`` fields, prefixed ``data_``) set to other values."""
+    body = json.loads(event_body("case-x", "case.completed", DAY, "COMPLETED", attemptCount=2))
+    for name, value in changes.items():
+        holder, key = (body["data"], name.removeprefix("data_")) if name.startswith("data_") else (body, name)
+        holder[key] = value
+    return json.dumps(body).encode()
+
+
+ENVELOPE = event_body("case-y", "case.failed", DAY, "FAILED")
+# Records the columnar reading must refuse or read exactly as the record-by-record reader does.
+TRICKY_ONES: list[tuple[bytes | None, Any]] = [
+    (b"", RECEIVED), (None, RECEIVED), (b"<html>", RECEIVED), (b"[1, 2]", RECEIVED), (b" ", RECEIVED),
+    (_without("data.caseId"), RECEIVED), (body_with(timestamp="soon"), RECEIVED),
+    (body_with(timestamp=-5), RECEIVED), (body_with(event_id=""), RECEIVED), (body_with(data=None), RECEIVED),
+    (body_with(data="x"), RECEIVED), (body_with(data_attemptCount="2"), RECEIVED),
+    (body_with(data_resultStatus=7), RECEIVED), (body_with(data_channel=1.5), RECEIVED),
+    (json.dumps(json.loads(ENVELOPE), indent=2).encode(), RECEIVED), (ENVELOPE + b"\r\n", RECEIVED),
+    (b" " + ENVELOPE, RECEIVED), (ENVELOPE + b" " + ENVELOPE, RECEIVED),
+    (ENVELOPE[:-1] + b', "x": "\xff"}', RECEIVED), (ENVELOPE[:-1] + b', "x": NaN}', RECEIVED),
+    (ENVELOPE.replace(b'"event_id": "', b'"event_id": "\\ud800'), RECEIVED),
+    (ENVELOPE.decode().encode("utf-16"), RECEIVED),
+    (ENVELOPE[:-1] + b', "event_id": "evt_last"}', RECEIVED),
+    (ENVELOPE, None), (ENVELOPE, [("received_at", b"soon")]), (ENVELOPE, [("received_at", b"9" * 25)]),
+    (ENVELOPE, [("source", b"\xffbad")]), (ENVELOPE, [("received_at", b"1"), ("received_at", b"2")]),
+]  # fmt: skip
+_CUT = ENVELOPE.index(b'{"caseId"')
+# Two bodies that together make one JSON object, then one that makes two: as many objects as bodies.
+TRICKY: list[list[tuple[bytes | None, Any]]] = [
+    *([record] for record in TRICKY_ONES),
+    [(ENVELOPE[:_CUT], RECEIVED), (ENVELOPE[_CUT:], RECEIVED), (ENVELOPE + ENVELOPE, RECEIVED)],
+]
+
+
+def reference_rows(values: Sequence[tuple[bytes | None, Any]]) -> tuple[Any, list[tuple[int, str]]]:
+    """The events rows of records at offsets 0.. as ``read_event`` makes them one by one; a row Arrow
+    cannot hold is skipped as bad_field."""
+    rows: list[tuple[Any, ...]] = []
+    skips: list[tuple[int, str]] = []
+    for offset, (value, headers) in enumerate(values):
+        row = read_event(value, headers, 0, offset, DAY + 1)
+        if isinstance(row, Skip):
+            skips.append((offset, row.reason))
+            continue
+        try:
+            arrow_table(EVENTS, [row.values])
+        except ValueError:
+            skips.append((offset, "bad_field"))
+            continue
+        rows.append(row.values)
+    return arrow_table(EVENTS, rows), skips
+
+
+def read_in_batch(
+    values: Sequence[tuple[bytes | None, Any]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, list[tuple[int, str]], int]:
+    """The rows of the records read as one batch, the skips, and how many records went one by one."""
+    one_by_one = 0
+
+    def counted(*args: Any) -> Any:
+        nonlocal one_by_one
+        one_by_one += 1
+        return read_event(*args)
+
+    monkeypatch.setitem(READERS, EVENTS.name, counted)
+    records = Records(
+        [0] * len(values), list(range(len(values))), [value for value, _ in values],
+        [headers for _, headers in values], [DAY + 1] * len(values),
+    )  # fmt: skip
+    rows = read_records(EVENTS, records)
+    return rows.table, [(skipped.offset, skipped.skip.reason) for skipped in rows.skipped], one_by_one
+
+
+SPACING = 300  # good records between two tricky ones
+
+
+def test_a_batch_of_events_is_read_in_columns_exactly_as_record_by_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records: list[tuple[bytes | None, Any]] = []
+    good = good_events(SPACING * (len(TRICKY) + 1))
+    for n, tricky in enumerate(TRICKY):
+        records += [*good[SPACING * n : SPACING * (n + 1)], *tricky]
+    records += good[SPACING * len(TRICKY) :]
+    table, skips, one_by_one = read_in_batch(records, monkeypatch)
+    expected, expected_skips = reference_rows(records)
+    assert skips == expected_skips
+    assert len(skips) >= 15  # the tricky records do include unreadable ones
+    assert table.equals(expected), table.to_pylist()[:3]
+    # The batch was halved around each tricky record down to runs of fewer than COLUMNAR_MIN records,
+    # which went one by one; the others were read in columns.
+    assert one_by_one < COLUMNAR_MIN * len(TRICKY), one_by_one
+
+
+def test_pretty_printed_bodies_and_bodies_ending_with_a_newline_are_read_in_columns_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pretty = [(json.dumps(json.loads(body), indent=2).encode() + b"\n", headers)
+              for body, headers in good_events(200)]  # fmt: skip
+    table, skips, one_by_one = read_in_batch(pretty, monkeypatch)
+    assert (skips, one_by_one) == ([], 0)
+    assert table.equals(reference_rows(pretty)[0])
+    assert table["body"].to_pylist() == [body.decode() for body, _ in pretty]  # kept as they were
 
 
 # --- against the broker -------------------------------------------------------------------------------------
@@ -346,6 +476,17 @@ def test_an_unusable_target_is_one_line_and_exit_2(location: str, tmp_path: Path
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith(f"offload-bridge: cannot use {location} as an export target"), line
+
+
+def test_topics_that_do_not_exist_are_one_line_and_exit_2(settings: Settings, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "offload_bridge.cli", "export", "--to", str(tmp_path / "lake")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **settings_env(settings)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line == f"offload-bridge: {TopicMissing(topic_name(CASE_EVENTS, settings))}", line
+    assert not (tmp_path / "lake" / "events").exists()
 
 
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:

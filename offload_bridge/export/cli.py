@@ -59,12 +59,18 @@ def summary_lines(summary: Summary, location: str) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from offload_bridge.export.exporter import Exporter, TargetFailed, install_stop_signals
+    from offload_bridge.export.exporter import (
+        Exporter,
+        TargetFailed,
+        install_stop_signals,
+        use_system_allocator,
+    )
     from offload_bridge.logs import configure_logging
 
     location = args.to or settings.offload_export_to
     target = _target(location)
     configure_logging(settings)
+    use_system_allocator()
     exporter = Exporter(settings, target, follow=args.follow)
     if args.follow and settings.offload_export_metrics_port:
         host, port = settings.offload_export_metrics_host, settings.offload_export_metrics_port

@@ -84,9 +84,9 @@ class ExportMetrics:
         self.skipped[(table, reason)] += 1
         self.skipped_records.labels(table=table, reason=reason).inc()
 
-    def duplicate(self, table: str) -> None:
-        self.duplicates[table] += 1
-        self.duplicate_records.labels(table=table).inc()
+    def duplicate(self, table: str, count: int = 1) -> None:
+        self.duplicates[table] += count
+        self.duplicate_records.labels(table=table).inc(count)
 
     def snapshot(self, seconds: float) -> None:
         self.last_snapshot_time.set(time.time())

@@ -2,13 +2,10 @@
 
 Each reader turns a record of its topic into a tuple of the table's columns, in the order of its row model
 (``offload_bridge.schemas.analytics``), with times as unix milliseconds (arrow takes them as
-``timestamp[ms, UTC]`` without a detour through ``datetime``). The export reads every record of the topics
-from the oldest, so this runs once per record and is written for speed. Events, the bulk, are decoded by
-msgspec into a struct of just the fields the row needs (the rest of the body, ``result`` included, is
-skipped without building Python objects): several times cheaper than ``json.loads`` plus checks, and what
-keeps the export within reach of a raw consumer (``bench/export.py``). A body the struct does not fit (a
-field of another type, a required one missing) goes the slow way, ``json.loads`` and a check per field,
-which is also what names the reason of a skip; outcomes, a few per case, always go that way.
+``timestamp[ms, UTC]`` without a detour through ``datetime``): ``json.loads`` and a check per field. This is
+the reference for what makes a row and what names the reason of a skip. The bulk of ``case-events`` is read
+a batch at a time, in columns (``export.batch``), which sends here every record it cannot read the same
+way; outcomes, a few per case, and the small batches of a quiet topic always come here.
 
 What makes a row, and what does not:
 
@@ -34,8 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-import msgspec
-
 from offload_bridge.analytics.tables import ANSWERS, CASE_REQUESTS, EVENTS, TableSpec
 from offload_bridge.schemas.headers import RECEIVED_AT_HEADER, SOURCE_HEADER
 
@@ -55,8 +50,7 @@ class Skip:
 
 class Row(NamedTuple):
     """A row's column values (the row model's order), the ``date=`` partition it goes to, and for events
-    the id it is deduplicated on. A named tuple: one is made per record, and a frozen dataclass costs
-    several times as much to make."""
+    the id it is deduplicated on."""
 
     values: tuple[Any, ...]
     date: str
@@ -103,7 +97,9 @@ def _object(value: bytes | None) -> dict[str, Any]:
     if not value:
         raise _Invalid("not_json", "empty value")
     try:
-        payload = json.loads(value)
+        # JSON on Kafka is UTF-8 (RFC 8259). json.loads would also take UTF-16 or UTF-32 bytes, which the
+        # body column, UTF-8 text, cannot hold.
+        payload = json.loads(value.decode("utf-8"))
     except ValueError as error:  # UnicodeDecodeError is a ValueError too
         raise _Invalid("not_json", str(error)) from None
     if not isinstance(payload, dict):
@@ -129,36 +125,20 @@ def utc_date(ms: int) -> str:
 Reader = Callable[[bytes | None, Headers, int, int, int], "Row | Skip | None"]
 
 
-class _EventData(msgspec.Struct):
-    caseId: str
-    status: str
-    resultStatus: str | None = None
-    inputRequestId: str | None = None
-    inputRequest: str | None = None
-    attemptCount: int | None = None
-    clientReferenceId: str | None = None
-    channel: str | None = None
-    failureReason: str | None = None
-
-
-class _Envelope(msgspec.Struct):
-    event_id: str
-    event_type: str
-    timestamp: int
-    data: _EventData
-
-
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+MS_DIGITS = 18  # a unix time in ms has 13 digits; 64 bits hold any number of 18
 
 
 def _event_headers(headers: Headers, timestamp_ms: int) -> tuple[int, str | None]:
-    """(received_at, source) from the ingress' headers; without ``received_at`` the record's Kafka
-    timestamp stands in."""
+    """(received_at, source) from the ingress' headers; without ``received_at`` (or one that is not a
+    number of ASCII digits) the record's Kafka timestamp stands in."""
     if not headers:
         return timestamp_ms, None
     named = headers if isinstance(headers, dict) else dict(headers)
     received, source = named.get(RECEIVED_AT_HEADER), named.get(SOURCE_HEADER)
-    received_at = int(received) if received is not None and received.isdigit() else timestamp_ms
+    if isinstance(received, str):
+        received = received.encode()
+    is_time = received is not None and received.isdigit() and len(received) <= MS_DIGITS
+    received_at = int(received) if received is not None and is_time else timestamp_ms
     if isinstance(source, bytes):
         source = source.decode("utf-8", "replace")
     return received_at, source
@@ -167,46 +147,9 @@ def _event_headers(headers: Headers, timestamp_ms: int) -> tuple[int, str | None
 def read_event(
     value: bytes | None, headers: Headers, partition: int, offset: int, timestamp_ms: int
 ) -> Row | Skip:
-    """A ``case-events`` record (the webhook body as received) as an ``events`` row."""
-    try:
-        envelope = _decode_envelope(value or b"")
-    except (msgspec.DecodeError, TypeError):
-        return _read_event_slowly(value, headers, partition, offset, timestamp_ms)
-    data = envelope.data
-    if (
-        not (envelope.event_id and envelope.event_type and data.caseId and data.status)
-        or envelope.timestamp < 0
-    ):
-        return _read_event_slowly(value, headers, partition, offset, timestamp_ms)
-    assert value is not None
-    received_at, source = _event_headers(headers, timestamp_ms)
-    values = (
-        envelope.event_id,
-        data.caseId,
-        envelope.event_type,
-        data.status,
-        data.resultStatus,
-        envelope.timestamp,
-        received_at,
-        source,
-        data.inputRequestId,
-        data.inputRequest,
-        data.attemptCount,
-        data.clientReferenceId,
-        data.channel,
-        data.failureReason,
-        value.decode("utf-8"),
-        partition,
-        offset,
-    )
-    return Row(values, utc_date(envelope.timestamp), envelope.event_id)
-
-
-def _read_event_slowly(
-    value: bytes | None, headers: Headers, partition: int, offset: int, timestamp_ms: int
-) -> Row | Skip:
-    """``read_event`` for a body the fast decoder refused: each field checked on its own, optional ones of
-    another type read as null, and the reason named when the record makes no row."""
+    """A ``case-events`` record (the webhook body as received) as an ``events`` row: the envelope's
+    ``event_id``, ``event_type`` and ``timestamp`` and ``data.caseId`` and ``data.status`` are required;
+    optional fields of another type than expected read as null."""
     try:
         envelope = _object(value)
         event_id = _required_text(envelope, "event_id")
