@@ -643,7 +643,8 @@ class Settings(BaseSettings):
         le=10_000_000,
         description=(
             "A partition's buffered rows are written as files once they reach this many rows: larger files "
-            "read faster and cost more memory while buffered (about 0.7 KB a row for events, `bench/export.py`)."
+            "read faster and cost more memory while buffered (about 0.7 KB a row for events, measured by "
+            "`bench/export.py`)."
         ),
     )
     offload_export_roll_s: float = Field(
