@@ -284,7 +284,7 @@ def test_a_reader_consumes_events_and_state_in_a_group_of_its_own(broker: Secure
 def test_the_exporter_exports(broker: SecureBroker, stack: Stack, tmp_path: Path) -> None:
     exported = cli(as_role(broker, Role.EXPORTER), "export", "--to", str(tmp_path / "tables"))
     assert exported.returncode == 0, exported.stderr
-    assert list((tmp_path / "tables" / "events").rglob("*.parquet"))
+    assert list((tmp_path / "tables" / "events").rglob("*.parquet")), exported.stdout + exported.stderr
 
 
 @pytest.mark.parametrize(

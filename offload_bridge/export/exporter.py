@@ -163,6 +163,7 @@ class Exporter:
         self.partitions: dict[Key, PartitionBuffer] = {}
         self.end: dict[Key, int] = {}  # without follow: where the run stops
         self._assigned = False
+        self._others_asked_at = 0.0  # monotonic time the group's offsets were last asked (_others_done)
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         self._snapshot_state: frozenset[tuple[str, int]] | None = None
@@ -379,18 +380,40 @@ class Exporter:
         return NotAuthorized(principal_of(self.settings), "read", resource, code)
 
     def _reached_end(self) -> bool:
-        """Without follow: every partition this member owns is read up to the run's end offsets."""
+        """Without follow: the group has every partition up to the run's end offsets.
+
+        Those this member owns are read to their end; the others (another member's, or not assigned to
+        anyone yet) must show a committed offset at their end. An assignment can come empty, or short, while
+        the group's metadata is still incomplete (a loaded broker, a principal's first metadata request): a
+        member that ended on "all my partitions are done" would then export nothing and exit 0.
+        """
         if not self._assigned or self._consumer is None:
             return False
         behind = [key for key, buffer in self.partitions.items() if buffer.next < self.end[key]]
-        if not behind:
+        if behind:
+            # Records that are no data (transaction markers) can end a partition: the consumer's position
+            # passes them though no record shows it.
+            positions = self._consumer.position([TopicPartition(*key) for key in behind])
+            if any(
+                position.offset < self.end[(position.topic, position.partition)] for position in positions
+            ):
+                return False
+        return self._others_done()
+
+    def _others_done(self) -> bool:
+        """True when every partition with records that this member does not own is committed to its end.
+        Asked of the group at most once a second."""
+        assert self._consumer is not None
+        others = [key for key, end in self.end.items() if end > 0 and key not in self.partitions]
+        if not others:
             return True
-        # Records that are no data (transaction markers) can end a partition: the consumer's position
-        # passes them though no record shows it.
-        positions = self._consumer.position([TopicPartition(*key) for key in behind])
-        return all(
-            position.offset >= self.end[(position.topic, position.partition)] for position in positions
-        )
+        now = time.monotonic()
+        if now - self._others_asked_at < 1.0:
+            return False
+        self._others_asked_at = now
+        wanted = [TopicPartition(*key) for key in others]
+        committed = self._consumer.committed(wanted, timeout=KAFKA_TIMEOUT_S)
+        return all(tp.offset >= self.end[(tp.topic, tp.partition)] for tp in committed)
 
     # --- flushes ---------------------------------------------------------------------------------------
 
