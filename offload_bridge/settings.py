@@ -244,6 +244,15 @@ class Settings(BaseSettings):
     offload_reconcile_after_answer_s: float = Field(default=60.0, ge=0, le=86_400)
     offload_reconcile_after_create_s: float = Field(default=60.0, ge=0, le=86_400)
     offload_reconcile_after_next_action_s: float = Field(default=30.0, ge=0, le=86_400)
+    offload_reconcile_safety_interval_s: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        le=30 * 86_400,
+        description="With the hints on, a case whose next move a hint covers (it waits for an answer to"
+        " its question, or for the nextActionAt Offload gave) gets no backoff checks, only the hint's check"
+        " and one every this many seconds, for the moves no hint foresees (an answer given outside the"
+        " bridge, a counterparty replying before the next follow-up). Default 28800 (8 h).",
+    )
     # How often the worker looks for due cases (a lookup in an index of due times: cheap).
     offload_reconcile_interval_s: float = Field(default=2.0, gt=0, le=86_400)
     # Calls in flight at once, at most OFFLOAD_RECONCILE_RPS started a second, and never more than
