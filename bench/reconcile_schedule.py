@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name, settings in (
         ("default", Settings()),
+        ("safety checks every 4 h", Settings(offload_reconcile_safety_interval_s=4 * 3600.0)),
         ("safety checks every 24 h", Settings(offload_reconcile_safety_interval_s=24 * 3600.0)),
         ("no hints", Settings(offload_reconcile_hints=False)),
         (
