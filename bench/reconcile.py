@@ -10,12 +10,14 @@ Method, per policy (old, then new):
 2. Time is compressed: 1 real second is K simulated seconds (``--compress``). Every duration given to the
    worker or the simulator is the simulated one divided by K, every rate multiplied by K
    (``bench.reconcile_plan``); figures are reported in simulated time, repair times in real time too.
-3. CASES cases are created over ``--ramp-h`` simulated hours, the same plan for both policies: a mix of
-   the simulator's scenarios, each case with its own step (Offload's time between two steps, log-uniform
-   over 1-8 h: a counterparty replies hours later), so cases stay open for a simulated day or two. Most
+3. CASES cases are created over ``--ramp-h`` simulated hours (24), the same plan for every policy: a mix
+   of the simulator's scenarios, each case with its own step (Offload's time between two steps,
+   log-uniform over 12-72 h: a counterparty replies hours to days later, follow-ups go out every
+   ``followUpDelayHours``, 72 h by default), so cases stay open for days (up to about three weeks). Most
    go through ``case-requests``; a share (``--direct``) is created with ``POST /cases`` at the simulator
-   and then tracked through ``case-watch``.
-4. A person answers each question once ``case-state`` shows it, after a delay of their own: a question
+   and then tracked through ``case-watch``; every batch of the ramp holds both kinds alike.
+4. A person answers each question once ``case-state`` shows it, after a delay of their own (log-uniform
+   over 0.5-8 h): a question
    whose webhook was dropped is answered only once the reconciler repaired it, as in real life.
 5. Once every case is terminal at the simulator, a settling period (until ``case-state`` equals the truth
    everywhere, or ``--settle-s``); then the figures:
@@ -32,8 +34,15 @@ Method, per policy (old, then new):
 - the GET rate used against the budget (per budget window) and the real rate the machine delivered:
   when that real rate is far below the configured one, this machine was the limit, not the policy.
 
-Run: ``.venv/bin/python -m bench.reconcile`` (about 20 minutes at the default size; ``--cases 200``
-for a trial run of a few minutes). ``--policy new`` runs one policy; ``--json PATH`` saves the figures.
+Both policies get the same budget, by default the README's sizing (4.5 calls per case a day) and a rate of
+twice its mean, so that the budget sets the old policy's pace: every open case in turn, about every 5 h.
+In the simulator every step of a case happens at the ``nextActionAt`` it showed (a reply too, which real
+Offload does not announce): see ``bench.reconcile_schedule`` for unannounced replies.
+
+Run: ``.venv/bin/python -m bench.reconcile`` (about 16 minutes at the default size, a simulated hour a
+real second). ``--policy new`` runs one policy; ``--runs 3`` three runs with seeds seed, seed+1, ... and
+the medians; ``--before-checkout DIR`` (``git worktree add DIR REV``) adds the policy "before": the new
+policy's settings given to the worker of that checkout; ``--json PATH`` saves the figures.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from typing import Any
 import httpx
 from pydantic import HttpUrl, SecretStr
 
-from bench.reconcile_figures import TERMINAL, policy_figures, state_key, table, truth_key
+from bench.reconcile_figures import TERMINAL, policy_figures, state_key, summary, table, truth_key
 from bench.reconcile_plan import POLICIES, CasePlan, Compression, make_plans, policy_env, policy_settings
 from bench.reconcile_world import (
     CounterSampler,
@@ -149,7 +158,12 @@ def stranded(truth: dict[str, Any] | None, views: dict[str, Any]) -> bool:
 
 
 async def run_policy(
-    policy: str, args: argparse.Namespace, plans: list[CasePlan], compression: Compression, workdir: Path
+    policy: str,
+    args: argparse.Namespace,
+    plans: list[CasePlan],
+    compression: Compression,
+    workdir: Path,
+    seed: int,
 ) -> dict[str, Any]:
     prefix = unique_prefix(f"rcb-{policy}")
     run = prefix.rstrip(".")
@@ -173,7 +187,7 @@ async def run_policy(
         "SIMULATOR_FAULT_LATENCY_MS": str(round(args.latency_ms / compression.factor)),
     }
     simulator = ServiceProcess(
-        ["simulator", "--port", str(sim_port), "--seed", str(args.seed)],
+        ["simulator", "--port", str(sim_port), "--seed", str(seed)],
         env=sim_env,
         log_path=logs / "simulator.log",
     )
@@ -189,6 +203,9 @@ async def run_policy(
         "OFFLOAD_WORKER_STANDBY_REPLICAS": "0",  # one worker: a standby copy would have nowhere to live
         "OFFLOAD_WORKER_LOG_LEVEL": "warning",
     }
+    if policy == "before":
+        # The worker of the other checkout: its package comes first on the path (the bench stays this one).
+        worker_env["PYTHONPATH"] = str(Path(args.before_checkout).resolve())
     worker = ServiceProcess(["worker"], env=worker_env, log_path=logs / "worker.log", cwd=logs)
     observer = Observer(settings, plans, compression)
     sampler = CounterSampler(worker_url, every_s=0.25)
@@ -213,8 +230,11 @@ async def run_policy(
         # through a morning rather than in one instant (--ramp-h 0: all at once).
         ramp_s = compression.duration_s(args.ramp_h * 3600)
         batches = RAMP_BATCHES if ramp_s > 0 else 1
+        tracked_ids: list[str] = []  # every batch's: the report tells tracked cases by this
         for batch in range(batches):
-            chosen = plans[batch::batches]
+            # Consecutive plans: every batch holds the mix of bridge-created and tracked cases (taking every
+            # batches-th plan put all tracked ones into one batch in five).
+            chosen = plans[batch * len(plans) // batches : (batch + 1) * len(plans) // batches]
             bridge_plans = [plan for plan in chosen if not plan.direct]
             direct_plans = [plan for plan in chosen if plan.direct]
             await request_cases(settings, bridge_plans, run, compression)
@@ -222,6 +242,7 @@ async def run_policy(
                 sim_url, webhook_url, direct_plans, run, compression, args.phase_timeout
             )
             await asyncio.to_thread(track, settings, direct_ids)
+            tracked_ids += direct_ids
             if batch < batches - 1:
                 await asyncio.sleep(ramp_s / batches)
 
@@ -270,7 +291,7 @@ async def run_policy(
         return policy_figures(
             final,
             observer.views,
-            set(direct_ids),
+            set(tracked_ids),
             sampler.samples,
             sampler.latest,
             compression,
@@ -293,41 +314,56 @@ async def run(args: argparse.Namespace) -> int:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     compression = Compression(args.compress, args.interval_floor_s)
-    plans = make_plans(
-        args.cases,
-        args.direct,
-        args.seed,
-        (args.step_min_h, args.step_max_h),
-        (args.answer_min_h, args.answer_max_h),
-    )
     workdir = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     shown = {
         "compress": args.compress,
         "cases": args.cases,
         "direct": args.direct,
+        "rampSimHours": args.ramp_h,
         "dropRate": args.drop_rate,
         "latencySimMs": args.latency_ms,
         "latencyRealMs": round(args.latency_ms / args.compress),
         "seed": args.seed,
+        "runs": args.runs,
         "stepSimHours": [args.step_min_h, args.step_max_h],
         "answerSimHours": [args.answer_min_h, args.answer_max_h],
         "intervalFloorRealS": args.interval_floor_s,
-        "rpsSim": args.rps,
+        "rpsSim": round(args.rps, 5),
         "budget": f"{args.budget_calls} calls per {args.budget_window_s:g} simulated s",
+        "policies": ",".join(args.policy),
     }
     print("settings: " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
-    figures: dict[str, dict[str, Any]] = {}
-    for policy in args.policy:
-        figures[policy] = await run_policy(policy, args, plans, compression, workdir)
-    print()
-    print(table(figures))
-    print("GETs: the worker's GET /stats/reconcile (checked + not_found + forbidden + throttled + invalid)")
+    runs: list[dict[str, dict[str, Any]]] = []
+    for number in range(args.runs):
+        # Each run its own plan and simulator seed; within a run every policy gets the same.
+        seed = args.seed + number
+        plans = make_plans(
+            args.cases,
+            args.direct,
+            seed,
+            (args.step_min_h, args.step_max_h),
+            (args.answer_min_h, args.answer_max_h),
+        )
+        figures: dict[str, dict[str, Any]] = {}
+        for policy in args.policy:
+            figures[policy] = await run_policy(
+                policy, args, plans, compression, workdir / f"run-{number + 1}", seed
+            )
+        runs.append(figures)
+        print(f"\nrun {number + 1} of {args.runs} (seed {seed})")
+        print(table(figures))
+        print(
+            "GETs: the worker's GET /stats/reconcile (checked + not_found + forbidden + throttled + invalid)"
+        )
+    if len(runs) > 1:
+        print()
+        print(summary(runs))
     print()
     print("settings: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
-    for policy, found in figures.items():
+    for policy, found in runs[-1].items():
         print(f"{policy}: " + "  ".join(f"{k}={v}" for k, v in found["settings"].items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": shown, "policies": figures}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"settings": shown, "runs": runs}, indent=2) + "\n")
         print(f"figures saved to {args.json}")
     return 0
 
@@ -336,16 +372,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cases", type=int, default=2_000, help="cases, created over --ramp-h")
+    parser.add_argument("--cases", type=int, default=500, help="cases, created over --ramp-h")
     parser.add_argument("--direct", type=float, default=0.2, help="share created at Offload and tracked")
-    parser.add_argument("--compress", type=float, default=360.0, help="simulated seconds per real second")
     parser.add_argument(
-        "--policy", choices=POLICIES, action="append", help="run only this policy (repeatable; default both)"
+        "--compress",
+        type=float,
+        default=3_600.0,
+        help="simulated seconds per real second (default: a simulated hour a second, so a run of cases"
+        " that live for days takes minutes)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        action="append",
+        help="run only this policy (repeatable; default old and new, and before with --before-checkout)",
+    )
+    parser.add_argument(
+        "--before-checkout",
+        help="a checkout of an earlier version (git worktree add DIR REV): its worker runs the new policy's"
+        " settings as the policy 'before', in the same run",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs, each with its own seed; medians at the end"
     )
     parser.add_argument(
         "--ramp-h",
         type=float,
-        default=4.0,
+        default=24.0,
         help="simulated hours over which the cases are created (0: all at once); the last is created while"
         " nearly all the others are still open",
     )
@@ -357,24 +410,31 @@ def main(argv: list[str] | None = None) -> int:
         help="Offload's latency per call, simulated ms (divided by K)",
     )
     parser.add_argument("--seed", type=int, default=7, help="the case plan's and the simulator's seed")
-    parser.add_argument("--step-min-h", type=float, default=1.0, help="shortest step of a case, simulated h")
-    parser.add_argument("--step-max-h", type=float, default=8.0, help="longest step of a case, simulated h")
-    parser.add_argument("--answer-min-h", type=float, default=1 / 6, help="quickest answer, simulated h")
-    parser.add_argument("--answer-max-h", type=float, default=4.0, help="slowest answer, simulated h")
+    # Offload's pace: a counterparty replies hours to days after an email, follow-ups go out every
+    # followUpDelayHours (72 h by default), so most steps of a case are half a day to three days apart.
+    parser.add_argument("--step-min-h", type=float, default=12.0, help="shortest step of a case, simulated h")
+    parser.add_argument("--step-max-h", type=float, default=72.0, help="longest step of a case, simulated h")
+    parser.add_argument("--answer-min-h", type=float, default=0.5, help="quickest answer, simulated h")
+    parser.add_argument("--answer-max-h", type=float, default=8.0, help="slowest answer, simulated h")
     parser.add_argument(
-        "--rps",
+        "--budget-per-case-day",
         type=float,
-        default=0.25,
-        help="OFFLOAD_RECONCILE_RPS (simulated), both policies: the default, 900 calls a simulated hour, is"
-        " 10.8 calls per case and day for 2,000 cases (the simulator's cases change every 1-8 h, far more"
-        " often than Offload's), and 90 real calls a second at the default compression, which this machine"
-        " keeps up with",
+        default=4.5,
+        help="the budget, both policies, as the README sizes it: this many calls per case a day"
+        " (--budget-calls = cases x this x window / 1 day, unless given)",
     )
     parser.add_argument(
-        "--budget-calls", type=int, default=900, help="OFFLOAD_RECONCILE_BUDGET_CALLS, both policies"
+        "--budget-calls", type=int, help="OFFLOAD_RECONCILE_BUDGET_CALLS, both policies (see above)"
     )
     parser.add_argument(
         "--budget-window-s", type=float, default=3_600.0, help="OFFLOAD_RECONCILE_BUDGET_WINDOW_S (simulated)"
+    )
+    parser.add_argument(
+        "--rps",
+        type=float,
+        help="OFFLOAD_RECONCILE_RPS (simulated), both policies; default twice the budget's mean rate, so the"
+        " budget, not the rate, bounds the calls. At the defaults: 94 calls a simulated hour, 94 real calls a"
+        " second, which this machine keeps up with",
     )
     parser.add_argument(
         "--interval-floor-s", type=float, default=0.05, help="shortest real OFFLOAD_RECONCILE_INTERVAL_S"
@@ -385,7 +445,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase-timeout", type=float, default=900.0, help="deadline of each phase, real s")
     parser.add_argument("--json", help="save the figures to this file")
     args = parser.parse_args(argv)
-    args.policy = list(dict.fromkeys(args.policy or POLICIES))
+    default_policies = ("old", "before", "new") if args.before_checkout else ("old", "new")
+    args.policy = list(dict.fromkeys(args.policy or default_policies))
+    if "before" in args.policy and not args.before_checkout:
+        parser.error("--policy before needs --before-checkout")
+    if args.budget_calls is None:
+        args.budget_calls = max(
+            1, round(args.cases * args.budget_per_case_day * args.budget_window_s / 86_400)
+        )
+    if args.rps is None:
+        args.rps = 2 * args.budget_calls / args.budget_window_s
     return asyncio.run(run(args))
 
 

@@ -185,11 +185,13 @@ def _share(counts: dict[str, int]) -> str:
 
 
 def table(figures: dict[str, dict[str, Any]]) -> str:
-    """old | new | new/old, one line per figure."""
-    rows: list[tuple[str, Any, Any, bool]] = []  # label, old, new, ratio wanted
+    """One column per policy run, then new/old (and new/before when "before" ran), one line per figure."""
+    policies = [policy for policy in ("old", "before", "new") if policy in figures]
+    ratios = [(a, b) for a, b in (("new", "old"), ("new", "before")) if a in figures and b in figures]
+    rows: list[tuple[str, list[Any], bool]] = []  # label, a value per policy, ratio wanted
 
     def row(label: str, pick: Any, ratio: bool = True) -> None:
-        rows.append((label, pick(figures.get("old")), pick(figures.get("new")), ratio))
+        rows.append((label, [pick(figures[policy]) for policy in policies], ratio))
 
     def get(*path: str) -> Any:
         def pick(f: dict[str, Any] | None) -> Any:
@@ -223,10 +225,84 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
     row("  configured rate, real GETs/s", get("limitRealGetsPerS"), False)
 
     width = max(len(label) for label, *_ in rows)
-    lines = [f"{'':{width}}  {'old':>34}  {'new':>34}  {'new/old':>8}"]
-    for label, old, new, wanted in rows:
-        ratio = "-"
-        if wanted and isinstance(old, int | float) and isinstance(new, int | float) and old:
-            ratio = f"{new / old:.2f}x"
-        lines.append(f"{label:{width}}  {_fmt(old):>34}  {_fmt(new):>34}  {ratio:>8}")
+    value_width = 34 if len(policies) < 3 else 26
+    header = "".join(f"  {policy:>{value_width}}" for policy in policies)
+    header += "".join(f"  {f'{a}/{b}':>10}" for a, b in ratios)
+    lines = [f"{'':{width}}{header}"]
+    for label, values, wanted in rows:
+        by_policy = dict(zip(policies, values, strict=True))
+        line = f"{label:{width}}" + "".join(f"  {_fmt(value):>{value_width}}" for value in values)
+        for a, b in ratios:
+            line += f"  {_ratio(by_policy[a], by_policy[b]) if wanted else '-':>10}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return f"{a / b:.2f}x"
+    return "-"
+
+
+# The figures summed up over several runs (--runs): their medians, and the median of each run's ratio.
+_SUMMARY = (
+    ("repair p50, simulated h", ("repairSimH", "p50")),
+    ("repair p95, simulated h", ("repairSimH", "p95")),
+    ("repair max, simulated h", ("repairSimH", "max")),
+    ("never repaired", ("unrepaired",)),
+    ("GETs per open case per day", ("getsPerOpenCaseDay",)),
+    ("peak GETs in one budget window", ("peakGetsInBudgetWindow",)),
+    ("real GETs/s mean", ("realGetsPerS",)),
+)
+
+
+def _pick(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = figures
+    for part in path:
+        value = None if value is None else value.get(part)
+    return value
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summary(runs: list[dict[str, dict[str, Any]]]) -> str:
+    """Medians over runs: each policy's figure, and the median of the per-run ratios (each run's anchor
+    is the old policy measured in that run)."""
+    policies = [policy for policy in ("old", "before", "new") if all(policy in run for run in runs)]
+    ratios = [(a, b) for a, b in (("new", "old"), ("new", "before")) if a in policies and b in policies]
+    width = max(len(label) for label, _ in _SUMMARY)
+    header = "".join(f"  {policy:>12}" for policy in policies) + "".join(
+        f"  {f'{a}/{b}':>10}" for a, b in ratios
+    )
+    lines = [f"medians over {len(runs)} runs", f"{'':{width}}{header}"]
+    for label, path in _SUMMARY:
+        line = f"{label:{width}}"
+        for policy in policies:
+            values = [v for run in runs if isinstance(v := _pick(run[policy], path), int | float)]
+            line += f"  {_fmt(_median([float(v) for v in values]), 2):>12}"
+        for a, b in ratios:
+            per_run = [
+                float(x) / float(y)
+                for run in runs
+                if isinstance(x := _pick(run[a], path), int | float)
+                and isinstance(y := _pick(run[b], path), int | float)
+                and y
+            ]
+            median = _median(per_run)
+            line += f"  {'-' if median is None else f'{median:.2f}x':>10}"
+        lines.append(line)
+        if path == ("repairSimH", "p95"):
+            per_run_text = ", ".join(
+                _ratio(_pick(run["new"], path), _pick(run["old"], path))
+                for run in runs
+                if "new" in run and "old" in run
+            )
+            if per_run_text:
+                lines.append(f"{'  p95 new/old per run':{width}}  {per_run_text}")
     return "\n".join(lines)

@@ -16,20 +16,22 @@ from offload_bridge.settings import Settings
 
 # What the policies take from the reconcile settings: the new policy is the worker's defaults. The old
 # policy is the same machinery with no backoff, no hints and one call in flight: every open case idle for
-# STALE_S is asked again and again.
+# STALE_S is asked again and again. "before" is the new policy's settings given to the worker of another
+# checkout (--before-checkout: an earlier version of the schedule, measured in the same run).
 _NAMES = (
     "STALE_S", "BACKOFF_FACTOR", "MAX_INTERVAL_S", "JITTER", "HINTS", "AFTER_ANSWER_S", "AFTER_CREATE_S",
-    "AFTER_NEXT_ACTION_S", "CONCURRENCY", "RPS", "BUDGET_CALLS", "BUDGET_WINDOW_S", "INTERVAL_S",
+    "AFTER_NEXT_ACTION_S", "SAFETY_INTERVAL_S", "CONCURRENCY", "RPS", "BUDGET_CALLS", "BUDGET_WINDOW_S",
+    "INTERVAL_S",
 )  # fmt: skip
 _DEFAULTS = Settings()
 NEW_DEFAULTS: dict[str, float | int | bool] = {
     name: getattr(_DEFAULTS, f"offload_reconcile_{name.lower()}") for name in _NAMES
 }
 OLD_OVERRIDES: dict[str, float | int | bool] = {"BACKOFF_FACTOR": 1, "HINTS": False, "CONCURRENCY": 1}
-POLICIES = ("old", "new")
+POLICIES = ("old", "new", "before")
 
 DURATIONS = ("STALE_S", "MAX_INTERVAL_S", "AFTER_ANSWER_S", "AFTER_CREATE_S", "AFTER_NEXT_ACTION_S",
-             "BUDGET_WINDOW_S", "INTERVAL_S")  # fmt: skip
+             "SAFETY_INTERVAL_S", "BUDGET_WINDOW_S", "INTERVAL_S")  # fmt: skip
 RATES = ("RPS",)
 # Today's settings refuse OFFLOAD_RECONCILE_RPS above this; a compressed rate is capped to it.
 MAX_RPS = 10_000.0

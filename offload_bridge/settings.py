@@ -561,6 +561,15 @@ class Settings(BaseSettings):
         le=86_400,
         description="With the hints on: check a case this many seconds after Offload's `nextActionAt`.",
     )
+    offload_reconcile_safety_interval_s: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        le=30 * 86_400,
+        description="With the hints on, a case whose next move a hint covers (it waits for an answer to"
+        " its question, or for the nextActionAt Offload gave) gets no backoff checks, only the hint's check"
+        " and one every this many seconds, for the moves no hint foresees (an answer given outside the"
+        " bridge, a counterparty replying before the next follow-up). Default 28800 (8 h).",
+    )
     offload_reconcile_interval_s: float = Field(
         default=2.0,
         gt=0,

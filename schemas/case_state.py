@@ -82,6 +82,11 @@ class CheckSchedule(BaseModel):
         description="dueAt comes from a hint (an answer, a creation, Offload's nextActionAt), not the"
         " backoff: such checks go first when the budget is short",
     )
+    covered: bool = Field(
+        default=False,
+        description="dueAt is only the safety check of a case whose next move a hint covers (it waits for"
+        " our answer, or for Offload's nextActionAt): such checks go last when the budget is short",
+    )
 
 
 class CaseRecord(BaseModel):

@@ -14,13 +14,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from offload_bridge.kafka.partitioning import partition_for
-from offload_bridge.schemas.case_state import CaseRecord, CaseState
+from offload_bridge.schemas.case_state import CaseRecord, CaseState, CheckSchedule
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.streams.offload_api import OffloadApi
-from offload_bridge.streams.reconcile.due import DueIndex, due_at
+from offload_bridge.streams.reconcile.due import DueIndex, Rank, due_at, rank_of
 from offload_bridge.streams.reconcile.sweep import Reconciler, reconcile_counts
 from offload_bridge.streams.storage import PydanticCodec
 from tests.inprocess_support import PARTITIONS, MemoryTable, PublishedEvents, settings
+
+BACKOFF, HINT, SAFETY = Rank.BACKOFF, Rank.HINT, Rank.SAFETY
 
 
 def state(case_id: str, status: str | None, updated_at: int) -> CaseState:
@@ -119,7 +121,7 @@ def test_a_rebuild_replaces_the_named_partitions_and_keeps_the_others() -> None:
     index = held(0, 1)
     index.set("old", 0, 100)
     index.set("kept", 1, 100)
-    scan = [("new", 0, 50, False), ("other", 2, 10, False), ("also", 3, 10, False)]
+    scan = [("new", 0, 50, BACKOFF), ("other", 2, 10, BACKOFF), ("also", 3, 10, BACKOFF)]
     index.rebuild({0, 3}, scan)
     assert index.partitions() == {0, 1, 3}
     assert "old" not in index and "other" not in index
@@ -131,7 +133,7 @@ def test_a_rebuild_replaces_the_named_partitions_and_keeps_the_others() -> None:
 def test_a_rebuild_takes_a_case_filed_under_another_partition_over() -> None:
     index = held(0, 1)
     index.set("c", 1, 100)  # the hub filed it under partition 1
-    index.rebuild({0}, [("c", 0, 200, False)])  # the scan finds it in partition 0
+    index.rebuild({0}, [("c", 0, 200, BACKOFF)])  # the scan finds it in partition 0
     assert index.due(now=500, partitions={1}) == [] and index.due(now=500, partitions={0}) == ["c"]
     index.drop({1})
     assert "c" in index  # partition 1's drop does not take it
@@ -279,12 +281,44 @@ async def test_changes_heard_while_a_background_rebuild_scans_win_over_what_it_r
 def test_cases_a_hint_made_due_come_before_backoff_checks_each_oldest_first() -> None:
     index = held(0, 1)
     index.set("backoff-old", 0, 100)
-    index.set("hinted-new", 1, 400, hinted=True)
+    index.set("hinted-new", 1, 400, HINT)
     index.set("backoff-new", 1, 300)
-    index.set("hinted-old", 0, 200, hinted=True)
+    index.set("hinted-old", 0, 200, HINT)
     assert index.due(now=500) == ["hinted-old", "hinted-new", "backoff-old", "backoff-new"]
     index.set("hinted-new", 1, 400)  # its check moved to the backoff, same time
     assert index.due(now=500) == ["hinted-old", "backoff-old", "backoff-new", "hinted-new"]
     index.drop({0})
-    index.rebuild({0}, [("hinted-old", 0, 200, True), ("x", 0, 50, False)])
+    index.rebuild({0}, [("hinted-old", 0, 200, HINT), ("x", 0, 50, BACKOFF)])
     assert index.due(now=500) == ["hinted-old", "x", "backoff-new", "hinted-new"]
+
+
+def test_safety_checks_of_covered_cases_come_after_backoff_checks_also_after_a_rebuild() -> None:
+    index = held(0, 1)
+    index.set("safety-old", 0, 10, SAFETY)
+    index.set("backoff", 1, 300)
+    index.set("hinted", 1, 400, HINT)
+    index.set("safety-new", 1, 350, SAFETY)
+    assert index.due(now=500) == ["hinted", "backoff", "safety-old", "safety-new"]
+    index.rebuild({0}, [("safety-old", 0, 10, SAFETY), ("b0", 0, 450, BACKOFF)])
+    assert index.due(now=500) == ["hinted", "backoff", "b0", "safety-old", "safety-new"]
+    index.set("safety-new", 1, 350, HINT)  # an answer was delivered: same time, now a hint's
+    assert index.due(now=500) == ["safety-new", "hinted", "backoff", "b0", "safety-old"]
+
+
+def test_a_check_overdue_for_long_goes_first_whatever_its_rank_so_none_is_starved() -> None:
+    index = DueIndex(promote_after_ms=1_000)
+    index.rebuild({0}, [])
+    index.set("safety", 0, 100, SAFETY)
+    index.set("backoff", 0, 200)
+    index.set("hinted", 0, 1_000, HINT)
+    assert index.due(now=1_050) == ["hinted", "backoff", "safety"]
+    # 1,000 ms overdue: first, even before a fresh hint; then by rank again.
+    assert index.due(now=1_100) == ["safety", "hinted", "backoff"]
+    assert index.due(now=1_200) == ["safety", "backoff", "hinted"]  # both old: oldest first
+
+
+def test_the_rank_of_a_check_comes_from_its_schedule() -> None:
+    assert rank_of(None) is BACKOFF
+    assert rank_of(CheckSchedule(dueAt=1, intervalMs=1)) is BACKOFF
+    assert rank_of(CheckSchedule(dueAt=1, intervalMs=1, hinted=True)) is HINT
+    assert rank_of(CheckSchedule(dueAt=1, intervalMs=1, covered=True)) is SAFETY

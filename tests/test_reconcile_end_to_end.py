@@ -99,6 +99,10 @@ def test_every_case_ends_equal_to_offloads_truth_despite_lost_webhooks(
             topics, sim.base_url, offload_public_webhook_url=HttpUrl(webhook_url),
             offload_reconcile_interval_s=RECONCILE_INTERVAL_S, offload_reconcile_stale_s=1.0,
             offload_reconcile_rps=200.0, offload_retry_base_s=0.2, offload_retry_max_s=2.0,
+            # Time runs fast here (a step of 100 ms), and so do the hints: a case waiting for our answer
+            # gets no backoff checks, only the answer's.
+            offload_reconcile_after_answer_s=0.5, offload_reconcile_after_create_s=0.5,
+            offload_reconcile_after_next_action_s=0.1,
         )  # fmt: skip
         worker = Worker(settings, tmp_path)
         with running_workers(worker):

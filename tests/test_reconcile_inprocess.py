@@ -174,3 +174,33 @@ async def test_a_sweep_reads_the_due_cases_only_never_the_terminal_ones(sim: Sim
     await sweep.sweep()
     assert table.walks == 0 and table.reads == [] and len(sweep.index) == 50
     assert sweep.counters["checked"] == 1
+
+
+async def test_a_check_finding_the_case_waiting_for_our_answer_leaves_it_to_the_safety_check(
+    sim: Simulator,
+) -> None:
+    """It cannot move until answered: no backoff checks (10, 30, 90 min) that could only find nothing."""
+    case_id = await sim.create_case(case_body(scenario="input_then_complete"))
+    await sim.wait_for_case(case_id, lambda c: c["status"] == "INPUT_NEEDED")
+    table = MemoryTable({case_id: known(case_id, "RUNNING", LONG_AGO)})
+    sweep = reconciler(sim, table, settings(offload_reconcile_rps=1000, offload_reconcile_jitter=0.0))
+    before = now_ms()
+    await sweep.sweep()
+    check = table[case_id].check
+    assert check is not None and check.covered and not check.hinted
+    assert before + 8 * 3600_000 <= check.dueAt <= now_ms() + 8 * 3600_000
+
+
+async def test_a_check_finding_a_step_scheduled_comes_back_just_after_it_not_on_the_backoff(
+    sim: Simulator,
+) -> None:
+    # A long step: Offload's nextActionAt is an hour ahead.
+    case_id = await sim.create_case(case_body(scenario="complete", step_ms=3_600_000))
+    truth = await sim.wait_for_case(case_id, lambda c: c["status"] == "CREATED")
+    table = MemoryTable({case_id: known(case_id, "CREATED", LONG_AGO, last_event_at=truth["updatedAt"])})
+    sweep = reconciler(sim, table, settings(offload_reconcile_rps=1000, offload_reconcile_jitter=0.0))
+    await sweep.sweep()
+    check = table[case_id].check
+    next_action_at = (await sim.get_case(case_id))["nextActionAt"]
+    assert check is not None and check.hinted and not check.covered
+    assert (check.nextActionAt, check.dueAt) == (next_action_at, next_action_at + 30_000)

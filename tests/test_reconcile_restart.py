@@ -25,10 +25,10 @@ def test_a_restarted_worker_reconciles_the_open_cases_its_table_recovered(
         # A case long finished that Offload no longer knows: asking about it would count not_found.
         publish_webhook(topics, event_body("finished-1", "case.completed", 1_000, "COMPLETED"))
 
-        # The first run folds both, scheduling the open case's check 2 s after its event; its reconciler
-        # looks for due cases only after an hour, so never meanwhile.
+        # The first run folds both, scheduling the open case's check 2 s after its event (it waits for an
+        # answer: a safety check); its reconciler looks for due cases only after an hour, so never meanwhile.
         quiet = with_offload(
-            topics, sim.base_url, offload_reconcile_interval_s=3600.0, offload_reconcile_stale_s=2.0
+            topics, sim.base_url, offload_reconcile_interval_s=3600.0, offload_reconcile_safety_interval_s=2.0
         )
         first = Worker(quiet, tmp_path, name="first")
         with running_workers(first):
@@ -38,7 +38,7 @@ def test_a_restarted_worker_reconciles_the_open_cases_its_table_recovered(
         # The same member again (same URL), now looking every second: the schedule it recovered with the
         # table says the case is due.
         sweeping = with_offload(
-            topics, sim.base_url, offload_reconcile_interval_s=1.0, offload_reconcile_stale_s=2.0
+            topics, sim.base_url, offload_reconcile_interval_s=1.0, offload_reconcile_safety_interval_s=2.0
         )
         again = Worker(sweeping, tmp_path, name="again", port=first.port)
         with running_workers(again):

@@ -27,10 +27,12 @@ def test_a_case_checked_before_a_sigkill_waits_for_its_recovered_schedule_after_
         event = synthesize(OffloadCase.model_validate(truth))
         assert event is not None
         publish_webhook(topics, event.body)
-        # First check 1 s after the event; a quiet one pushes the next 100 s away.
+        # First check 1 s after the event; a quiet one pushes the next 100 s away. (The backoff alone: with
+        # the hints, a case waiting for our answer would get only the safety checks.)
         settings = with_offload(
             topics, sim.base_url, offload_reconcile_interval_s=0.3, offload_reconcile_stale_s=1.0,
             offload_reconcile_backoff_factor=100.0, offload_reconcile_jitter=0.0,
+            offload_reconcile_hints=False,
         )  # fmt: skip
         first = Worker(settings, tmp_path, name="first")
         with running_workers(first):

@@ -5,8 +5,10 @@ with a million cases, most of them long terminal, that walk was nearly all of a 
 keeps only the open cases, ordered by the time each is due, per table partition: a sweep reads the due
 prefix of each owned partition, and a terminal case is not in it at all.
 
-When a case is due is decided in one place, ``due_at``; the index itself knows only times, and which of
-them a hint set: when the call budget is short, a hinted check (likely news) goes before a backoff one.
+When a case is due is decided in one place, ``due_at``; the index itself knows only times, and the rank
+of each check (``rank_of``): when the call budget is short, a check a hint set (likely news) goes before
+a backoff one, and the safety check of a case a hint covers (least likely news) goes last. A check
+overdue for long goes first whatever its rank, so a short budget delays every case but loses none.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Iterator
+from enum import IntEnum
 
 from sortedcontainers import SortedList
 
-from offload_bridge.schemas.case_state import CaseRecord
+from offload_bridge.schemas.case_state import CaseRecord, CheckSchedule
 from offload_bridge.schemas.events import TERMINAL_STATUSES
 
 
@@ -36,6 +39,23 @@ def due_at(record: CaseRecord, stale_s: float) -> int | None:
     return state.updatedAt + math.ceil(stale_s * 1000)
 
 
+class Rank(IntEnum):
+    """Which due checks go first when the budget is short: the lower, the likelier the news."""
+
+    HINT = 0  # just after what makes a case move (an answer, a creation, Offload's nextActionAt)
+    BACKOFF = 1
+    SAFETY = 2  # a case whose next move a hint covers: checked in case it moved unforeseen
+
+
+def rank_of(check: CheckSchedule | None) -> Rank:
+    """The rank of a case's next check (a record with no schedule is on the old staleness rule)."""
+    if check is None:
+        return Rank.BACKOFF
+    if check.hinted:
+        return Rank.HINT
+    return Rank.SAFETY if check.covered else Rank.BACKOFF
+
+
 class DueIndex:
     """Open cases by due time, per table partition.
 
@@ -44,13 +64,15 @@ class DueIndex:
     ``rebuild`` from the table is still to come and will see the change there.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, promote_after_ms: int | None = None) -> None:
+        """``promote_after_ms``: a check overdue this long goes first, whatever its rank (None: never)."""
+        self.promote_after_ms = promote_after_ms
         # (dueAt, caseId) sorted: the due cases of a partition are a prefix, oldest first, ties by caseId.
         self._by_partition: dict[int, SortedList[tuple[int, str]]] = {}
         # caseId -> (partition, dueAt): finds a case's entry to move or remove it.
         self._cases: dict[str, tuple[int, int]] = {}
-        # The cases held whose due time a hint set.
-        self._hinted: set[str] = set()
+        # The rank of the cases held whose check is not a backoff one (most are).
+        self._ranks: dict[str, Rank] = {}
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -67,13 +89,13 @@ class DueIndex:
         entry = self._cases.get(case_id)
         return entry[1] if entry is not None else None
 
-    def set(self, case_id: str, partition: int, due: int | None, hinted: bool = False) -> None:
-        """A case changed: it is due at ``due`` (set by a hint or not), or never (None, a terminal
-        case), from now on."""
+    def set(self, case_id: str, partition: int, due: int | None, rank: Rank = Rank.BACKOFF) -> None:
+        """A case changed: it is due at ``due`` (a check of ``rank``), or never (None, a terminal case),
+        from now on."""
         entry = self._cases.get(case_id)
         if entry == (partition, due):
             if due is not None and partition in self._by_partition:
-                self._mark(case_id, hinted)
+                self._mark(case_id, rank)
             return  # most changes leave the due time alone (an answer noted, a stale event counted)
         if entry is not None:
             # Looked up by the partition the case was filed under, not the one it comes with now: an
@@ -81,19 +103,19 @@ class DueIndex:
             old_partition, old_due = entry
             self._by_partition[old_partition].remove((old_due, case_id))
             del self._cases[case_id]
-            self._hinted.discard(case_id)
+            self._ranks.pop(case_id, None)
         entries = self._by_partition.get(partition)
         if due is None or entries is None:
             return
         entries.add((due, case_id))
         self._cases[case_id] = (partition, due)
-        self._mark(case_id, hinted)
+        self._mark(case_id, rank)
 
-    def _mark(self, case_id: str, hinted: bool) -> None:
-        if hinted:
-            self._hinted.add(case_id)
+    def _mark(self, case_id: str, rank: Rank) -> None:
+        if rank is Rank.BACKOFF:
+            self._ranks.pop(case_id, None)
         else:
-            self._hinted.discard(case_id)
+            self._ranks[case_id] = rank
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Stop holding these partitions (revoked): their cases leave the index."""
@@ -101,10 +123,10 @@ class DueIndex:
             entries = self._by_partition.pop(partition, None)
             for _, case_id in entries or ():
                 del self._cases[case_id]
-                self._hinted.discard(case_id)
+                self._ranks.pop(case_id, None)
 
-    def rebuild(self, partitions: Iterable[int], cases: Iterable[tuple[str, int, int, bool]]) -> None:
-        """Hold ``partitions`` anew, with their open cases ``(caseId, partition, dueAt, hinted)``.
+    def rebuild(self, partitions: Iterable[int], cases: Iterable[tuple[str, int, int, Rank]]) -> None:
+        """Hold ``partitions`` anew, with their open cases ``(caseId, partition, dueAt, rank)``.
 
         What the index held of these partitions is replaced; other partitions held stay as they are.
         Cases of partitions not named are ignored, so ``cases`` may come from one scan of a table that
@@ -114,13 +136,13 @@ class DueIndex:
         self.drop(wanted)
         # Sorted once per partition, rather than one insertion at a time.
         found: dict[int, dict[str, int]] = {partition: {} for partition in wanted}
-        hinted: set[str] = set()
-        for case_id, partition, due, is_hinted in cases:
+        ranks: dict[str, Rank] = {}
+        for case_id, partition, due, rank in cases:
             of_partition = found.get(partition)
             if of_partition is not None:
                 of_partition[case_id] = due
-                if is_hinted:
-                    hinted.add(case_id)
+                if rank is not Rank.BACKOFF:
+                    ranks[case_id] = rank
         for partition, of_partition in found.items():
             for case_id in of_partition.keys() & self._cases.keys():
                 # Filed under another partition held (by an event found in another partition than its
@@ -131,11 +153,11 @@ class DueIndex:
             )
             for case_id, due in of_partition.items():
                 self._cases[case_id] = (partition, due)
-            self._hinted.update(hinted & of_partition.keys())
+            self._ranks.update((case_id, ranks[case_id]) for case_id in ranks.keys() & of_partition.keys())
 
     def due(self, now: int, partitions: Iterable[int] | None = None) -> list[str]:
-        """The cases due at ``now`` (due time <= now) in ``partitions`` (default: all held): those a hint
-        made due first, then the others, each oldest first.
+        """The cases due at ``now`` (due time <= now) in ``partitions`` (default: all held): by rank (a
+        check overdue by ``promote_after_ms`` or more counts as a hint's), each rank oldest first.
 
         Costs a lookup per partition plus the due cases themselves: cases not due yet are not read.
         """
@@ -146,8 +168,17 @@ class DueIndex:
             if entries is not None:
                 # Everything below (now + 1, ""), the smallest entry due after now.
                 prefixes.append(entries.irange(maximum=(now + 1, ""), inclusive=(True, False)))
-        ordered = [case_id for _, case_id in heapq.merge(*prefixes)]
-        hinted = self._hinted
-        if not hinted:
-            return ordered
-        return [c for c in ordered if c in hinted] + [c for c in ordered if c not in hinted]
+        ordered = list(heapq.merge(*prefixes))
+        ranks = self._ranks
+        if not ranks:
+            return [case_id for _, case_id in ordered]
+        promoted_before = now - self.promote_after_ms if self.promote_after_ms is not None else None
+
+        def rank(entry: tuple[int, str]) -> Rank:
+            due, case_id = entry
+            if promoted_before is not None and due <= promoted_before:
+                return Rank.HINT
+            return ranks.get(case_id, Rank.BACKOFF)
+
+        # Stable: oldest first within each rank.
+        return [case_id for _, case_id in sorted(ordered, key=rank)]

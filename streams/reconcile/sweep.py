@@ -27,11 +27,11 @@ from offload_bridge.settings import Settings
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.reconcile.diff import ReconcileDecision, SynthesizedEvent, decide_reconcile
-from offload_bridge.streams.reconcile.due import DueIndex, due_at
+from offload_bridge.streams.reconcile.due import DueIndex, Rank, due_at, rank_of
 from offload_bridge.streams.reconcile.fetch import FetchKind, FetchResult, fetch_case
 from offload_bridge.streams.reconcile.gate import CallGate
 from offload_bridge.streams.reconcile.repairs import RepairLatency
-from offload_bridge.streams.reconcile.schedule import SchedulePolicy
+from offload_bridge.streams.reconcile.schedule import SchedulePolicy, offload_waits_for_answer
 from offload_bridge.streams.retry import backoff_s
 from offload_bridge.streams.state.scan import open_records
 from offload_bridge.streams.state.store import CaseStore
@@ -98,11 +98,12 @@ class Reconciler:
             settings.offload_reconcile_budget_calls,
             settings.offload_reconcile_budget_window_s,
         )
-        self.index = DueIndex()
+        # A check overdue by the schedule's longest wait goes first whatever its rank: none is starved.
+        self.index = DueIndex(promote_after_ms=max(self.policy.max_ms, self.policy.safety_ms))
         self._in_flight: dict[str, asyncio.Task[FetchKind]] = {}
         self._throttles = 0  # consecutive pushbacks, for the worker's pause
         # While a background rebuild scans: the changes heard meanwhile, applied again after it.
-        self._heard_while_scanning: list[tuple[str, int, int | None, bool]] | None = None
+        self._heard_while_scanning: list[tuple[str, int, int | None, Rank]] | None = None
         self._rebuild_task: asyncio.Task[None] | None = None
 
     def due_at(self, record: CaseRecord) -> int | None:
@@ -111,10 +112,10 @@ class Reconciler:
 
     def case_changed(self, case_id: str, partition: int, record: CaseRecord) -> None:
         """A write to the table: move the case in the index (out of it once terminal)."""
-        due, hinted = self.due_at(record), _hinted(record)
-        self.index.set(case_id, partition, due, hinted)
+        due, rank = self.due_at(record), rank_of(record.check)
+        self.index.set(case_id, partition, due, rank)
         if self._heard_while_scanning is not None:
-            self._heard_while_scanning.append((case_id, partition, due, hinted))
+            self._heard_while_scanning.append((case_id, partition, due, rank))
 
     def partitions_revoked(self, partitions: set[int]) -> None:
         """Forget these partitions: whoever gets them next changes them, unseen by ``case_changed``."""
@@ -146,8 +147,8 @@ class Reconciler:
             # The memory store holds objects: read at once, no decoding.
             found = list(scan) if stored is None else await asyncio.to_thread(list, scan)
             self._hold(owned, anew=True, cases=found)
-            for case_id, partition, due, hinted in self._heard_while_scanning:
-                self.index.set(case_id, partition, due, hinted)
+            for case_id, partition, due, rank in self._heard_while_scanning:
+                self.index.set(case_id, partition, due, rank)
         finally:
             self._heard_while_scanning = None
 
@@ -160,7 +161,7 @@ class Reconciler:
         self._hold(self.owned(), anew=True)
 
     def _hold(
-        self, owned: set[int], anew: bool, cases: Iterable[tuple[str, int, int, bool]] | None = None
+        self, owned: set[int], anew: bool, cases: Iterable[tuple[str, int, int, Rank]] | None = None
     ) -> None:
         """Hold ``owned`` (anew, or only the partitions not held yet), with ``cases`` when already
         scanned; forget the partitions not owned."""
@@ -175,8 +176,8 @@ class Reconciler:
 
     def _scan(
         self, partitions: set[int], stored: Iterator[tuple[str, CaseRecord]] | None
-    ) -> Iterator[tuple[str, int, int, bool]]:
-        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt, hinted);
+    ) -> Iterator[tuple[str, int, int, Rank]]:
+        """The open cases of ``partitions`` in the table, as (caseId, partition, dueAt, rank);
         ``stored``: the table's rocksdb records of those partitions (``open_records``), None to walk its
         items."""
         count = self.settings.offload_topic_partitions
@@ -185,7 +186,7 @@ class Reconciler:
             for case_id, record in stored:
                 due = self.due_at(record)
                 if due is not None:
-                    yield case_id, partition_for(case_id, count), due, _hinted(record)
+                    yield case_id, partition_for(case_id, count), due, rank_of(record.check)
             return
         for case_id, record in self.table.items():
             due = self.due_at(record)
@@ -193,7 +194,7 @@ class Reconciler:
                 continue  # terminal: never due, so never hashed either
             partition = partition_for(case_id, count)
             if partition in partitions:
-                yield case_id, partition, due, _hinted(record)
+                yield case_id, partition, due, rank_of(record.check)
 
     def due_cases(self, now: int) -> list[str]:
         """The owned cases due for a check at ``now``, oldest first, from the index.
@@ -294,8 +295,9 @@ class Reconciler:
         offload = fetched.case
         # Moved first, so that the event published below folds against a record that knows Offload's
         # nextActionAt (the fold's reset keeps it).
+        waiting = offload_waits_for_answer(offload, record.state if record is not None else None)
         self._reschedule(
-            case_id, record, self.policy.after_check(case_id, check, at, offload.scheduled_action_at)
+            case_id, record, self.policy.after_check(case_id, check, at, offload.scheduled_action_at, waiting)
         )
         await self._apply(case_id, record, fetched)
         return fetched.kind
@@ -322,7 +324,7 @@ class Reconciler:
             return
         due = self.due_at(record.model_copy(update={"check": check}))
         self.store.reschedule(case_id, check if due is not None else None)
-        self.index.set(case_id, partition, due, check.hinted)
+        self.index.set(case_id, partition, due, rank_of(check))
 
     async def _apply(self, case_id: str, record: CaseRecord | None, fetched: FetchResult) -> None:
         counters = self.counters
@@ -338,7 +340,3 @@ class Reconciler:
         # How long we were behind: from Offload's update to the moment its event is on the broker.
         self.repairs.observe(max(0, now_ms() - fetched.case.updatedAt) / 1000)
         log.info("reconcile: %s", comparison.describe(case_id))
-
-
-def _hinted(record: CaseRecord) -> bool:
-    return record.check is not None and record.check.hinted

@@ -18,7 +18,7 @@ from offload_bridge.schemas.events import TERMINAL_STATUSES
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.counters import Counters
 from offload_bridge.streams.messages import position
-from offload_bridge.streams.reconcile.schedule import SchedulePolicy
+from offload_bridge.streams.reconcile.schedule import SchedulePolicy, state_waits_for_answer
 from offload_bridge.streams.state import views
 from offload_bridge.streams.state.batch import StateWriter
 from offload_bridge.streams.state.fold import FoldResult, fold, received_at
@@ -97,7 +97,8 @@ async def handle(
     # replay after a crash gives the same schedule).
     terminal = record.state.status in TERMINAL_STATUSES
     at = received_at(headers, event)
-    check = schedule.after_event(case_id, record.check, event.event_type, at, terminal)
+    waiting = state_waits_for_answer(record.state)  # no backoff checks until it is answered
+    check = schedule.after_event(case_id, record.check, event.event_type, at, terminal, waiting)
     record = record.model_copy(update={"check": check})
     # A new value each time (never mutated in place): a held batch may still be writing the old one.
     writer.put(case_id, message.partition, record)
