@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # --- Calls to Offload and their retries (answers, case requests, reconciliation) ------------
     offload_http_timeout_s: float = Field(default=10.0, gt=0, le=300)
     offload_http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The HTTP pool to Offload holds max(this, OFFLOAD_API_IN_FLIGHT) connections (``http_pool_connections``):
+    # never fewer than the calls the worker lets through at once, so no call waits inside the pool.
     offload_http_max_connections: int = Field(default=20, ge=1, le=1000)
     offload_answer_max_attempts: int = Field(default=8, ge=1, le=100)
     # A question our state shows pending while Offload says the case is not waiting: the webhook that
@@ -123,6 +125,56 @@ class Settings(BaseSettings):
     offload_answer_not_waiting_retries: int = Field(default=3, ge=0, le=20)
     offload_retry_base_s: float = Field(default=1.0, gt=0, le=600)
     offload_retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
+
+    # --- How many calls the worker makes to Offload at once, and how fast --------------------------
+    offload_api_in_flight: int = Field(
+        default=128, ge=1, le=4096,
+        description=(
+            "Calls to Offload in flight at once from one worker, every feature together (answers, case "
+            "requests, reconciler); the HTTP pool holds at least this many connections. The features' "
+            "own bounds (OFFLOAD_ANSWER_IN_FLIGHT, OFFLOAD_CASE_REQUEST_IN_FLIGHT, "
+            "OFFLOAD_RECONCILE_CONCURRENCY) sit inside it; when their sum is larger, they share it first "
+            "come, first served. Default 128."
+        ),
+    )  # fmt: skip
+    offload_api_rps: float | None = Field(
+        default=None, gt=0, le=100_000,
+        description=(
+            "Calls to Offload started per second on average, per worker, every feature together. Unset "
+            "(the default): no rate cap; the calls in flight and the pause on pushback govern. Set it to "
+            "the rate Offload grants the API key, divided by the number of workers."
+        ),
+    )  # fmt: skip
+    offload_api_pause_max_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description=(
+            "The longest pause of every call of a worker after Offload pushed back (429, 5xx, timeout, "
+            "failed connection). The pause starts at OFFLOAD_RETRY_BASE_S and doubles while the pushbacks "
+            "go on. Default 30 s."
+        ),
+    )  # fmt: skip
+    offload_answer_in_flight: int = Field(
+        default=64, ge=1, le=4096,
+        description=(
+            "Answers handled at once by one worker, across its partitions (answers and their retries "
+            "together): each makes one call to Offload at a time, never two at once for the same case, "
+            "and each case's answers go in the order they were published. Default 64: at Offload's "
+            "latency of a few hundred ms, about 64 / latency answers a second per worker."
+        ),
+    )  # fmt: skip
+    offload_case_request_in_flight: int = Field(
+        default=64, ge=1, le=4096,
+        description=(
+            "Case requests handled at once by one worker, across its partitions (first attempts and "
+            "retries together), never two at once for the same requestId. Default 64."
+        ),
+    )  # fmt: skip
+
+    @property
+    def http_pool_connections(self) -> int:
+        """Connections of the HTTP pool to Offload: OFFLOAD_HTTP_MAX_CONNECTIONS, at least
+        OFFLOAD_API_IN_FLIGHT."""
+        return max(self.offload_http_max_connections, self.offload_api_in_flight)
 
     # --- Streams worker (the Faust app in streams/) -----------------------------------------------
     # Unset: "<OFFLOAD_TOPIC_PREFIX>streams", so each prefix gets its own consumer group and changelogs.

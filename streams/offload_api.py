@@ -1,7 +1,9 @@
 """The Offload API over one shared httpx.AsyncClient: what a call answered, or how it failed to.
 
 Responses are reported as they are, envelope or not (API gateways throttle and fail without Offload's
-envelope); deciding what an answer means is the callers' business (``streams.answers.policy``).
+envelope); deciding what an answer means is the callers' business (``streams.answers.policy``). Every call
+is admitted by the worker's one ``OffloadLimits`` (calls in flight, calls a second, the pause when Offload
+pushes back), whichever feature makes it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from offload_bridge.settings import Settings
+from offload_bridge.streams.offload_limits import OffloadLimits, is_pushback
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,19 @@ def missing_key_warning(settings: Settings) -> str | None:
 
 
 class OffloadApi:
-    """Calls to the Offload API with the configured key and timeouts."""
+    """Calls to the Offload API with the configured key and timeouts, admitted by ``limits``."""
 
     def __init__(
         self,
         settings: Settings,
         http: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: OffloadLimits | None = None,
     ) -> None:
         """``http`` replaces the client outright; ``transport`` keeps the configured client (key, base
-        URL, timeouts) over another transport, e.g. ``httpx.ASGITransport`` to the simulator in tests."""
+        URL, timeouts) over another transport, e.g. ``httpx.ASGITransport`` to the simulator in tests.
+        ``limits``: the worker's admission of calls (default: one from the settings)."""
+        self.limits = limits or OffloadLimits.from_settings(settings)
         headers = {"accept": "application/json", "user-agent": "offload-bridge"}
         if settings.offload_api_key is not None:
             headers["x-api-key"] = settings.offload_api_key.get_secret_value()
@@ -114,7 +120,7 @@ class OffloadApi:
             timeout=httpx.Timeout(
                 settings.offload_http_timeout_s, connect=settings.offload_http_connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=settings.offload_http_max_connections),
+            limits=httpx.Limits(max_connections=settings.http_pool_connections),
             transport=transport,
         )
 
@@ -132,13 +138,22 @@ class OffloadApi:
         return await self._call("POST", "/cases", json=body)
 
     async def _call(self, method: str, path: str, json: Any = None) -> OffloadReply:
+        admission = await self.limits.acquire()
+        pushed_back = False
         try:
             response = await self._http.request(method, path, json=json)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            reply = read_reply(response)
+            pushed_back = is_pushback(reply.status, reply.error_code)
+            return reply
+        # A pool timeout, like a failed connection, happens before the request is written: never sent.
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            pushed_back = True
             raise OffloadUnreachable(f"{method} {path}: {type(error).__name__}", reached=False) from None
         except httpx.TransportError as error:
+            pushed_back = True
             raise OffloadUnreachable(f"{method} {path}: {type(error).__name__}", reached=True) from None
-        return read_reply(response)
+        finally:
+            self.limits.release(admission, pushed_back)
 
 
 def _segment(value: str) -> str:
