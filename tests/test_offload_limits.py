@@ -166,11 +166,15 @@ def test_usage_limit_reached_pauses_nothing(sim: RunningSimulator) -> None:
     assert pauses == 0
 
 
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
 def test_a_call_that_waited_for_a_pooled_connection_in_vain_never_reached_offload(
-    sim: RunningSimulator,
+    sim: RunningSimulator, client: str
 ) -> None:
-    """A smaller pool than the calls admitted (never so in the worker) times out before sending."""
-    settings = client_settings(sim)
+    """A smaller pool than the calls admitted (never so in the worker: the pool holds at least
+    OFFLOAD_API_IN_FLIGHT connections) times out before sending, with either client."""
+    settings = client_settings(
+        sim, offload_http_max_connections=1, offload_api_in_flight=1, offload_http_connect_timeout_s=0.2
+    )
 
     async def run() -> list[object]:
         sim.set_faults(latency_ms=1500)
@@ -180,17 +184,19 @@ def test_a_call_that_waited_for_a_pooled_connection_in_vain_never_reached_offloa
             limits=httpx.Limits(max_connections=1),
             timeout=httpx.Timeout(10.0, pool=0.2),
         )
-        api = OffloadApi(settings, http=http)
+        two_at_once = OffloadLimits(2, None, 1.0, 30.0)
+        api = OffloadApi(settings, http=http if client == "httpx" else None, limits=two_at_once)
         try:
             return list(await asyncio.gather(api.get_case("a"), api.get_case("b"), return_exceptions=True))
         finally:
             sim.reset()
+            await http.aclose()
             await api.aclose()
 
     results = asyncio.run(run())
     refused = [result for result in results if isinstance(result, OffloadUnreachable)]
     assert len(refused) == 1 and refused[0].reached is False, results
-    assert "PoolTimeout" in str(refused[0])
+    assert ("PoolTimeout" if client == "httpx" else "ConnectionTimeoutError") in str(refused[0])
 
 
 def test_the_http_pool_is_never_smaller_than_the_calls_in_flight() -> None:
