@@ -14,6 +14,8 @@ connection), a call through aiohttp 0.10-0.12 ms, measured against the simulator
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import email.utils
 import json
 import time
@@ -190,7 +192,8 @@ class _HttpxClient:
 
 
 class OffloadApi:
-    """Calls to the Offload API with the configured key and timeouts, admitted by ``limits``."""
+    """Calls to the Offload API with the configured key and timeouts, admitted by ``limits``; a feature's
+    view (``bounded``) also keeps to the feature's own number of calls in flight."""
 
     def __init__(
         self,
@@ -203,6 +206,8 @@ class OffloadApi:
         URL, timeouts) over another transport, e.g. ``httpx.ASGITransport`` to the simulator in tests.
         ``limits``: the worker's admission of calls (default: one from the settings)."""
         self.limits = limits or OffloadLimits.from_settings(settings)
+        self._feature_calls: asyncio.Semaphore | None = None
+        self.in_flight = 0  # calls of this view under way (waiting for the limits, or sent)
         headers = {"accept": "application/json", "user-agent": "offload-bridge"}
         if settings.offload_api_key is not None:
             headers["x-api-key"] = settings.offload_api_key.get_secret_value()
@@ -223,6 +228,14 @@ class OffloadApi:
             )
         )
 
+    def bounded(self, in_flight: int) -> OffloadApi:
+        """A view sharing this client and its limits that makes at most ``in_flight`` calls at once (the
+        answers', the case requests'). Close the client through the original."""
+        view = copy.copy(self)
+        view._feature_calls = asyncio.Semaphore(in_flight)
+        view.in_flight = 0
+        return view
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -238,6 +251,16 @@ class OffloadApi:
 
     async def _call(self, method: str, path: str, payload: Any = None) -> OffloadReply:
         body = _json_bytes(payload) if payload is not None else None
+        if self._feature_calls is None:
+            return await self._admitted(method, path, body)
+        async with self._feature_calls:
+            self.in_flight += 1
+            try:
+                return await self._admitted(method, path, body)
+            finally:
+                self.in_flight -= 1
+
+    async def _admitted(self, method: str, path: str, body: bytes | None) -> OffloadReply:
         admission = await self.limits.acquire()
         pushed_back = False
         try:

@@ -121,3 +121,52 @@ def test_a_slow_first_record_is_not_committed_over_and_survives_a_sigkill(
     assert per_answer[slow_answer] in (["accepted"], ["duplicate"]), per_answer[slow_answer]
     assert all(per_answer[answer] == ["accepted"] for answer in fast_answers), per_answer
     assert [i["httpStatus"] for i in inputs if i["httpStatus"] == 202] == [202], "Offload has the answer"
+
+
+def test_faust_commits_over_a_one_record_gap_and_the_barrier_stops_it() -> None:
+    """Faust's own consumer (not started): with offset 10 held unsettled and 11 acknowledged (a record Faust
+    dropped and acknowledged itself during a rebalance), ``Consumer._new_offset`` commits 12 past the
+    held record; with a window holding it, the commit stays at 10."""
+    import faust
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from offload_bridge.streams import lanes
+
+    app = faust.App("barrier", broker="kafka://127.0.0.1:1", autodiscover=False)
+    consumer: Any = app.consumer
+    tp = TP("answers", 0)
+
+    def acknowledged_past_the_held_record() -> int | None:
+        consumer._committed_offset[tp] = 10
+        consumer._acked[tp] = [11]
+        consumer._acked_index[tp] = {11}
+        offset: int | None = consumer._new_offset(tp)
+        return offset if offset is not None and consumer._should_commit(tp, offset) else None
+
+    original: Any = Consumer._new_offset
+    original = getattr(original, "__wrapped__", original)  # Faust's own, whether patched yet or not
+    assert original(consumer, tp) is None  # nothing acknowledged yet
+    consumer._committed_offset[tp] = 10
+    consumer._acked[tp] = [11]
+    consumer._acked_index[tp] = {11}
+    assert original(consumer, tp) == 12, "Faust commits over the one-record gap"
+
+    lanes.install_commit_barrier()
+    window = lanes._Window(stream=None, size=8, handle=_nothing, failed=_nothing_failed, before=None)
+    held = Message("answers", 0, 10, 0.0, 0, None, b"case", b"{}", None, tp=tp)
+    window.admit(faust.Event(app, b"case", b"{}", None, held))
+    try:
+        assert acknowledged_past_the_held_record() is None, "the commit stays at the held record"
+    finally:
+        window.close()
+    assert acknowledged_past_the_held_record() == 12, "without a window holding a record, Faust's own rule"
+
+
+async def _nothing(message: Any) -> None:
+    return None
+
+
+async def _nothing_failed(message: Any, error: Exception) -> None:
+    return None

@@ -202,3 +202,36 @@ def test_a_call_that_waited_for_a_pooled_connection_in_vain_never_reached_offloa
 def test_the_http_pool_is_never_smaller_than_the_calls_in_flight() -> None:
     assert Settings(offload_api_in_flight=128, offload_http_max_connections=20).http_pool_connections == 128
     assert Settings(offload_api_in_flight=8, offload_http_max_connections=20).http_pool_connections == 20
+
+
+def test_a_features_view_keeps_to_its_own_calls_in_flight_within_the_shared_limits(
+    sim: RunningSimulator,
+) -> None:
+    async def run() -> tuple[int, int, int]:
+        api = OffloadApi(client_settings(sim, offload_api_in_flight=6))
+        answers, requests = api.bounded(3), api.bounded(5)
+        peaks = [0, 0, 0]
+
+        async def watch() -> None:
+            while True:
+                for n, count in enumerate((answers.in_flight, requests.in_flight, api.limits.in_flight)):
+                    peaks[n] = max(peaks[n], count)
+                await asyncio.sleep(0.005)
+
+        sim.set_faults(latency_ms=200)
+        watching = asyncio.create_task(watch())
+        try:
+            await asyncio.gather(
+                *(answers.get_case(f"a-{n}") for n in range(10)),
+                *(requests.get_case(f"r-{n}") for n in range(10)),
+            )
+        finally:
+            watching.cancel()
+            sim.reset()
+            await api.aclose()
+        return peaks[0], peaks[1], peaks[2]
+
+    answers_peak, requests_peak, shared_peak = asyncio.run(run())
+    assert answers_peak == 3
+    assert requests_peak == 5, "its own bound, not the other feature's"
+    assert shared_peak == 6, "both together within OFFLOAD_API_IN_FLIGHT"

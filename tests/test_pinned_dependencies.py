@@ -50,7 +50,8 @@ PINS = (
         "_db_for_partition, _key_index, _decode_value and memory Store._key_partition read "
         "(streams/storage.py, streams/state/listing.py, streams/state/scan.py); Web.blueprints replaced "
         "(streams/web_access.py); TableManager.recovery.completed (streams/context.py); the context variable "
-        "faust.streams._current_event, set per record handled (streams/lanes.py)",
+        "faust.streams._current_event, set per record handled, and Consumer._new_offset, bounded by the "
+        "records the lanes hold (streams/lanes.py)",
     ),
     Pin(
         "aiokafka",
@@ -125,6 +126,16 @@ def test_faust_tables_still_take_the_partition_of_the_event_the_lanes_set() -> N
     finally:
         _current_event.reset(token)
     assert current_event() is None
+
+
+def test_faust_still_computes_the_offset_to_commit_per_partition() -> None:
+    """faust-streaming 0.15: ``Consumer._new_offset(self, tp)`` returns the offset to commit (or None) and
+    ``_should_commit(tp, offset)`` keeps only offsets past the committed one: the lanes bound the first."""
+    from faust.transport.consumer import Consumer
+
+    new_offset = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
+    assert list(inspect.signature(new_offset).parameters) == ["self", "tp"]
+    assert list(inspect.signature(Consumer._should_commit).parameters) == ["self", "tp", "offset"]
 
 
 def test_aiokafka_still_fetches_by_a_set_of_partitions() -> None:

@@ -25,6 +25,7 @@ from offload_bridge.streams.answers.outputs import AnswerOutputs, call_counts, o
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
 from offload_bridge.streams.lanes import KeyedLanes
+from offload_bridge.streams.offload_api import OffloadApi
 from offload_bridge.streams.retry import hold_until_due
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY
 
@@ -33,9 +34,11 @@ ANSWER_JOURNAL_TABLE = "answer_journal"
 
 def register(worker: WorkerContext) -> Feature:
     """The answer and retry agents, ``GET /stats/answers`` and the answers and answer_calls metrics."""
-    delivery = create_delivery(worker)
+    in_flight = worker.settings.offload_answer_in_flight
+    api = worker.offload.bounded(in_flight)
+    delivery = create_delivery(worker, api)
     outcomes, calls = delivery.outcome_counts, delivery.call_counts
-    lanes = KeyedLanes("answers", worker.settings.offload_answer_in_flight)
+    lanes = KeyedLanes("answers", in_flight, calls=lambda: api.in_flight)
 
     @worker.app.agent(worker.topic(ANSWERS), name="answers", isolated_partitions=True)
     async def forward_answers(stream: Any) -> None:
@@ -66,8 +69,9 @@ def register(worker: WorkerContext) -> Feature:
     return Feature("answers", {"outcomes": outcomes, "calls": calls})
 
 
-def create_delivery(worker: WorkerContext) -> AnswerDelivery:
-    """The delivery both answer agents share, with its output topics."""
+def create_delivery(worker: WorkerContext, api: OffloadApi) -> AnswerDelivery:
+    """The delivery both answer agents share, with its output topics; ``api``: the answers' view of the
+    Offload client (their calls in flight)."""
     settings = worker.settings
     outcomes, calls = outcome_counts(), call_counts()
     outcome_topic = worker.topic(ANSWER_OUTCOMES)
@@ -83,4 +87,4 @@ def create_delivery(worker: WorkerContext) -> AnswerDelivery:
         outcome_counts=outcomes,
         call_counts=calls,
     )
-    return AnswerDelivery(settings, worker.cases, worker.offload, outputs, outcomes, calls)
+    return AnswerDelivery(settings, worker.cases, api, outputs, outcomes, calls)

@@ -55,13 +55,14 @@ def register(worker: WorkerContext) -> Feature:
         outcomes, worker.topic(CASE_REQUESTS_RETRY), worker.topic(CASE_REQUESTS_DLQ), worker.case_events,
         journal,
     )  # fmt: skip
-    creation = CaseCreation(settings, table, worker.offload, outputs)
+    api = worker.offload.bounded(settings.offload_case_request_in_flight)
+    creation = CaseCreation(settings, table, api, outputs)
 
     async def skipped(message: Any, error: Exception) -> None:
         creation.counts.inc("failed")
         log.exception("%s[%s]@%s: failed, skipped", *position(message))
 
-    lanes = KeyedLanes("case requests", settings.offload_case_request_in_flight)
+    lanes = KeyedLanes("case requests", settings.offload_case_request_in_flight, calls=lambda: api.in_flight)
 
     @app.agent(worker.topic(CASE_REQUESTS), name="case-requests", concurrency=1, isolated_partitions=True)
     async def create_cases(stream: Any) -> None:
