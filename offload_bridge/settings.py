@@ -156,17 +156,18 @@ class Settings(BaseSettings):
     offload_answer_in_flight: int = Field(
         default=64, ge=1, le=4096,
         description=(
-            "Answers handled at once by one worker, across its partitions (answers and their retries "
-            "together): each makes one call to Offload at a time, never two at once for the same case, "
-            "and each case's answers go in the order they were published. Default 64: at Offload's "
-            "latency of a few hundred ms, about 64 / latency answers a second per worker."
+            "Calls to Offload for answers under way at once, per worker, across its partitions (answers and "
+            "their retries together), never two at once for the same case; each case's answers go in the "
+            "order they were published. Each partition reads up to twice as many answers ahead. Default "
+            "64: at Offload's latency of a few hundred ms, about 64 / latency answers a second per worker."
         ),
     )  # fmt: skip
     offload_case_request_in_flight: int = Field(
         default=64, ge=1, le=4096,
         description=(
-            "Case requests handled at once by one worker, across its partitions (first attempts and "
-            "retries together), never two at once for the same requestId. Default 64."
+            "Calls to POST /cases under way at once, per worker, across its partitions (first attempts and "
+            "retries together), never two at once for the same requestId. Each partition reads up to twice "
+            "as many requests ahead. Default 64."
         ),
     )  # fmt: skip
 
