@@ -271,7 +271,13 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=60, description="Timeout of connecting to Offload, in seconds."
     )
     offload_http_max_connections: int = Field(
-        default=20, ge=1, le=1000, description="Connections to Offload per worker."
+        default=20,
+        ge=1,
+        le=1000,
+        description=(
+            "Connections to Offload per worker; the pool holds max(this, `OFFLOAD_API_IN_FLIGHT`), never "
+            "fewer than the calls the worker lets through at once, so no call waits inside the pool."
+        ),
     )
     offload_answer_max_attempts: int = Field(
         default=8, ge=1, le=100, description="Calls to Offload per answer before it is `dead_lettered`."
@@ -297,6 +303,57 @@ class Settings(BaseSettings):
         le=86_400,
         description="Backoff cap of retried calls, in seconds (a longer `Retry-After` still wins).",
     )
+
+    # --- How many calls the worker makes to Offload at once, and how fast --------------------------
+    offload_api_in_flight: int = Field(
+        default=128, ge=1, le=4096,
+        description=(
+            "Calls to Offload in flight at once from one worker, every feature together (answers, case "
+            "requests, reconciler); the HTTP pool holds at least this many connections. The features' "
+            "own bounds (OFFLOAD_ANSWER_IN_FLIGHT, OFFLOAD_CASE_REQUEST_IN_FLIGHT, "
+            "OFFLOAD_RECONCILE_CONCURRENCY) sit inside it; when their sum is larger, they share it first "
+            "come, first served. Default 128."
+        ),
+    )  # fmt: skip
+    offload_api_rps: float | None = Field(
+        default=None, gt=0, le=100_000,
+        description=(
+            "Calls to Offload started per second on average, per worker, every feature together. Unset "
+            "(the default): no rate cap; the calls in flight and the pause on pushback govern. Set it to "
+            "the rate Offload grants the API key, divided by the number of workers."
+        ),
+    )  # fmt: skip
+    offload_api_pause_max_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description=(
+            "The longest pause of every call of a worker after Offload pushed back (429, 5xx, timeout, "
+            "failed connection). The pause starts at OFFLOAD_RETRY_BASE_S and doubles while the pushbacks "
+            "go on. Default 30 s."
+        ),
+    )  # fmt: skip
+    offload_answer_in_flight: int = Field(
+        default=64, ge=1, le=4096,
+        description=(
+            "Calls to Offload for answers under way at once, per worker, across its partitions (answers and "
+            "their retries together), never two at once for the same case; each case's answers go in the "
+            "order they were published. Each partition reads up to twice as many answers ahead. Default "
+            "64: at Offload's latency of a few hundred ms, about 64 / latency answers a second per worker."
+        ),
+    )  # fmt: skip
+    offload_case_request_in_flight: int = Field(
+        default=64, ge=1, le=4096,
+        description=(
+            "Calls to POST /cases under way at once, per worker, across its partitions (first attempts and "
+            "retries together), never two at once for the same requestId. Each partition reads up to twice "
+            "as many requests ahead. Default 64."
+        ),
+    )  # fmt: skip
+
+    @property
+    def http_pool_connections(self) -> int:
+        """Connections of the HTTP pool to Offload: OFFLOAD_HTTP_MAX_CONNECTIONS, at least
+        OFFLOAD_API_IN_FLIGHT."""
+        return max(self.offload_http_max_connections, self.offload_api_in_flight)
 
     # --- Streams worker (the Faust app in streams/) -----------------------------------------------
     offload_worker_app_id: str | None = Field(

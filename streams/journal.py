@@ -6,11 +6,17 @@ that record again after the restart, and would publish a second terminal outcome
 have their terminal outcome on the outcome topic, and never publishes another one for them.
 
 The record and its journal entry cannot be written atomically (no transactions), so the order makes the
-journal complete enough. For each partition ``p`` of the outcome topic, under one lock in the worker:
+journal complete enough. For each partition ``p`` of the outcome topic, one group of outcomes at a time:
 
-1. the outcome is published with the header ``origin`` = ``<topic>:<partition>:<offset>`` of the source
-   record, and the broker's acknowledgement (its offset ``k``) is awaited;
-2. the journal table then gets ``origin -> k`` under the record's key, and the partition's *mark* ``k``.
+1. the group's outcomes are published, each with the header ``origin`` = ``<topic>:<partition>:<offset>``
+   of its source record, and the broker's acknowledgements (their offsets) are awaited;
+2. the journal table then gets ``origin -> offset`` under each record's key, and last the partition's
+   *mark* ``k``, the group's highest offset.
+
+A group is every outcome of the partition that was waiting when the previous group was done: with many
+records in flight (``lanes``), their outcomes share produce requests and acknowledgements, and one group
+after another keeps the mark's promise. Before it handles a record, the caller *claims* its origin
+(``claim``): no second outcome is published while the first is on its way.
 
 The journal's changelog keeps that order, so after a crash its recovered mark ``m`` says every terminal
 outcome up to offset ``m`` is in the table; those after ``m`` (published, journal write lost) are found
@@ -26,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import count
 from typing import Any
@@ -56,6 +62,17 @@ class JournalEntry(BaseModel):
 
     origins: dict[str, int] = Field(default_factory=dict, description="origin -> outcome offset")
     mark: int | None = Field(default=None, description="offset of the last journaled outcome")
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """An outcome waiting to be published with its partition's next group."""
+
+    key: str
+    origin: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 def origin_of(message: Any) -> str:
@@ -87,6 +104,8 @@ class OutcomeJournal:
         )  # fmt: skip
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._caught_up: set[int] = set()
+        self._claimed: set[str] = set()  # origins whose outcome is being published
+        self._waiting: dict[int, list[_Waiting]] = defaultdict(list)  # outcomes waiting for a group
         self.recovered = 0  # outcomes found on the topic whose journal write had been lost
 
         @app.on_partitions_revoked.connect
@@ -96,12 +115,11 @@ class OutcomeJournal:
             for tp in revoked:
                 self._caught_up.discard(tp.partition)
 
-    @asynccontextmanager
-    async def exclusive(self, partition: int) -> AsyncIterator[None]:
-        """Hold partition ``partition`` of the outcome topic, caught up with what is on it.
-
-        Call ``done`` and ``publish`` inside, from within the agent's stream iteration.
-        """
+    async def caught_up(self, partition: int) -> None:
+        """Return once the journal knows every terminal outcome published on ``partition`` (read from the
+        topic once per assignment, from the recovered mark on)."""
+        if partition in self._caught_up:
+            return
         async with self._locks[partition]:
             while partition not in self._caught_up:
                 try:
@@ -115,17 +133,29 @@ class OutcomeJournal:
                     await asyncio.sleep(_CATCH_UP_RETRY_S)
                 else:
                     self._caught_up.add(partition)
-            yield
 
     async def seen(self, key: str, origin: str, partition: int) -> bool:
         """``done``, once caught up with partition ``partition``: to skip a record before any work."""
-        async with self.exclusive(partition):
-            return self.done(key, origin)
+        await self.caught_up(partition)
+        return self.done(key, origin)
 
     def done(self, key: str, origin: str) -> bool:
         """True when the record at ``origin`` already has its terminal outcome."""
         entry = self.table.get(key)
         return entry is not None and origin in entry.origins
+
+    async def claim(self, key: str, origin: str, partition: int) -> bool:
+        """Take the right to publish the terminal outcome of the record at ``origin``: False when it has
+        one, or another claim is being published. Follow with ``publish`` or, when nothing could be
+        published, ``unclaim``. Call within the handling of a record of ``partition`` (a table write)."""
+        await self.caught_up(partition)
+        if origin in self._claimed or self.done(key, origin):
+            return False
+        self._claimed.add(origin)
+        return True
+
+    def unclaim(self, origin: str) -> None:
+        self._claimed.discard(origin)
 
     async def publish(
         self,
@@ -135,14 +165,44 @@ class OutcomeJournal:
         partition: int,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Publish the terminal outcome of the record at ``origin`` and journal it (inside ``exclusive``)."""
-        sent = await self.outcomes.send(
-            key=key.encode(), value=value, headers=[*headers, (ORIGIN_HEADER, origin.encode())]
-        )
-        metadata = await sent
-        self._record(key, origin, int(metadata.offset), partition)
+        """Publish the claimed terminal outcome of the record at ``origin`` and journal it; returns once
+        both are done. Raises what publishing raised (the claim is given back)."""
+        waiting = _Waiting(key, origin, value, [*headers, (ORIGIN_HEADER, origin.encode())])
+        queue = self._waiting[partition]
+        queue.append(waiting)
+        try:
+            async with self._locks[partition]:
+                if not waiting.done.done():
+                    group = list(queue)
+                    queue.clear()
+                    await self._publish_group(group, partition)
+            await waiting.done
+        finally:
+            self._claimed.discard(origin)
 
-    def _record(self, key: str, origin: str, offset: int, partition: int) -> None:
+    async def _publish_group(self, group: list[_Waiting], partition: int) -> None:
+        try:
+            sent = [
+                await self.outcomes.send(key=item.key.encode(), value=item.value, headers=item.headers)
+                for item in group
+            ]
+            offsets = [int((await future).offset) for future in sent]
+            for item, offset in zip(group, offsets, strict=True):
+                self._record(item.key, item.origin, offset)
+            self._mark(max(offsets), partition)
+        except BaseException as error:
+            for item in group:
+                if item.done.done():
+                    continue
+                if isinstance(error, Exception):
+                    item.done.set_exception(error)
+                else:
+                    item.done.cancel()
+            raise
+        for item in group:
+            item.done.set_result(None)
+
+    def _record(self, key: str, origin: str, offset: int) -> None:
         entry = self.table.get(key)
         origins = {**(entry.origins if entry is not None else {}), origin: offset}
         if len(origins) > MAX_ORIGINS_PER_KEY:
@@ -150,6 +210,8 @@ class OutcomeJournal:
             origins = dict(kept)
         # New values, never mutated in place: the changelog must see each change.
         self.table[key] = JournalEntry(origins=origins)
+
+    def _mark(self, offset: int, partition: int) -> None:
         self.table[mark_key(partition, self.partitions)] = JournalEntry(mark=offset)
 
     async def _catch_up(self, partition: int) -> None:
@@ -182,7 +244,8 @@ class OutcomeJournal:
                     key = record.key.decode(errors="replace")
                     if not self.done(key, origin):
                         found += 1
-                    self._record(key, origin, record.offset, partition)
+                    self._record(key, origin, record.offset)
+                    self._mark(record.offset, partition)
         finally:
             await consumer.stop()
         self.recovered += found

@@ -9,8 +9,10 @@ others' retries, and nothing waits in memory: a restart loses no retry.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from typing import Any
 
 from offload_bridge.schemas.answers import now_ms
 
@@ -46,3 +48,15 @@ async def wait_until_due(not_before_ms: int, written_at_s: float | None) -> bool
     hold = due_in if due_in <= RETRY_HOLD_S else max(0.0, RETRY_HOLD_S - age)
     await asyncio.sleep(hold)
     return (not_before_ms - now_ms()) / 1000 <= 0.001
+
+
+async def hold_until_due(message: Any) -> None:
+    """``wait_until_due`` for a retry record (its ``notBefore``), before it is handled: the lanes
+    (``streams.lanes``) wait here without holding an in-flight slot. The handler checks again and puts
+    back what is still not due; a record that cannot be read is left to the handler to route."""
+    try:
+        not_before = json.loads(message.value or b"{}").get("notBefore")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(not_before, int) and not isinstance(not_before, bool):
+        await wait_until_due(not_before, message.timestamp)

@@ -49,7 +49,9 @@ PINS = (
         "private: ThreadDelegateConsumer._getmany patched (streams/handover.py); rocksdb Store._dbs, "
         "_db_for_partition, _key_index, _decode_value and memory Store._key_partition read "
         "(streams/storage.py, streams/state/listing.py, streams/state/scan.py); Web.blueprints replaced "
-        "(streams/web_access.py); TableManager.recovery.completed (streams/context.py)",
+        "(streams/web_access.py); TableManager.recovery.completed (streams/context.py); the context variable "
+        "faust.streams._current_event, set per record handled, and Consumer._new_offset, bounded by the "
+        "records the lanes hold (streams/lanes.py)",
     ),
     Pin(
         "aiokafka",
@@ -101,6 +103,39 @@ def test_faust_still_has_the_consumer_method_the_handover_patches() -> None:
     method = ThreadDelegateConsumer._getmany
     assert inspect.iscoroutinefunction(method)
     assert list(inspect.signature(method).parameters) == ["self", "active_partitions", "timeout"]
+
+
+def test_faust_tables_still_take_the_partition_of_the_event_the_lanes_set() -> None:
+    """faust-streaming 0.15: ``faust.streams.current_event()`` reads the context variable
+    ``_current_event`` (a weak reference), which the lanes set to the record each task handles, so that
+    its table writes go to that record's partition."""
+    import contextvars
+    import weakref
+
+    from faust.streams import _current_event, current_event
+
+    assert isinstance(_current_event, contextvars.ContextVar)
+
+    class Event:
+        pass
+
+    event: Any = Event()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        assert current_event() is event
+    finally:
+        _current_event.reset(token)
+    assert current_event() is None
+
+
+def test_faust_still_computes_the_offset_to_commit_per_partition() -> None:
+    """faust-streaming 0.15: ``Consumer._new_offset(self, tp)`` returns the offset to commit (or None) and
+    ``_should_commit(tp, offset)`` keeps only offsets past the committed one: the lanes bound the first."""
+    from faust.transport.consumer import Consumer
+
+    new_offset = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
+    assert list(inspect.signature(new_offset).parameters) == ["self", "tp"]
+    assert list(inspect.signature(Consumer._should_commit).parameters) == ["self", "tp", "offset"]
 
 
 def test_aiokafka_still_fetches_by_a_set_of_partitions() -> None:

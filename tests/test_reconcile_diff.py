@@ -13,8 +13,8 @@ from offload_bridge.schemas.events import parse_event
 from offload_bridge.schemas.offload_case import OffloadCase
 from offload_bridge.streams.case_requests.policy import CaseRequestDecision, decide_case_request
 from offload_bridge.streams.offload_api import OffloadReply, OffloadUnreachable
+from offload_bridge.streams.ratelimit import TokenBucket
 from offload_bridge.streams.reconcile.diff import ReconcileDecision, decide_reconcile
-from offload_bridge.streams.reconcile.ratelimit import TokenBucket
 from offload_bridge.streams.state.fold import FoldResult, fold
 
 CASE = "4fc5904d-0e44-4ed3-aa57-c4a47ad0ae4f"

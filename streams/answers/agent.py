@@ -1,13 +1,17 @@
 """The answers feature: forwards each answer on ``answers`` to Offload, and makes the delayed attempts
-scheduled on ``answers.retry``; both agents share one ``AnswerDelivery``.
+scheduled on ``answers.retry``; both agents share one ``AnswerDelivery`` and one ``KeyedLanes``.
 
-One actor per partition (``isolated_partitions``): answers are keyed by caseId, so order is kept per case,
-a slow Offload call stalls only its own partition, and the case-state table's partition for the case is
-the one this actor owns. Every record is handled inside a catch-all, so the actor never restarts.
+Answers are keyed by caseId. Each partition has its actor (``isolated_partitions``: the case-state table's
+partition for a case is the one its actor's records come from), and within it the answers of many cases
+are in flight at once, up to ``OFFLOAD_ANSWER_IN_FLIGHT`` per worker, one at a time per case and each
+case's in the order published, across both topics (``streams.lanes``). A record's offset is committed only
+once it and every earlier record of its partition have their terminal outcome or their next attempt on
+``answers.retry``. Every record is handled inside a catch-all, so the actor never restarts.
 
-A retry record not yet due holds its partition at most about a second (counted from when it was written)
-and is then put back on ``answers.retry`` unchanged, so a long ``Retry-After`` on one answer never delays
-the others' retries, and nothing waits in memory: a restart loses no retry.
+A retry record not yet due holds its lane at most about a second (counted from when it was written),
+without taking one of the in-flight slots, and is then put back on ``answers.retry`` unchanged, so a long
+``Retry-After`` on one answer never delays the others' retries, and nothing waits in memory: a restart
+loses no retry.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from offload_bridge.streams.answers.delivery import AnswerDelivery
 from offload_bridge.streams.answers.outputs import AnswerOutputs, call_counts, outcome_counts
 from offload_bridge.streams.context import Feature, WorkerContext
 from offload_bridge.streams.journal import OutcomeJournal
-from offload_bridge.streams.messages import handle_each
+from offload_bridge.streams.lanes import KeyedLanes
+from offload_bridge.streams.offload_api import OffloadApi
+from offload_bridge.streams.retry import hold_until_due
 from offload_bridge.topics import ANSWER_OUTCOMES, ANSWERS, ANSWERS_DLQ, ANSWERS_RETRY
 
 ANSWER_JOURNAL_TABLE = "answer_journal"
@@ -28,21 +34,25 @@ ANSWER_JOURNAL_TABLE = "answer_journal"
 
 def register(worker: WorkerContext) -> Feature:
     """The answer and retry agents, ``GET /stats/answers`` and the answers and answer_calls metrics."""
-    delivery = create_delivery(worker)
+    in_flight = worker.settings.offload_answer_in_flight
+    api = worker.offload.bounded(in_flight)
+    delivery = create_delivery(worker, api)
     outcomes, calls = delivery.outcome_counts, delivery.call_counts
+    lanes = KeyedLanes("answers", in_flight, calls=lambda: api.in_flight)
 
     @worker.app.agent(worker.topic(ANSWERS), name="answers", isolated_partitions=True)
     async def forward_answers(stream: Any) -> None:
-        await handle_each(stream, delivery.on_answer, delivery.on_unexpected)
+        await lanes.consume(stream, delivery.on_answer, delivery.on_unexpected)
 
     @worker.app.agent(worker.topic(ANSWERS_RETRY), name="answer-retries", isolated_partitions=True)
     async def retry_answers(stream: Any) -> None:
-        await handle_each(stream, delivery.on_retry, delivery.on_unexpected)
+        await lanes.consume(stream, delivery.on_retry, delivery.on_unexpected, before=hold_until_due)
 
     @worker.app.page("/stats/answers")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"ok": True, "data": {"outcomes": outcomes.as_dict(), **calls.as_dict()}})
+            data = {"outcomes": outcomes.as_dict(), **calls.as_dict(), **lanes.stats()}
+            return self.json({"ok": True, "data": data})
 
     worker.metrics.add("answers", "answers by outcome (retrying and terminal)", outcomes.as_dict)
     worker.metrics.add(
@@ -55,11 +65,13 @@ def register(worker: WorkerContext) -> Feature:
             "failed": calls["failed"],
         },
     )
+    worker.metrics.add_families(lambda: lanes.gauges("offload_worker_answers"))
     return Feature("answers", {"outcomes": outcomes, "calls": calls})
 
 
-def create_delivery(worker: WorkerContext) -> AnswerDelivery:
-    """The delivery both answer agents share, with its output topics."""
+def create_delivery(worker: WorkerContext, api: OffloadApi) -> AnswerDelivery:
+    """The delivery both answer agents share, with its output topics; ``api``: the answers' view of the
+    Offload client (their calls in flight)."""
     settings = worker.settings
     outcomes, calls = outcome_counts(), call_counts()
     outcome_topic = worker.topic(ANSWER_OUTCOMES)
@@ -75,4 +87,4 @@ def create_delivery(worker: WorkerContext) -> AnswerDelivery:
         outcome_counts=outcomes,
         call_counts=calls,
     )
-    return AnswerDelivery(settings, worker.cases, worker.offload, outputs, outcomes, calls)
+    return AnswerDelivery(settings, worker.cases, api, outputs, outcomes, calls)

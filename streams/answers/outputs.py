@@ -112,18 +112,19 @@ class AnswerOutputs:
                 await self.dead_letter(message, record.caseId, record)
             await self.outcome(record)
             return True
-        async with self.journal.exclusive(partition):
-            if self.journal.done(record.caseId, origin):
-                self.call_counts.inc("redelivered")
-                log.info(
-                    "answer %s (%s): already has its outcome; not published again", record.answerId, origin
-                )
-                return False
+        if not await self.journal.claim(record.caseId, origin, partition):
+            self.call_counts.inc("redelivered")
+            log.info("answer %s (%s): already has its outcome; not published again", record.answerId, origin)
+            return False
+        try:
             if dead_letter:
                 await self.dead_letter(message, record.caseId, record)
-            self.note(record)
-            await self.journal.publish(record.caseId, origin, record.model_dump_json().encode(), partition)
-            return True
+        except BaseException:
+            self.journal.unclaim(origin)
+            raise
+        self.note(record)
+        await self.journal.publish(record.caseId, origin, record.model_dump_json().encode(), partition)
+        return True
 
     def note(self, record: AnswerOutcome) -> None:
         self.outcome_counts.inc(record.outcome.value)

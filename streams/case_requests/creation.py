@@ -19,17 +19,15 @@ A call the policy retries is not waited for in the partition: the request goes t
 with its next attempt and when it is due (``streams.retry``), and the record there continues the
 ``case-requests`` record it came from (header ``origin``), which gets the one terminal outcome. The table
 says which attempt is next, so a retry record seen again after a crash, or superseded, makes no call.
-The agents on both topics share a lock per partition: one record of a partition at a time touches its
-requests' table entries, as when a single agent read them.
+The agents on both topics share their lanes (``streams.lanes``): one record of a requestId at a time
+touches its table entry, while the records of other requests are in flight.
 
 What a reply means is ``policy``'s; where things are written, ``outputs``'.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,7 +87,6 @@ class CaseCreation:
         self.api = api
         self.out = out
         self.counts = Counters([*(kind.value for kind in CaseRequestOutcomeKind), *CASE_REQUEST_CALLS])
-        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # --- entry points, one per record ----------------------------------------------------------------
 
@@ -102,8 +99,7 @@ class CaseCreation:
         except InvalidCaseRequest as error:
             await self._reject_invalid(message, origin, str(error))
             return
-        async with self._locks[partition]:
-            await self._on_request(message, origin, request)
+        await self._on_request(message, origin, request)
 
     async def on_retry(self, message: Any) -> None:
         """A record of ``case-requests.retry``: the next attempt of the request at its ``origin``."""
@@ -117,8 +113,7 @@ class CaseCreation:
             self.counts.inc("deferred")
             await self.out.defer(message)
             return
-        async with self._locks[int(message.partition)]:
-            await self._on_retry(message, origin, retry)
+        await self._on_retry(message, origin, retry)
 
     # --- what a record means, given the table --------------------------------------------------------
 

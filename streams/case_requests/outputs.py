@@ -115,13 +115,16 @@ class CaseRequestOutputs:
                 await self.dead_letter(*dead_letter)
             await self.progress(outcome)
             return True
-        async with self.journal.exclusive(partition):
-            if self.journal.done(request_id, origin):
-                return False
+        if not await self.journal.claim(request_id, origin, partition):
+            return False
+        try:
             if dead_letter is not None:
                 await self.dead_letter(*dead_letter)
-            await self.journal.publish(request_id, origin, outcome.model_dump_json().encode(), partition)
-            return True
+        except BaseException:
+            self.journal.unclaim(origin)
+            raise
+        await self.journal.publish(request_id, origin, outcome.model_dump_json().encode(), partition)
+        return True
 
     async def progress(self, outcome: CaseRequestOutcome) -> None:
         sent = await self.outcomes.send(

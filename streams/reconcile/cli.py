@@ -50,9 +50,9 @@ async def reconcile_cases(
     from offload_bridge.kafka.connection import kafka_producer
     from offload_bridge.schemas.answers import now_ms
     from offload_bridge.streams.offload_api import OffloadApi
+    from offload_bridge.streams.ratelimit import TokenBucket
     from offload_bridge.streams.reconcile.diff import SOURCE_RECONCILER, decide_reconcile
     from offload_bridge.streams.reconcile.fetch import FetchKind, fetch_case
-    from offload_bridge.streams.reconcile.ratelimit import TokenBucket
     from offload_bridge.topics import CASE_EVENTS, topic_name
 
     api = OffloadApi(settings)

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from offload_bridge.streams.reconcile.ratelimit import TokenBucket
+from offload_bridge.streams.ratelimit import TokenBucket
 
 MIN_WAIT_S = 1e-3
 
