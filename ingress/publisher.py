@@ -69,12 +69,12 @@ class Published:
     offset: int
 
 
-def producer_options(settings: Settings) -> dict[str, Any]:
+def producer_options(settings: Settings, client_id: str = "offload-bridge-ingress") -> dict[str, Any]:
     """librdkafka options: connection, plus the durability the contract asks for."""
     return {
         **librdkafka_options(settings),
         "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": "offload-bridge-ingress",
+        "client.id": client_id,
         # Every in-sync replica has the record before we answer 2xx; retries never duplicate or reorder.
         "acks": "all",
         "enable.idempotence": True,
@@ -153,8 +153,10 @@ class _Connection:
 
 
 class Publisher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client_id: str = "offload-bridge-ingress") -> None:
+        """``client_id``: the producer's name in the broker's logs and quotas (the inbox uses this class too)."""
         self._settings = settings
+        self._client_id = client_id
         self._timeout_s = settings.offload_publish_timeout_s
         self._probe_topic = topic_name(CASE_EVENTS, settings)
         self._connection: _Connection | None = None
@@ -176,7 +178,7 @@ class Publisher:
 
     async def _connect_until_done(self) -> None:
         loop = asyncio.get_running_loop()
-        connection = _Connection(producer_options(self._settings), loop, self._replace)
+        connection = _Connection(producer_options(self._settings, self._client_id), loop, self._replace)
         attempt = 0
         try:
             while not self._closed:

@@ -28,6 +28,7 @@ from offload_bridge.cli_support import (
     server_command,
 )
 from offload_bridge.export import cli as export_cli
+from offload_bridge.inbox import cli as inbox_cli
 from offload_bridge.ingress.cli import register as register_ingress
 from offload_bridge.kafka.admin import TopicCreationFailed, ensure_topics
 from offload_bridge.kafka.connection import (
@@ -375,11 +376,12 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     register_reconcile,
     export_cli.register,
     analytics_cli.register,
+    inbox_cli.register,
 ]
 
 
 # The commands that run part of the server (or call Offload over HTTP); the others are the client's.
-SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile", "export")
+SERVER_COMMANDS = ("run", "simulator", "ingress", "worker", "case", "reconcile", "export", "inbox")
 
 
 # The commands that never talk to Kafka: they start without the TLS check (`kafka` manages the local broker,

@@ -735,6 +735,72 @@ class Settings(BaseSettings):
         description="Port of `export --follow`'s Prometheus metrics; `0` turns them off.",
     )
 
+    # --- Browser inbox (``offload-bridge inbox``) ----------------------------------------------------
+    offload_inbox_host: str = Field(
+        default=LOCAL_HOST,
+        min_length=1,
+        description="Address the inbox listens on (`--host`). Its identity-aware proxy is what people reach.",
+    )
+    offload_inbox_port: int = Field(default=8095, ge=1, le=65535, description="Port the inbox listens on (`--port`).")
+    offload_inbox_trusted_proxies: str = Field(
+        default="127.0.0.1/32,::1/128",
+        description=(
+            "Comma-separated addresses or networks (CIDR) of the identity-aware proxies in front of the inbox. "
+            "`X-Forwarded-Email` / `X-Forwarded-User` are believed only on connections from these; every "
+            "other request is refused (401), but liveness, readiness and metrics. The default trusts a proxy "
+            "on the same host or in the same pod."
+        ),
+    )
+    offload_inbox_csrf_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The key of the forms' CSRF tokens (at least 16 characters). Every replica of the inbox must "
+            "share it: a form served by one is posted to any. Unset: a random key per process (a warning is "
+            "logged), fine for a single replica; a restart then asks people to send an open form again."
+        ),
+    )
+    offload_inbox_form_max_age_s: int = Field(
+        default=12 * 3600,
+        ge=60,
+        description="How long an answer form stays valid after its page was served, in seconds.",
+    )
+    offload_inbox_history_days: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How far back the inbox reads case-events, answers and answer-outcomes at start, and how long it "
+            "keeps the history of a case no longer waiting. The waiting questions come from case-state and "
+            "are complete whatever this is; earlier questions and answers of a case older than this are not "
+            "shown. The inbox holds about 1 KB per question and answer of the window in memory."
+        ),
+    )
+    offload_inbox_page_size: int = Field(
+        default=50, ge=1, le=500, description="Waiting questions on one page of the inbox's list."
+    )
+
+    @field_validator("offload_inbox_trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"expected addresses or networks (CIDR), got {part.strip()!r}") from None
+        return value
+
+    @field_validator("offload_inbox_csrf_secret")
+    @classmethod
+    def _check_csrf_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        reason = weak_token(value.get_secret_value().strip())
+        if reason and not info.data.get("offload_allow_insecure_defaults"):
+            raise ValueError(f"the secret is {reason}: use a long random one (`openssl rand -hex 24`)")
+        return SecretStr(value.get_secret_value().strip())
+
     # --- Kafka permissions (``offload-bridge acls``) -------------------------------------------------
     offload_reader_group_prefix: str | None = Field(
         default=None,
