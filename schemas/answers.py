@@ -95,6 +95,9 @@ class AnswerOutcome(BaseModel):
     currentInputRequestId: str | None = None
     at: int = Field(default_factory=now_ms, description="unix ms")
     submittedBy: str | None = Field(default=None, description="the answer's submittedBy, when it had one")
+    nextAttemptAt: int | None = Field(
+        default=None, description="retrying only: unix ms at which the next attempt is due"
+    )
 
 
 class DlqHeader(StrEnum):

@@ -133,6 +133,8 @@ async def test_a_throttled_answer_is_retried_no_sooner_than_retry_after(sim: Sim
     (retry,) = delivery.out.retries
     scheduled = RetryAnswer.model_validate_json(retry.value or b"")
     assert scheduled.attempt == 2 and scheduled.notBefore >= sent_at + 1000
+    # The outcome says when the next attempt is due (the inbox shows it): the retry's own notBefore.
+    assert retrying.nextAttemptAt == scheduled.notBefore
     assert dict(retry.headers)["origin"] == f"answers:{first.partition}:{first.offset}".encode()
 
     await sim.set_faults(endpoints={})

@@ -247,7 +247,8 @@ class AnswerDelivery:
         )
         await self.out.schedule(retry, origin)
         text = f"{described}; attempt {attempt + 1} in {delay_s:.1f}s"
-        await self.out.outcome(self._outcome(answer, Outcome.RETRYING, attempt, result, view, text))
+        outcome = self._outcome(answer, Outcome.RETRYING, attempt, result, view, text)
+        await self.out.outcome(outcome.model_copy(update={"nextAttemptAt": retry.notBefore}))
 
     async def _record_accepted(self, answer: Answer, view: CaseView) -> CaseView:
         """Note the answer in the case's state (a new value, so the changelog sees it) and publish it.
