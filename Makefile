@@ -5,6 +5,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # promtool checks and unit-tests deploy/prometheus/ in the suite (tests/test_deploy.py).
 PROMTOOL := .tools/promtool
+# The browser tests' tools (tests/browser.py): an identity-aware proxy, a test OpenID provider, axe-core.
+# Each version is in a stamp's name (.tools/.NAME-VERSION): a new version makes the stamp newer than the tool,
+# which is built again.
+OAUTH2_PROXY_VERSION := v7.15.6
+OAUTH2_PROXY := .tools/oauth2-proxy
+MOCKOIDC := .tools/mockoidc
+AXE_VERSION := 4.14.1
+AXE := .tools/npm/node_modules/axe-core/axe.min.js
+CHROMIUM := /usr/bin/chromium
+BROWSER_TOOLS := $(OAUTH2_PROXY) $(MOCKOIDC) $(AXE) $(CHROMIUM)
+# Go where its installer puts it when it is not on PATH. GOTOOLCHAIN=local: build with this Go, never fetch
+# another; CGO_ENABLED=0: static binaries, no C compiler needed.
+GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
+GO_BUILD_ENV := GOTOOLCHAIN=local CGO_ENABLED=0
 
 .PHONY: run test test-suite lint typecheck docs docs-serve kafka-start kafka-stop clean container-test dist
 
@@ -25,6 +39,28 @@ $(PROMTOOL):
 	dpkg-deb -x .tools/deb/prometheus_*.deb .tools/deb/root
 	install -m 0755 .tools/deb/root/usr/bin/promtool $(PROMTOOL)
 	rm -rf .tools/deb
+
+.tools/.%:
+	mkdir -p .tools && rm -f .tools/.$(firstword $(subst -, ,$*))-* && touch $@
+
+# oauth2-proxy built from its Go module, once: about a minute on 2 cores with Go's caches in $$HOME empty, seconds
+# with them filled.
+$(OAUTH2_PROXY): .tools/.oauth2_proxy-$(OAUTH2_PROXY_VERSION)
+	$(GO_BUILD_ENV) GOBIN=$(abspath .tools) $(GO) install github.com/oauth2-proxy/oauth2-proxy/v7@$(OAUTH2_PROXY_VERSION)
+
+# A test OpenID provider: a small main around the mockoidc library (tests/tools/mockoidc/).
+$(MOCKOIDC): tests/tools/mockoidc/main.go tests/tools/mockoidc/go.mod tests/tools/mockoidc/go.sum
+	mkdir -p .tools
+	cd tests/tools/mockoidc && $(GO_BUILD_ENV) $(GO) build -buildvcs=false -o $(abspath $(MOCKOIDC)) .
+
+# axe-core, the accessibility checker the browser tests inject into pages (one file, axe.min.js).
+$(AXE): .tools/.axe_core-$(AXE_VERSION)
+	npm install --silent --no-audit --no-fund --prefix .tools/npm axe-core@$(AXE_VERSION)
+	touch $@
+
+# Debian's chromium for Playwright (whose own browser download cannot be reached), installed when missing (as root).
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
 
 # The whole stack on this machine; Ctrl-C stops it. `make run ARGS=--demo` shows cases move. A development
 # machine: short or placeholder tokens are accepted (docs: Deploy, Secure by default).
@@ -63,7 +99,7 @@ TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j4 lint typecheck docs test-suite
 
-test-suite: $(STAMP) $(PROMTOOL)
+test-suite: $(STAMP) $(PROMTOOL) $(BROWSER_TOOLS)
 	$(BIN)/offload-bridge kafka fetch
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 

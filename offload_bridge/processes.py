@@ -29,10 +29,26 @@ class ServiceProcess:
         cwd: Path | None = None,
     ) -> None:
         self.args = [sys.executable, "-m", "offload_bridge.cli", *args]
+        # What failures call the process: the command's arguments, the interpreter left out.
+        self.label = " ".join(["offload-bridge", *args])
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def program(
+        cls,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+    ) -> ServiceProcess:
+        """Another program than the project's (a tool the tests run beside it), handled the same way."""
+        service = cls([], env=env, log_path=log_path, cwd=cwd)
+        service.args = list(argv)
+        service.label = Path(argv[0]).name
+        return service
 
     def start(self) -> ServiceProcess:
         output: Any = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
@@ -55,9 +71,7 @@ class ServiceProcess:
         last: str = "no answer"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.args[3:]} exited with {self.process.returncode}: {self.log_tail()}"
-                )
+                raise RuntimeError(f"{self.label} exited with {self.process.returncode}: {self.log_tail()}")
             try:
                 response = httpx.get(url, timeout=2.0)
                 if response.status_code in ok:

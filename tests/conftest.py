@@ -15,6 +15,7 @@ from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.local_broker import BrokerError, LocalBroker
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, unique_prefix
+from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
 from tests.streams_support import WORKER_TOKEN
 
 
