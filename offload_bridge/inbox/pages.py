@@ -135,7 +135,9 @@ def _case_values(
     context = inbox(request)
     person = context.person(request)
     pending = view.pending
-    standing = view.standing_answer(pending.inputRequestId) if pending is not None else None
+    # The question the case asked last: waiting, or answered (by whom, shown to everyone who comes later).
+    last = view.state.inputRequest if view.state is not None else None
+    standing = view.standing_answer(last.id) if last is not None else None
     if mine is not None and text is None and not mine.stands:
         text = mine.answer.text  # refused: offer the same words again, for the question asked now
     # The form shows when there is a question no answer stands for, and the person is not waiting on one.
@@ -144,6 +146,7 @@ def _case_values(
         view=view,
         state=view.state,
         pending=pending,
+        last_question=last,
         standing=standing,
         mine=mine,
         show_form=show_form,
