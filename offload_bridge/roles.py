@@ -16,13 +16,15 @@ What no role needs:
   imply it, so ``topics create`` needs it to see a topic it made but does not read (the retry topics).
 - **IdempotentWrite on the cluster**: every producer here is idempotent (acks=all), and since Kafka 3.0
   (KIP-679) Write on any topic allows a producer id; older clusters need IdempotentWrite on the cluster
-  for the ingress, the worker, the teams and the operator.
+  for the ingress, the worker, the teams, the inbox and the operator.
 - **TransactionalId**: nothing here uses transactions (Faust runs at least once, without them).
-- **A consumer group for the teams' clients, ``tail``, ``dlq list`` and ``reconcile``**: they are assigned
-  every partition of what they read and commit nothing.
+- **A consumer group for the teams' clients, the inbox, ``tail``, ``dlq list`` and ``reconcile``**: they
+  are assigned every partition of what they read and commit nothing.
 
-A further Kafka client is a role of its own here, with a party in the registry: the browser inbox, when it
-comes, reads the questions and publishes answers, and gets exactly that.
+A further Kafka client is a role of its own here, with a party in the registry. The browser inbox
+(``inbox``) reads the questions and the case's history (case-state, case-events, answers, answer-outcomes)
+and publishes answers: like ``teams`` it can never forge what Offload said, our view of it or an outcome,
+and unlike ``teams`` it reads the answers themselves, to show who answered a question and what.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Role(StrEnum):
     OPERATOR = "operator"  # tail, dlq list|redrive, reconcile, topics create|check|apply
     READER = "reader"  # downstream services and analytics: what happened and the latest state, read only
     EXPORTER = "exporter"  # offload-bridge export: the history as Parquet tables
+    INBOX = "inbox"  # offload-bridge inbox: people read questions and their history, and answer
 
 
 ROLE_OF: dict[Party, Role] = {
@@ -58,6 +61,7 @@ ROLE_OF: dict[Party, Role] = {
     Party.OPERATOR_COMMANDS: Role.OPERATOR,
     Party.READERS: Role.READER,
     Party.EXPORTER: Role.EXPORTER,
+    Party.INBOX: Role.INBOX,
 }
 
 

@@ -309,8 +309,8 @@ class Settings(BaseSettings):
         default=128, ge=1, le=4096,
         description=(
             "Calls to Offload in flight at once from one worker, every feature together (answers, case "
-            "requests, reconciler); the HTTP pool holds at least this many connections. The features' "
-            "own bounds (OFFLOAD_ANSWER_IN_FLIGHT, OFFLOAD_CASE_REQUEST_IN_FLIGHT, "
+            "requests, reconciler, case contexts); the HTTP pool holds at least this many connections. "
+            "The features' own bounds (OFFLOAD_ANSWER_IN_FLIGHT, OFFLOAD_CASE_REQUEST_IN_FLIGHT, "
             "OFFLOAD_RECONCILE_CONCURRENCY) sit inside it; when their sum is larger, they share it first "
             "come, first served. Default 128."
         ),
@@ -557,6 +557,26 @@ class Settings(BaseSettings):
             "request per interval."
         ),
     )
+
+    # --- A case's context from Offload (the worker's GET /cases/{caseId}/context) ----------------------
+    # The conversation so far and the case's objective are Offload's alone: a page showing a question asks
+    # the worker, the only holder of the API key, which fetches it through the worker's one limit of calls.
+    offload_case_context_cache_s: float = Field(
+        default=30.0, ge=0, le=3600,
+        description=(
+            "How long a worker reuses a case's context (`GET /cases/{caseId}/context`: Offload's case with "
+            "its transcript) before asking Offload again, in seconds; requests for the same case meanwhile "
+            "share one call. 0: every request asks Offload (concurrent ones still share a call). Only "
+            "successful answers are kept. Default 30."
+        ),
+    )  # fmt: skip
+    offload_case_context_cache_entries: int = Field(
+        default=256, ge=1, le=100_000,
+        description=(
+            "Cases whose context one worker keeps at most (the least recently used goes first): a "
+            "transcript can be long, so this bounds the memory the cache takes. Default 256."
+        ),
+    )  # fmt: skip
 
     # --- Reconciler ---------------------------------------------------------------------------------
     # Each open case carries its next check time (GET /cases/{id}), kept in the case table. Any event of

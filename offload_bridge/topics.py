@@ -44,9 +44,9 @@ class Party(StrEnum):
 
     The service is the ingress and the worker's agents; everything else is one of its clients: the teams
     (their own services, and the commands and Python clients we give them), the operators' commands,
-    downstream and analytics readers, and the exporter. The AsyncAPI document describes the service, so
-    only service parties make its send and receive operations. Each party belongs to one Kafka role
-    (``offload_bridge.roles``), whose permissions are derived from these lists.
+    downstream and analytics readers, the exporter and the inbox. The AsyncAPI document describes the
+    service, so only service parties make its send and receive operations. Each party belongs to one Kafka
+    role (``offload_bridge.roles``), whose permissions are derived from these lists.
     """
 
     INGRESS = "ingress"
@@ -65,6 +65,9 @@ class Party(StrEnum):
     # Downstream services and analytics: what happened and the latest state, read only.
     READERS = "downstream services and analytics"
     EXPORTER = "offload-bridge export"
+    # `offload-bridge inbox`: people answer in a browser. It reads the questions, the answers and their
+    # outcomes (who answered what, and what became of it) and publishes answers; by assignment, in no group.
+    INBOX = "offload-bridge inbox"
 
     @property
     def in_service(self) -> bool:
@@ -233,7 +236,7 @@ CASE_EVENTS = TopicSpec(
     CaseEvent,
     # The case-request agent writes case.created for a case it made; the operators: `reconcile`.
     writers=(Party.INGRESS, Party.RECONCILER, Party.CASE_REQUEST_AGENT, Party.OPERATOR_COMMANDS),
-    readers=(Party.STATE_AGENT, Party.READERS, Party.EXPORTER, Party.OPERATOR_COMMANDS),
+    readers=(Party.STATE_AGENT, Party.READERS, Party.EXPORTER, Party.INBOX, Party.OPERATOR_COMMANDS),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers=EVENT_HEADERS,
@@ -270,7 +273,7 @@ CASE_STATE = TopicSpec(
     "caseId",
     CaseState,
     writers=(Party.STATE_AGENT, Party.ANSWER_AGENT),
-    readers=(Party.READERS, Party.OPERATOR_COMMANDS),  # the operators: `reconcile`
+    readers=(Party.READERS, Party.INBOX, Party.OPERATOR_COMMANDS),  # the operators: `reconcile`
     partitioning=BY_CASE,
     compacted=True,
 )
@@ -280,8 +283,10 @@ ANSWERS = TopicSpec(
     "An answer to one of Offload's questions.",
     "caseId",
     Answer,
-    writers=(Party.TEAMS, Party.TEAM_COMMANDS, Party.OPERATOR_COMMANDS),  # `answer`; `dlq redrive`
-    readers=(Party.ANSWER_AGENT, Party.OPERATOR_COMMANDS),
+    # `answer`; the inbox's answer form; `dlq redrive`
+    writers=(Party.TEAMS, Party.TEAM_COMMANDS, Party.INBOX, Party.OPERATOR_COMMANDS),
+    # The inbox: who answered a case's earlier questions, and what (case-state keeps only the answer's id).
+    readers=(Party.ANSWER_AGENT, Party.INBOX, Party.OPERATOR_COMMANDS),
     partitioning=BY_CASE,
     retention=HISTORY,
     headers={REDRIVEN_FROM_HEADER: REDRIVEN_FROM},
@@ -300,6 +305,7 @@ ANSWER_OUTCOMES = TopicSpec(
         Party.ANSWER_AGENT,
         Party.READERS,
         Party.EXPORTER,
+        Party.INBOX,
         Party.OPERATOR_COMMANDS,
     ),
     partitioning=BY_CASE,

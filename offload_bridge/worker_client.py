@@ -1,4 +1,5 @@
-"""Read the worker's query API (``GET /cases/{id}``, ``GET /cases``, ``GET /workers``) from a client.
+"""Read the worker's query API (``GET /cases/{id}``, ``GET /cases/{id}/context``, ``GET /cases``,
+``GET /workers``) from a client.
 
 The standard library's ``urllib`` on purpose: the client install (pydantic, pydantic-settings,
 kafka-python) has no HTTP library, and these are a few small GETs.
@@ -15,10 +16,11 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from offload_bridge.schemas.case_state import CaseState
+from offload_bridge.schemas.offload_case import CaseContext
 from offload_bridge.schemas.questions import CasePage, WorkerGroup
 
 DEFAULT_TIMEOUT_S = 10.0
-ModelT = TypeVar("ModelT", CaseState, CasePage, WorkerGroup)
+ModelT = TypeVar("ModelT", CaseState, CaseContext, CasePage, WorkerGroup)
 
 
 def bearer_headers(token: str | None) -> dict[str, str]:
@@ -64,6 +66,19 @@ class WorkerClient:
                 return None
             raise
         return self._parse(CaseState, data)
+
+    def context(self, case_id: str) -> CaseContext | None:
+        """The case as Offload returns it, with the conversation so far (any worker fetches it, and keeps
+        it for OFFLOAD_CASE_CONTEXT_CACHE_S: ``fetchedAt`` says when it was fetched); None when Offload
+        knows no such case. Offload unavailable: WorkerRefused with code ``OFFLOAD_UNAVAILABLE`` (try
+        again shortly) or ``OFFLOAD_ERROR`` (it will not help)."""
+        try:
+            data = self._get(f"/cases/{urllib.parse.quote(case_id, safe='')}/context")
+        except WorkerRefused as refused:
+            if refused.code == "CASE_NOT_FOUND":
+                return None
+            raise
+        return self._parse(CaseContext, data)
 
     def page(self, *, status: str | None = None, cursor: str | None = None, limit: int = 500) -> CasePage:
         """One page of the cases of this worker's own partitions."""

@@ -46,3 +46,29 @@ class OffloadCase(BaseModel):
         if self.nextActionAt is None or self.nextActionAt >= NO_ACTION_AT:
             return None
         return self.nextActionAt
+
+
+class CaseContext(OffloadCase):
+    """A case as Offload returns it with the conversation so far: the worker's ``GET /cases/{id}/context``,
+    what a person needs to answer the case's question well.
+
+    Offload's own shapes, typed loosely and kept as received (unknown fields too): its docs describe
+    ``goal`` as ``{objective, knowledge}`` (knowledge a string or an object), ``counterparty`` as
+    ``{address, name, company?, timezone?, customData?}``, ``senderPersona`` as ``{name, role?, company?,
+    tone?}``. Text in them comes from the client and the counterparty: escape it wherever it is shown.
+    """
+
+    goal: dict[str, Any] | None = None
+    counterparty: dict[str, Any] | None = None
+    senderPersona: dict[str, Any] | None = None
+    constraints: list[Any] | None = None
+    conversationThread: str | None = Field(default=None, description="the transcript; null when none")
+    createdAt: int | None = None
+    maxAttempts: int | None = None
+    fetchedAt: int = Field(ge=0, description="unix ms when the worker received this from Offload")
+
+    @property
+    def objective(self) -> str | None:
+        """``goal.objective`` when it is a string."""
+        objective = (self.goal or {}).get("objective")
+        return objective if isinstance(objective, str) else None

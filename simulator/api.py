@@ -158,6 +158,8 @@ async def get_case(request: Request, case_id: str) -> Response:
         flag = request.query_params.get("includeTranscript", "false").lower()
         if flag not in ("true", "false"):
             return error(400, "INVALID_REQUEST", "includeTranscript must be true or false")
+        # The truth counts the reads, so a test sees how often a client really asked.
+        case.reads.append({"at": now_ms(), "includeTranscript": flag == "true"})
         return ok(case.view(include_transcript=flag == "true"))
 
     return await _guarded(request, "get_case", handle)

@@ -3,8 +3,9 @@
 - ``GET /_sim/health``: case count, step, seed, and ``inFlight``: the API calls under way per endpoint.
 - ``GET /_sim/faults``, ``PUT /_sim/faults``: the fault knobs and seed; PUT changes only the fields it names,
   and a ``seed`` restarts the random streams.
-- ``GET /_sim/cases``: every case id; ``GET /_sim/cases/{id}``: the truth, with every input received and
-  every webhook with what became of it.
+- ``GET /_sim/cases``: every case id; ``GET /_sim/cases/{id}``: the truth, with every input received, every
+  read of the case (``reads``: when, and whether with the transcript) and every webhook with what became
+  of it.
 - ``POST /_sim/reset``: forget every case, restore the startup faults and seed.
 - ``GET /_sim/files/{attachmentId}``: the bytes behind an attachment's ``downloadUrl``.
 """

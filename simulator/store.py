@@ -1,5 +1,5 @@
 """The simulator's cases: what Offload would hold, plus the truth tests ask for (every input received,
-every webhook and what became of it, every status change)."""
+every read of the case, every webhook and what became of it, every status change)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class Case:
     # --- truth only ---
     history: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    reads: list[dict[str, Any]] = field(default_factory=list)  # each GET /cases/{id} that reached the case
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -132,6 +133,7 @@ class Case:
             "attachmentDetails": self.attachments,
             "history": self.history,
             "inputs": self.inputs,
+            "reads": self.reads,
             "webhooks": self.webhooks,
         }
 

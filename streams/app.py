@@ -19,6 +19,7 @@ from offload_bridge.schemas.case_state import CaseRecord
 from offload_bridge.settings import Settings
 from offload_bridge.streams import handover
 from offload_bridge.streams.answers import agent as answers
+from offload_bridge.streams.case_context import view as case_context
 from offload_bridge.streams.case_requests import agent as case_requests
 from offload_bridge.streams.context import WorkerContext
 from offload_bridge.streams.metrics import WorkerMetrics
@@ -133,7 +134,7 @@ def create_app(settings: Settings) -> WorkerContext:
             return self.bytes(b'{"ok":true,"data":{"alive":true}}', content_type="application/json")
 
     # In this order: the metrics families appear as the features are registered.
-    for feature in (state, answers, case_requests, reconcile):
+    for feature in (state, answers, case_requests, reconcile, case_context):
         worker.features.append(feature.register(worker))
     register_metrics_view(app, worker.metrics)
     return worker

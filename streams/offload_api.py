@@ -243,8 +243,11 @@ class OffloadApi:
         body = {"inputRequestId": input_request_id, "providedContext": provided_context}
         return await self._call("POST", f"/cases/{_segment(case_id)}/input", payload=body)
 
-    async def get_case(self, case_id: str) -> OffloadReply:
-        return await self._call("GET", f"/cases/{_segment(case_id)}")
+    async def get_case(self, case_id: str, *, include_transcript: bool = False) -> OffloadReply:
+        """``include_transcript``: Offload fills ``conversationThread`` with the conversation so far (a
+        call it may fail with a bare 500 where the plain one would have answered)."""
+        query = "?includeTranscript=true" if include_transcript else ""
+        return await self._call("GET", f"/cases/{_segment(case_id)}{query}")
 
     async def create_case(self, body: dict[str, Any]) -> OffloadReply:
         return await self._call("POST", "/cases", payload=body)

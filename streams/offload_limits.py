@@ -1,6 +1,6 @@
 """Admission of every call the worker makes to Offload: how many at once, how fast, and none while Offload
 pushes back. One per worker, inside the one Offload client (``offload_api.OffloadApi``), so the answers,
-the case requests and the reconciler share it.
+the case requests, the reconciler and the case context route share it.
 
 Offload's limits apply to the API key, whatever a call is for, so the worker keeps one account of its
 calls rather than one per feature: more answers in flight never means more calls than the worker may make,

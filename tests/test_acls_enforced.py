@@ -4,7 +4,7 @@ what its role does not allow in one line, at once.
 One broker for the module (tests/secure_kafka.py): ``StandardAuthorizer``, nothing allowed without an ACL, a
 super user (``admin``) used only to apply the ACLs with ``offload-bridge acls --apply`` and, through the
 PLAINTEXT setup listener, to plant a dead letter. Every part speaks SCRAM-SHA-512 over TLS as its own user:
-the ingress, the worker, a team, an operator, a downstream reader and the exporter.
+the ingress, the worker, a team, an operator, a downstream reader, the exporter and the inbox.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from offload_bridge.simulator.testing import RunningSimulator, case_body, simula
 from offload_bridge.testing import produce, settings_env, unique_prefix
 from offload_bridge.topics import (
     ANSWER_OUTCOMES,
+    ANSWERS,
     ANSWERS_DLQ,
     CASE_EVENTS,
     CASE_STATE,
@@ -281,6 +282,28 @@ def test_a_reader_consumes_events_and_state_in_a_group_of_its_own(broker: Secure
     assert committed is not None
 
 
+def test_the_inbox_reads_a_cases_history_by_assignment_and_answers(
+    broker: SecureBroker, stack: Stack
+) -> None:
+    case_id = stack.sim.create_case(stack.webhook_url, scenario="input_then_complete", step_ms=200)
+    question = stack.worker.wait_case(case_id, lambda s: s["status"] == "INPUT_NEEDED")["inputRequest"]["id"]
+    inbox = as_role(broker, Role.INBOX)
+    with AnswerSubmitter(inbox) as answers:
+        answer_id = answers.publish(case_id, question, "Yes, from the inbox.", submitted_by="ana@example.com")
+        assert answers.wait_for_outcome(answer_id, timeout_s=60).outcome == "accepted"
+    stack.worker.wait_case(case_id, lambda state: question in state["answers"])
+    # Each topic the inbox shows a case from, read without a consumer group (read_topic assigns).
+    for spec in (CASE_EVENTS, CASE_STATE, ANSWERS, ANSWER_OUTCOMES):
+        keys = {record.key for record in read_topic(inbox, topic_name(spec, inbox))}
+        assert case_id.encode() in keys, spec.name
+    [answer] = [
+        json.loads(record.value)
+        for record in read_topic(inbox, topic_name(ANSWERS, inbox))
+        if record.key == case_id.encode()
+    ]
+    assert (answer["answerId"], answer["submittedBy"]) == (answer_id, "ana@example.com")
+
+
 def test_the_exporter_exports(broker: SecureBroker, stack: Stack, tmp_path: Path) -> None:
     exported = cli(as_role(broker, Role.EXPORTER), "export", "--to", str(tmp_path / "tables"))
     assert exported.returncode == 0, exported.stderr
@@ -324,6 +347,9 @@ def test_a_command_a_role_may_not_run_is_refused_in_one_line(
         (Role.INGRESS, ANSWER_OUTCOMES),
         (Role.READER, CASE_EVENTS),
         (Role.EXPORTER, CASE_EVENTS),
+        (Role.INBOX, CASE_EVENTS),
+        (Role.INBOX, CASE_STATE),
+        (Role.INBOX, ANSWER_OUTCOMES),
     ],
 )
 def test_no_role_writes_what_it_must_not(

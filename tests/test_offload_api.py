@@ -53,6 +53,25 @@ def test_answer_accepted_then_resent(sim: RunningSimulator) -> None:
     assert case.ok and case.data is not None and case.data["caseId"] == case_id
 
 
+def test_the_transcript_comes_only_when_asked_for(sim: RunningSimulator) -> None:
+    case_id = sim.create_case(scenario="input_then_complete")
+    sim.wait_for_truth(case_id, lambda truth: truth["status"] == "INPUT_NEEDED")
+    plain = asyncio.run(_call(_api(sim), "get_case", case_id))
+
+    async def with_transcript(api: OffloadApi) -> OffloadReply:
+        try:
+            return await api.get_case(case_id, include_transcript=True)
+        finally:
+            await api.aclose()
+
+    full = asyncio.run(with_transcript(_api(sim)))
+    assert plain.data is not None and plain.data["conversationThread"] is None
+    assert full.data is not None
+    assert full.data["conversationThread"] == sim.truth(case_id)["conversationThread"]
+    assert "Collect a signed W-9" in full.data["conversationThread"]
+    assert [read["includeTranscript"] for read in sim.truth(case_id)["reads"]] == [False, True]
+
+
 def test_errors_keep_offloads_codes(sim: RunningSimulator) -> None:
     missing = asyncio.run(_call(_api(sim), "get_case", "no-such-case"))
     unauthorized = asyncio.run(_call(_api(sim, key="wrong-key"), "get_case", "no-such-case"))

@@ -34,6 +34,7 @@ from offload_bridge.roles import (
 from offload_bridge.settings import Settings
 from offload_bridge.topics import (
     ALL_TOPICS,
+    ANSWER_OUTCOMES,
     ANSWERS,
     CASE_EVENTS,
     CASE_EVENTS_INVALID,
@@ -97,6 +98,21 @@ def test_teams_publish_answers_requests_and_watches_and_read_only_their_outcomes
     for operation in WRITING:
         assert not _topics(Role.TEAMS, operation) & forged
     assert _others(Role.TEAMS) == []  # their clients read by assignment, in no group
+
+
+def test_the_inbox_writes_only_answers_and_reads_the_questions_and_their_history() -> None:
+    assert _topics(Role.INBOX, Operation.WRITE) == {ANSWERS.name}
+    assert _topics(Role.INBOX, Operation.READ) == {
+        CASE_STATE.name, CASE_EVENTS.name, ANSWERS.name, ANSWER_OUTCOMES.name,
+    }  # fmt: skip
+    forged = {CASE_EVENTS.name, CASE_STATE.name} | {
+        spec.name for spec in ALL_TOPICS if "outcome" in spec.name
+    }
+    for operation in WRITING:
+        assert not _topics(Role.INBOX, operation) & forged
+    for binding in role_bindings(Role.INBOX, SETTINGS):
+        assert set(binding.operations) <= {Operation.READ, Operation.WRITE}, binding
+    assert _others(Role.INBOX) == []  # it reads by assignment, in no group
 
 
 def test_readers_write_nothing_and_join_only_their_own_groups() -> None:

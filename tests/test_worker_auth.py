@@ -17,13 +17,14 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
+from pydantic import HttpUrl, SecretStr
 
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.kafka.partitioning import partition_for
 from offload_bridge.logs import secrets_of
 from offload_bridge.run import Stack
 from offload_bridge.settings import LOCAL_HOST, Settings, SettingsError, load_settings
+from offload_bridge.simulator.testing import DEFAULT_API_KEY, RunningSimulator, simulator_process
 from offload_bridge.streams.web_access import access_middleware, open_api_warning
 from offload_bridge.testing import delete_topics_with_prefix, settings_env, unique_prefix
 from offload_bridge.worker_client import WorkerClient, WorkerRefused
@@ -78,9 +79,18 @@ def registered_routes(settings: Settings) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def s(kafka_broker: str) -> Iterator[Settings]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSimulator]:
+    """Offload, for the route that asks it (GET /cases/{caseId}/context)."""
+    with simulator_process(log_path=tmp_path_factory.mktemp("auth-sim") / "simulator.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def s(kafka_broker: str, sim: RunningSimulator) -> Iterator[Settings]:
     settings = Settings(
         kafka_bootstrap_servers=kafka_broker,
+        offload_base_url=HttpUrl(sim.base_url),
+        offload_api_key=SecretStr(DEFAULT_API_KEY),
         offload_topic_prefix=unique_prefix("auth"),
         offload_topic_partitions=PARTITIONS,
         offload_worker_api_tokens=SecretStr(",".join(TOKENS)),
@@ -127,26 +137,30 @@ def _assert_unauthorized(answer: httpx.Response, what: str) -> None:
             assert token not in answer.text, what
 
 
-def _paths(pattern: str, cases: list[str]) -> list[str]:
-    """Concrete paths of a route: a known case and an unknown one for a case id."""
+def _paths(pattern: str, cases: list[str], offload_case: str) -> list[str]:
+    """Concrete paths of a route: a known case and an unknown one for a case id (for a route that asks
+    Offload, a case the simulator has)."""
     if "{case_id}" in pattern:
-        return [pattern.replace("{case_id}", cases[0]), pattern.replace("{case_id}", "no-such-case")]
+        known = offload_case if pattern.endswith("/context") else cases[0]
+        return [pattern.replace("{case_id}", known), pattern.replace("{case_id}", "no-such-case")]
     assert "{" not in pattern, f"a route with a parameter this walk does not know: {pattern}"
     return [pattern]
 
 
 def test_every_registered_route_answers_401_without_the_token_and_works_with_it(
-    s: Settings, cases: list[str], workers: tuple[Worker, Worker]
+    s: Settings, cases: list[str], workers: tuple[Worker, Worker], sim: RunningSimulator
 ) -> None:
+    offload_case = sim.create_case()
     routes = registered_routes(s)
     patterns = {pattern for _, pattern in routes}
     # The walk covers what the docs list (Consume events downstream), and nothing Faust would have added.
-    assert {"/cases/{case_id}", "/cases", "/workers", "/stats", "/metrics", "/healthz", "/ready"} <= patterns
+    assert {"/cases/{case_id}", "/cases/{case_id}/context", "/cases", "/workers", "/stats", "/metrics",
+            "/healthz", "/ready"} <= patterns  # fmt: skip
     assert not {p for p in patterns if p == "/" or p.startswith(("/router", "/table", "/graph"))}
     walked = 0
     for worker in workers:
         for method, pattern in routes:
-            for path in _paths(pattern, cases):
+            for path in _paths(pattern, cases, offload_case):
                 what = f"{method} {worker.url}{path}"
                 refused = [
                     (None, "Bearer"),
