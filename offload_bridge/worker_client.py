@@ -89,10 +89,6 @@ class WorkerClient:
             params["cursor"] = cursor
         return self._parse(CasePage, self._get("/cases?" + urllib.parse.urlencode(params)))
 
-    def context(self, case_id: str) -> Any:
-        """PLACEHOLDER until the worker route lands."""
-        return self._get(f"/cases/{urllib.parse.quote(case_id, safe='')}/context")
-
     def group(self) -> WorkerGroup:
         """Every worker of the group and the partitions it owns."""
         return self._parse(WorkerGroup, self._get("/workers"))

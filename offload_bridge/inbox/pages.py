@@ -171,6 +171,8 @@ async def _details(context: InboxContext, case_id: str) -> dict[str, Any]:
         except WorkerUnavailable as error:
             problems.append(str(error))
             continue
+        if found is None:
+            return {"case": None, "problem": "Offload knows no such case"}
         return {"case": found, "problem": None}
     return {"case": None, "problem": "; ".join(problems) or "no worker is configured (OFFLOAD_WORKER_URLS)"}
 
