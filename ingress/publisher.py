@@ -154,7 +154,7 @@ class _Connection:
 
 class Publisher:
     def __init__(self, settings: Settings, client_id: str = "offload-bridge-ingress") -> None:
-        """``client_id``: the producer's name in the broker's logs and quotas (the inbox uses this class too)."""
+        """``client_id``: the producer's name in the broker's logs and quotas (the inbox uses this class)."""
         self._settings = settings
         self._client_id = client_id
         self._timeout_s = settings.offload_publish_timeout_s

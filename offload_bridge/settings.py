@@ -761,12 +761,14 @@ class Settings(BaseSettings):
         min_length=1,
         description="Address the inbox listens on (`--host`). Its identity-aware proxy is what people reach.",
     )
-    offload_inbox_port: int = Field(default=8095, ge=1, le=65535, description="Port the inbox listens on (`--port`).")
+    offload_inbox_port: int = Field(
+        default=8095, ge=1, le=65535, description="Port the inbox listens on (`--port`)."
+    )
     offload_inbox_trusted_proxies: str = Field(
         default="127.0.0.1/32,::1/128",
         description=(
-            "Comma-separated addresses or networks (CIDR) of the identity-aware proxies in front of the inbox. "
-            "`X-Forwarded-Email` / `X-Forwarded-User` are believed only on connections from these; every "
+            "Comma-separated addresses or networks (CIDR) of the identity-aware proxies in front of the "
+            "inbox. `X-Forwarded-Email` / `X-Forwarded-User` are believed only on connections from these; every "
             "other request is refused (401), but liveness, readiness and metrics. The default trusts a proxy "
             "on the same host or in the same pod."
         ),
