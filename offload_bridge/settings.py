@@ -769,8 +769,8 @@ class Settings(BaseSettings):
         description=(
             "Comma-separated addresses or networks (CIDR) of the identity-aware proxies in front of the "
             "inbox. `X-Forwarded-Email` / `X-Forwarded-User` are believed only on connections from these; "
-            "every other request is refused (401), but liveness, readiness and metrics. The default trusts a proxy "
-            "on the same host or in the same pod."
+            "every other request is refused (401), but liveness, readiness and metrics. The default trusts "
+            "a proxy on the same host or in the same pod."
         ),
     )
     offload_inbox_csrf_secret: SecretStr | None = Field(
