@@ -192,9 +192,9 @@ def test_no_serious_accessibility_violations_and_the_docs_screenshots(site: Site
     for reference, team in (("PO-7001", "ap"), ("PO-7002", "legal"), ("PO-7003", "buying")):
         site.question_of(site.create_case(reference, team=team))
     answered = site.create_case("PO-7004", scenario="input_twice_then_complete", team="ap")
+    first = site.question_of(answered)
     dave = site.person(browser, "dave@example.com")
     page = site.open(dave, f"/cases/{answered}")
-    first = site.question_of(answered)
     expect(page.locator(f'[data-question-id="{first["id"]}"]')).to_be_visible(timeout=LIVE_S)
     page.get_by_label("Your answer to").fill("Yes, in two shipments.")
     page.get_by_role("button", name="Send answer").click()
