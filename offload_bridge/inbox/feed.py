@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from offload_bridge.inbox.store import AskedQuestion, FeedItem, OutcomeItem, StateItem, SubmittedAnswer
@@ -158,6 +166,10 @@ class Feed:
             for message in messages:
                 error = message.error()
                 if error is not None:
+                    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                        # librdkafka looks up the coordinator of its group.id even for assigned partitions;
+                        # the inbox has no group and needs none (it never joins or commits).
+                        continue
                     if error.fatal() or not error.retriable():
                         raise KafkaException(error)
                     continue
