@@ -20,7 +20,7 @@ BROWSER_TOOLS := $(OAUTH2_PROXY) $(MOCKOIDC) $(AXE) $(CHROMIUM)
 GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 GO_BUILD_ENV := GOTOOLCHAIN=local CGO_ENABLED=0
 
-.PHONY: run test test-suite lint typecheck docs docs-serve kafka-start kafka-stop clean container-test dist
+.PHONY: run test test-suite lint typecheck docs docs-serve docs-screenshots kafka-start kafka-stop clean container-test dist
 
 # A virtualenv with the project, its server stack and its dev tools, rebuilt when pyproject.toml changes.
 # uv installs the same packages as pip would, in a third of the time.
@@ -88,6 +88,11 @@ typecheck: $(STAMP)
 DOCS_ENV := NO_MKDOCS_2_WARNING=1
 docs: $(STAMP)
 	$(DOCS_ENV) $(BIN)/mkdocs build --strict --quiet
+
+# The screenshots the docs show (docs/assets/inbox/): taken by the inbox's browser tests, in a real chromium.
+docs-screenshots: $(STAMP) $(BROWSER_TOOLS)
+	$(BIN)/offload-bridge kafka fetch
+	INBOX_SCREENSHOTS=$(abspath docs/assets/inbox) $(BIN)/pytest -q tests/test_inbox_browser.py
 
 docs-serve: $(STAMP)
 	$(DOCS_ENV) $(BIN)/mkdocs serve --strict

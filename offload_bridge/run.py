@@ -34,6 +34,8 @@ from offload_bridge.settings import LOCAL_HOST, Settings
 READY_TIMEOUT_S = 180.0
 # The quickstart's case, shipped with the repository: the banner offers it when run from a checkout.
 EXAMPLE_CASE = Path("examples") / "case.json"
+# Who the browser is in the inbox `make run` starts (with OFFLOAD_ALLOW_INSECURE_DEFAULTS=1).
+DEV_PERSON = "you@localhost"
 # Settings a command run beside the stack needs besides those set explicitly: the run's own choices.
 _RUN_ENV = (
     "KAFKA_BOOTSTRAP_SERVERS",
@@ -134,6 +136,17 @@ class Stack:
         return f"http://{self.settings.offload_ingress_host}:{self.settings.offload_ingress_port}"
 
     @property
+    def inbox_url(self) -> str:
+        return f"http://{self.settings.offload_inbox_host}:{self.settings.offload_inbox_port}"
+
+    @property
+    def inbox_person(self) -> str | None:
+        """Who the browser is in the local inbox: a development machine needs no proxy to sign in."""
+        if self.settings.offload_inbox_dev_person:
+            return self.settings.offload_inbox_dev_person
+        return DEV_PERSON if self.settings.offload_allow_insecure_defaults else None
+
+    @property
     def worker_url(self) -> str:
         return self.settings.worker_url
 
@@ -147,6 +160,12 @@ class Stack:
         """The webhook URL as printed: a path token is a secret."""
         suffix = "/<token from OFFLOAD_WEBHOOK_TOKENS>" if self.settings.webhook_tokens else ""
         return f"{self.ingress_url}/webhooks/offload{suffix}"
+
+    @property
+    def inbox_shown(self) -> str:
+        if self.inbox_person is not None:
+            return f"(answer in a browser, as {self.inbox_person}: no sign-in on a development machine)"
+        return "(behind your identity-aware proxy: see the docs, Answer in the browser)"
 
     @property
     def worker_auth_shown(self) -> str:
@@ -181,9 +200,9 @@ class Stack:
         wanted.discard("OFFLOAD_WORKER_DATA_DIR")  # the worker's, not the commands'
         return {name: value for name, value in env.items() if name in wanted}
 
-    def _add(self, name: str, args: list[str], ready_url: str) -> None:
+    def _add(self, name: str, args: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
         log_path = self.run_dir / "logs" / f"{name}.log"
-        process = ServiceProcess(args, env=self._env(), log_path=log_path)
+        process = ServiceProcess(args, env={**self._env(), **(env or {})}, log_path=log_path)
         self.services.append(Service(name, process, ready_url, log_path))
 
     def _start_broker(self) -> None:
@@ -217,6 +236,10 @@ class Stack:
         port = str(self.settings.offload_ingress_port)
         self._add("ingress", ["ingress", "--port", port], f"{self.ingress_url}/readyz")
         self._add("worker", ["worker"], f"{self.worker_url}/ready")
+        inbox_env = {"OFFLOAD_WORKER_URL": self.worker_url}
+        if self.inbox_person is not None:
+            inbox_env["OFFLOAD_INBOX_DEV_PERSON"] = self.inbox_person
+        self._add("inbox", ["inbox"], f"{self.inbox_url}/ready", inbox_env)
         for service in self.services:
             service.process.start()
         for service in self.services:
@@ -274,6 +297,7 @@ class Stack:
             f"  Offload   {offload}",
             f"  webhooks  {self.webhook_url_shown}",
             f"  cases     {self.worker_url}/cases/CASE_ID{self.worker_auth_shown}",
+            f"  inbox     {self.inbox_url}/ {self.inbox_shown}",
             f"  logs      {self.run_dir / 'logs'}",
             f"  settings  {self.env_path} (broker, worker, Offload's key, the webhook URL)",
             "",

@@ -796,9 +796,28 @@ class Settings(BaseSettings):
             "shown. The inbox holds about 1 KB per question and answer of the window in memory."
         ),
     )
+    offload_inbox_dev_person: str | None = Field(
+        default=None,
+        max_length=320,
+        description=(
+            "A development machine only (needs `OFFLOAD_ALLOW_INSECURE_DEFAULTS=1`): a request from this "
+            "machine's loopback that carries no identity is this person, so the inbox opens in a browser "
+            "without a proxy. `make run` sets it to `you@localhost`. Never set it where others reach the "
+            "inbox."
+        ),
+    )
     offload_inbox_page_size: int = Field(
         default=50, ge=1, le=500, description="Waiting questions on one page of the inbox's list."
     )
+
+    @model_validator(mode="after")
+    def _check_inbox_dev_person(self) -> Settings:
+        if self.offload_inbox_dev_person and not self.offload_allow_insecure_defaults:
+            raise ValueError(
+                "OFFLOAD_INBOX_DEV_PERSON lets anyone on this machine answer as that person: it needs "
+                f"{INSECURE_FLAG} (a development machine)"
+            )
+        return self
 
     @field_validator("offload_inbox_trusted_proxies")
     @classmethod

@@ -107,6 +107,7 @@ def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
         "OFFLOAD_TOPIC_PREFIX": prefix,
         "OFFLOAD_INGRESS_PORT": str(free_port()),
+        "OFFLOAD_INBOX_PORT": str(free_port()),
         "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
         "OFFLOAD_WEBHOOK_TOKENS": f"tok-{uuid.uuid4().hex}",
         "OFFLOAD_WORKER_API_TOKENS": WORKER_TOKEN,

@@ -124,6 +124,7 @@ def test_the_first_hour_runs_as_the_banner_prints_it(topics: Settings, tmp_path:
     env = {
         **_explicit_env(topics),
         "OFFLOAD_INGRESS_PORT": str(ingress_port),
+        "OFFLOAD_INBOX_PORT": str(free_port()),
         "OFFLOAD_WORKER_WEB_PORT": str(worker_port),
         "OFFLOAD_WEBHOOK_TOKENS": f"tok-{uuid.uuid4().hex}",
     }

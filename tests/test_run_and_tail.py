@@ -51,10 +51,12 @@ def _wait_for_line(log: Path, text: str, process: ServiceProcess, timeout_s: flo
 
 def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, tmp_path: Path) -> None:
     simulator_port, ingress_port, worker_port = free_port(), free_port(), free_port()
+    inbox_port = free_port()
     token = f"tok-{uuid.uuid4().hex}"
     env = {
         **topics.as_env(),
         "OFFLOAD_INGRESS_PORT": str(ingress_port),
+        "OFFLOAD_INBOX_PORT": str(inbox_port),
         "OFFLOAD_WORKER_WEB_PORT": str(worker_port),
         "OFFLOAD_WEBHOOK_TOKENS": token,
         "OFFLOAD_LOG_FORMAT": "json",
@@ -132,6 +134,15 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
             )  # fmt: skip
             shown = json.loads(case.stdout) if case.returncode == 0 else {}
         assert shown.get("status") == "INPUT_NEEDED"
+        # The inbox runs too (behind a proxy here: no development identity), and lists the seed's question.
+        assert f"inbox     http://127.0.0.1:{inbox_port}/ (behind your identity-aware proxy" in printed
+        inbox = f"http://127.0.0.1:{inbox_port}/"
+        assert httpx.get(inbox, timeout=10).status_code == 401
+        listed = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and SEED_CASE not in listed:
+            listed = httpx.get(inbox, headers={"X-Forwarded-Email": "ops@example.com"}, timeout=10).text
+        assert SEED_CASE in listed
     finally:
         # Ctrl-C pressed twice: the second must not cut the clean-up short.
         run.signal(signal.SIGINT)
@@ -140,11 +151,15 @@ def test_run_starts_the_stack_and_ctrl_c_stops_every_process(topics: Settings, t
         exit_code = run.stop(grace_s=60)
     assert exit_code == 0, run.log_tail(30)
     assert "stopped" in log.read_text()
-    leftovers = _processes_mentioning(f"--port {simulator_port}", f"OFFLOAD_WORKER_WEB_PORT={worker_port}")
+    leftovers = _processes_mentioning(
+        f"--port {simulator_port}",
+        f"OFFLOAD_WORKER_WEB_PORT={worker_port}",
+        f"OFFLOAD_INBOX_PORT={inbox_port}",
+    )
     assert leftovers == []
     # Secrets never reach a log: the path token anywhere, the Offload API key in our services' logs.
     logs = {path.name: path.read_text(errors="replace") for path in (tmp_path / "run" / "logs").glob("*.log")}
-    assert set(logs) == {"simulator.log", "ingress.log", "worker.log"}
+    assert set(logs) == {"simulator.log", "ingress.log", "worker.log", "inbox.log"}
     assert all(token not in text for text in [*logs.values(), log.read_text()])
     assert "dev-key" not in logs["ingress.log"] + logs["worker.log"]
     assert all(line.startswith("{") for line in logs["worker.log"].splitlines() if line.strip())
@@ -218,6 +233,7 @@ def test_demo_shows_every_scenario_through_to_its_end(topics: Settings, tmp_path
     env = {
         **topics.as_env(),
         "OFFLOAD_INGRESS_PORT": str(free_port()),
+        "OFFLOAD_INBOX_PORT": str(free_port()),
         "OFFLOAD_WORKER_WEB_PORT": str(free_port()),
     }
     env.pop("OFFLOAD_API_KEY", None)

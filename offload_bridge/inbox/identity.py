@@ -24,6 +24,7 @@ USER_HEADER = "x-forwarded-user"
 CSRF_FIELD = "csrf"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from offload_bridge.inbox.http import envelope
 from offload_bridge.inbox.identity import CSRF_FIELD, CsrfTokens, Person
+from offload_bridge.inbox.metrics import InboxMetrics
 from offload_bridge.inbox.render import render
 from offload_bridge.inbox.store import AnswerView, CaseView, InboxStore, QuestionFilter, SubmittedAnswer
 from offload_bridge.ingress.publisher import Publisher, PublishFailed
@@ -182,6 +183,11 @@ async def _details(context: InboxContext, case_id: str) -> dict[str, Any]:
 async def post_answer(request: Request, case_id: str) -> Response:
     context = inbox(request)
     person = context.person(request)
+    metrics: InboxMetrics = request.app.state.metrics
+
+    def count(result: str) -> None:
+        metrics.answers.labels(result=result).inc()
+
     form = await request.form()
     text = str(form.get("text") or "")
     input_request_id = str(form.get("inputRequestId") or "").strip()
@@ -192,6 +198,7 @@ async def post_answer(request: Request, case_id: str) -> Response:
         return page(request, "missing.html", status=404, case_id=case_id)
 
     def again(status: int, problem: str) -> HTMLResponse:
+        count("refused" if status < 500 else "failed")
         values = _case_values(request, view, None, text=text, problem=problem)
         values["show_form"] = True
         values["form_question"] = view.question(input_request_id) or values["form_question"]
@@ -200,6 +207,7 @@ async def post_answer(request: Request, case_id: str) -> Response:
     if refusal is not None:
         if refusal.startswith("the form is too old"):
             return again(400, refusal)
+        count("refused")
         return _forbidden(refusal)
     if not _ANSWER_ID.match(answer_id) or not input_request_id:
         return again(400, "the form is incomplete: reload the page and send it again (your text is kept)")
@@ -214,6 +222,7 @@ async def post_answer(request: Request, case_id: str) -> Response:
         values = _case_values(request, view, None, text=text, problem=None)
         values["show_form"] = False
         values["taken"] = standing
+        count("refused")
         return page(request, "case.html", status=409, details=None, **values)
     try:
         answer = Answer(
@@ -233,6 +242,7 @@ async def post_answer(request: Request, case_id: str) -> Response:
     except PublishFailed as error:
         log.warning("inbox: answer %s to case %s not published: %s", answer_id, case_id, error)
         return again(503, f"the answer was not sent, Kafka did not take it ({error}); send it again")
+    count("published")
     context.store.add_answer(
         SubmittedAnswer(
             case_id, answer_id, input_request_id, answer.providedContext, person.name, int(time.time() * 1000)
