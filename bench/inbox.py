@@ -17,8 +17,9 @@
    Median and p95 of every request of all runs; the goal is a page in <= 300 ms.
 4. Staleness: PROBES times, a new question (asked before every other, so it heads the list's first page)
    is published; the milliseconds from just before the produce until the inbox's ``GET /?fragment=list``
-   shows it, and, for reference, until a worker's ``GET /cases/{id}`` does (the fold alone). Polled every
-   POLL_MS.
+   shows it; and, to say where the time goes, until a worker's ``GET /cases/{id}`` shows it (the fold) and
+   until a raw consumer at the end of ``case-state`` reads its record (the fold's batch published). All
+   polled every POLL_MS, one after the other.
 
 Only targets 127.0.0.1; every phase has a deadline; the topics are deleted at the end. The reconciler is
 kept quiet (no Offload here). Run: ``.venv/bin/python -m bench.inbox`` (``--help`` for the knobs).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import secrets
 import statistics
 import sys
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from pydantic import SecretStr
 
 from bench.offload_calls import load
@@ -51,7 +53,7 @@ from offload_bridge.kafka.connection import librdkafka_options
 from offload_bridge.processes import ServiceProcess
 from offload_bridge.settings import Settings
 from offload_bridge.testing import delete_topics_with_prefix, free_port, settings_env, unique_prefix
-from offload_bridge.topics import CASE_EVENTS, topic_name
+from offload_bridge.topics import CASE_EVENTS, CASE_STATE, topic_name
 from offload_bridge.worker_client import bearer_headers
 
 LOCAL_BROKER = "127.0.0.1:9092"
@@ -267,8 +269,21 @@ def time_listings(reader: QuestionReader, expected: int, listings: int) -> list[
 
 @dataclass
 class Probe:
-    worker_ms: float
-    inbox_ms: float
+    worker_ms: float  # a worker's GET /cases/{id} shows the question: the fold
+    topic_ms: float  # its case-state record can be read: the fold's batch published
+    inbox_ms: float  # the inbox's list shows it
+
+
+def case_state_tail(settings: Settings) -> Consumer:
+    """A raw consumer at the end of every partition of case-state, outside any group."""
+    consumer = Consumer({
+        **librdkafka_options(settings), "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": f"{settings.offload_topic_prefix}bench-unjoined", "enable.auto.commit": False,
+    })  # fmt: skip
+    topic = topic_name(CASE_STATE, settings)
+    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(settings.offload_topic_partitions)])
+    consumer.consume(1000, 1.0)  # the assignment takes effect
+    return consumer
 
 
 def staleness(
@@ -282,26 +297,35 @@ def staleness(
     """Each probe a new question asked before every other: it heads the first page once the inbox has it."""
     probes: list[Probe] = []
     poll_s = args.poll_ms / 1000
-    for n in range(args.probes):
-        question = Question(f"probe-{n:03d}", f"probe-{n:03d}", oldest_at - (n + 1) * 1000, "ap")
-        seen: dict[str, float] = {}
-        started = time.perf_counter()
-        publish(kafka, settings, [question])
-        while len(seen) < 2:
-            elapsed = time.perf_counter() - started
-            if elapsed > args.phase_timeout:
-                raise RuntimeError(f"{question.case_id} not seen within {args.phase_timeout:.0f} s: {seen}")
-            if "worker" not in seen:
-                answer = workers[0].http.get(f"/cases/{question.case_id}", timeout=10)
-                if answer.status_code == 200:
-                    seen["worker"] = (time.perf_counter() - started) * 1000
-            if "inbox" not in seen:
-                page = inbox.http.get("/", params={"fragment": "list"})
-                if f">{question.reference}</a>" in page.text:
-                    seen["inbox"] = (time.perf_counter() - started) * 1000
-            time.sleep(poll_s)
-        probes.append(Probe(seen["worker"], seen["inbox"]))
-        time.sleep(0.3)
+    tail = case_state_tail(settings)
+    try:
+        for n in range(args.probes):
+            question = Question(f"probe-{n:03d}", f"probe-{n:03d}", oldest_at - (n + 1) * 1000, "ap")
+            seen: dict[str, float] = {}
+            started = time.perf_counter()
+            publish(kafka, settings, [question])
+            while len(seen) < 3:
+                if time.perf_counter() - started > args.phase_timeout:
+                    raise RuntimeError(f"{question.case_id} not seen in {args.phase_timeout:.0f} s: {seen}")
+                if "worker" not in seen:
+                    answer = workers[0].http.get(f"/cases/{question.case_id}", timeout=10)
+                    if answer.status_code == 200:
+                        seen["worker"] = (time.perf_counter() - started) * 1000
+                if "topic" not in seen:
+                    for record in tail.consume(1000, 0):
+                        if record.error() is None and record.key() == question.case_id.encode():
+                            seen["topic"] = (time.perf_counter() - started) * 1000
+                if "inbox" not in seen:
+                    page = inbox.http.get("/", params={"fragment": "list"})
+                    if f">{question.reference}</a>" in page.text:
+                        seen["inbox"] = (time.perf_counter() - started) * 1000
+                time.sleep(poll_s)
+            probes.append(Probe(seen["worker"], seen["topic"], seen["inbox"]))
+            # A random gap: probes a fixed time apart would meet the inbox's reads (one every 0.2 s) at the
+            # same moment of each, and measure that moment rather than the spread of all of them.
+            time.sleep(random.uniform(0.3, 0.8))
+    finally:
+        tail.close()
     return probes
 
 
@@ -434,7 +458,9 @@ def report(args: argparse.Namespace, results: Results) -> None:
     worker_ms = [probe.worker_ms for probe in results.probes]
     print(f"{'staleness: produce -> inbox list':<36}{spread(inbox_ms, 0)}      "
           f"{len(inbox_ms)} probes, polled every {args.poll_ms} ms")  # fmt: skip
-    print(f"{'  reference: -> worker GET /cases':<36}{spread(worker_ms, 0)}      the fold alone")
+    topic_ms = [probe.topic_ms for probe in results.probes]
+    print(f"{'  of which -> worker GET /cases':<36}{spread(worker_ms, 0)}      the fold")
+    print(f"{'  of which -> case-state readable':<36}{spread(topic_ms, 0)}      the fold's batch published")
     print(f"machine {results.loads[0]}; {results.loads[1]}")
 
 
