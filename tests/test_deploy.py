@@ -360,13 +360,15 @@ def pod_specs() -> dict[str, dict[str, Any]]:
 
 
 def bridge_image() -> str:
-    [image] = [image["name"] for image in kustomization()["images"] if image["name"] == "offload-bridge"]
+    """The name the manifests give the project's image, which the kustomization sets."""
+    [image] = [str(image["name"]) for image in kustomization()["images"] if image["name"] == "offload-bridge"]
     return image
 
 
 def bridge_container(workload: str) -> dict[str, Any]:
     """The workload's offload-bridge container (the inbox's pod also runs its proxy)."""
-    [container] = [c for c in pod_specs()[workload]["containers"] if c["image"] == bridge_image()]
+    containers: list[dict[str, Any]] = pod_specs()[workload]["containers"]
+    [container] = [c for c in containers if c["image"] == bridge_image()]
     return container
 
 
