@@ -7,8 +7,10 @@ the jars `offload-bridge kafka fetch` took (deploy/broker/). The bases are kept 
 a hash of what went into it; the project's image is rebuilt on top of podman's layer cache. Then the compose
 stack runs under its own project name on free ports, a seed webhook goes to the ingress, the worker's
 `GET /cases/{id}` shows the case, and shows the same after the worker container restarts and after
-`down`/`up` (the worker's RocksDB volume and the broker's data volume kept). The stack and its volumes are
-removed at the end, whether the run passed or not. Every step has a deadline and says how long it took.
+`down`/`up` (the worker's RocksDB volume and the broker's data volume kept). Last, the `inbox` profile's inbox
+(not its oauth2-proxy, whose image comes from a registry) reads the seed question from the topics and refuses
+a request that does not come from the proxy's address. The stack and its volumes are removed at the end,
+whether the run passed or not. Every step has a deadline and says how long it took.
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ class Stack:
         )
 
     def show_logs(self) -> None:
-        for service in ("kafka", "topic-init", "ingress", "worker"):
+        for service in ("kafka", "topic-init", "ingress", "worker", "inbox"):
             shown = subprocess.run(
                 ["podman", "logs", "--tail", "30", self.container(service)],
                 env=env(), capture_output=True, text=True, check=False, timeout=30,
@@ -300,7 +302,8 @@ class Stack:
 
     def down(self) -> None:
         with step("tear down the stack and its volumes", 180) as deadline:
-            self.compose("down", "-v", "-t", "10", deadline=deadline, check=False)
+            # The profile, so that the inbox goes too.
+            self.compose("--profile", "inbox", "down", "-v", "-t", "10", deadline=deadline, check=False)
             for volume in ("kafka-data", "worker-data"):
                 run(
                     ["podman", "volume", "rm", "-f", f"{PROJECT}_{volume}"], deadline, check=False, quiet=True
@@ -391,6 +394,40 @@ def check_case(body: dict[str, Any], seed: dict[str, Any]) -> None:
         raise StepFailed(f"the worker shows {state}, not what the seed webhook said")
 
 
+# Run in the inbox's container: what its health check and a request from its own loopback get.
+INBOX_PROBE = """
+import json, urllib.error, urllib.request
+def get(path, headers={}):
+    request = urllib.request.Request("http://127.0.0.1:8095" + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+lines = get("/metrics")[1].splitlines()
+waiting = [line.split()[1] for line in lines if line.startswith("offload_inbox_waiting_questions ")]
+print(json.dumps({"waiting": float(waiting[0]), "list": get("/", {"X-Forwarded-Email": "a@example.com"})}))
+"""
+
+
+def check_inbox(stack: Stack, deadline: Deadline) -> None:
+    """The inbox counts the seed question, and refuses a person who does not come through its proxy: in
+    docker-compose.yml it believes only the proxy's fixed address, not even its own loopback."""
+    while True:
+        shown = run(
+            ["podman", "exec", stack.container("inbox"), "python", "-c", INBOX_PROBE], deadline, quiet=True
+        )
+        answer = json.loads(shown)
+        if answer["waiting"] == 1:
+            break
+        deadline.check("the inbox to count the seed question")
+        time.sleep(1)
+    status, body = answer["list"]
+    print(f"    1 waiting question; GET / from the container's loopback: {status} {body[:120]}", flush=True)
+    if status != 401 or "UNAUTHORIZED" not in body:
+        raise StepFailed(f"the inbox answered {status} to a request that did not come from its proxy")
+
+
 def main() -> int:
     started = time.monotonic()
     # A stopped run (CI's time running out, Ctrl-C) still tears the stack down: SIGTERM unwinds like Ctrl-C.
@@ -452,6 +489,14 @@ def main() -> int:
             if again != first:
                 raise StepFailed(f"after down/up the worker answers {again}, before it answered {first}")
             print("    same answer", flush=True)
+        with step(
+            "the inbox reads the question from the topics (profile inbox, without its proxy)", 240
+        ) as deadline:
+            stack.compose(
+                "--profile", "inbox", "up", "-d", "--no-build", "--no-deps", "inbox", deadline=deadline
+            )
+            stack.wait_healthy("inbox", deadline)
+            check_inbox(stack, deadline)
         passed = True
     except StepFailed as failure:
         print(f"FAILED: {failure}", flush=True)

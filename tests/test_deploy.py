@@ -6,6 +6,7 @@ their probes call."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -22,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from offload_bridge.inbox.identity import parse_networks
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.settings import Settings, SettingsError, load_settings
 from offload_bridge.testing import (
@@ -32,6 +34,7 @@ from offload_bridge.testing import (
     settings_env,
     unique_prefix,
 )
+from tests.inbox_support import running_inbox
 from tests.ingress_support import JSON, running_ingress
 from tests.streams_support import (
     SEED_INPUT_NEEDED,
@@ -233,9 +236,11 @@ def test_dashboard_queries_parse(promtool: str, tmp_path: Path) -> None:
 class Scrapes:
     ingress: str
     worker: str
-    # The two processes, still running while the module's tests run.
+    inbox: str
+    # The three processes, still running while the module's tests run.
     ingress_url: str
     worker_url: str
+    inbox_url: str
     # While the worker started: (offload_worker_ready in a scrape, what GET /ready answered right after it).
     startup: list[tuple[float, int]]
 
@@ -248,8 +253,9 @@ def readiness(exposition: str) -> float:
 
 @pytest.fixture(scope="module")
 def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapes]:
-    """``GET /metrics`` of a real ingress and a real worker after one webhook went through both, and the
-    worker's readiness as its metrics and ``GET /ready`` told it while it started."""
+    """``GET /metrics`` of a real ingress and a real worker after one webhook went through both, and of a real
+    inbox that read the question; and the worker's readiness as its metrics and ``GET /ready`` told it while
+    it started."""
     settings = Settings(kafka_bootstrap_servers=kafka_broker, offload_topic_prefix=unique_prefix())
     ensure_topics(settings)
     workdir = tmp_path_factory.mktemp("scrape")
@@ -266,7 +272,10 @@ def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        with running_ingress(settings, workdir) as ingress:
+        with (
+            running_ingress(settings, workdir) as ingress,
+            running_inbox(settings, workdir, {"OFFLOAD_WORKER_URLS": worker.url}) as inbox,
+        ):
             answer = httpx.post(f"{ingress.url}/webhooks/offload", content=SEED_INPUT_NEEDED, headers=JSON)
             assert answer.status_code == 200, answer.text
             wait_for(lambda: worker.stats()["applied"] >= 1, what="the worker to fold the webhook")
@@ -278,13 +287,22 @@ def scrapes(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 if "case-events" in worker_metrics or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
-            yield Scrapes(ingress_metrics, worker_metrics, ingress.url, worker.url, startup)
+            deadline = time.monotonic() + 30
+            while True:
+                # The inbox counts the question once the worker's fold reached case-state.
+                inbox_metrics = httpx.get(f"{inbox.url}/metrics", timeout=10).text
+                if "offload_inbox_waiting_questions 1.0" in inbox_metrics or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            yield Scrapes(
+                ingress_metrics, worker_metrics, inbox_metrics, ingress.url, worker.url, inbox.url, startup
+            )
     finally:
         worker.service.stop()
         delete_topics_with_prefix(settings)
 
 
-@pytest.mark.parametrize("service", ["ingress", "worker"])
+@pytest.mark.parametrize("service", ["ingress", "worker", "inbox"])
 def test_real_scrape_passes_promtool_check_metrics(promtool: str, scrapes: Scrapes, service: str) -> None:
     result = run([promtool, "check", "metrics"], stdin=getattr(scrapes, service))
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
@@ -341,23 +359,37 @@ def pod_specs() -> dict[str, dict[str, Any]]:
     }
 
 
-def documented_secret(name: str) -> list[str]:
-    """The keys of the Secret ``name`` as the `kubectl create secret generic` command of settings.yaml's
-    comments creates it."""
+def bridge_image() -> str:
+    """The name the manifests give the project's image, which the kustomization sets."""
+    [image] = [str(image["name"]) for image in kustomization()["images"] if image["name"] == "offload-bridge"]
+    return image
+
+
+def bridge_container(workload: str) -> dict[str, Any]:
+    """The workload's offload-bridge container (the inbox's pod also runs its proxy)."""
+    containers: list[dict[str, Any]] = pod_specs()[workload]["containers"]
+    [container] = [c for c in containers if c["image"] == bridge_image()]
+    return container
+
+
+def documented_secret(name: str, file: str = "settings.yaml") -> list[str]:
+    """The keys of the Secret ``name`` as the `kubectl create secret generic` command of the file's comments
+    creates it."""
     comments = "\n".join(
-        line.lstrip("# ")
-        for line in (KUBERNETES / "settings.yaml").read_text().splitlines()
-        if line.startswith("#")
+        line.lstrip("# ") for line in (KUBERNETES / file).read_text().splitlines() if line.startswith("#")
     )
     command = re.search(rf"kubectl create secret generic {name} \\\n((?:.*\\\n)*.*)", comments)
-    assert command, f"settings.yaml documents no `kubectl create secret generic {name}`"
+    assert command, f"{file} documents no `kubectl create secret generic {name}`"
     return re.findall(r"--from-(?:literal|file)=([A-Za-z0-9_.]+)=", command.group(1))
 
 
 def user_secrets() -> dict[str, dict[str, str]]:
-    """The Secrets the user creates as the documented command makes them: random values."""
-    made = {key: secrets.token_hex(24) for key in documented_secret("offload-bridge-secrets")}
-    return {"offload-bridge-secrets": made}
+    """The Secrets the user creates as the documented commands make them: random values."""
+    documented = {"offload-bridge-secrets": "settings.yaml", "offload-inbox": "inbox.yaml"}
+    return {
+        name: {key: secrets.token_hex(24) for key in documented_secret(name, file)}
+        for name, file in documented.items()
+    }
 
 
 def container_env(
@@ -374,7 +406,10 @@ def container_env(
         else:
             env |= created[source["secretRef"]["name"]]
     for variable in container.get("env", []):
-        if "valueFrom" in variable:
+        if "secretKeyRef" in variable.get("valueFrom", {}):
+            ref = variable["valueFrom"]["secretKeyRef"]
+            env[variable["name"]] = created[ref["name"]][ref["key"]]
+        elif "valueFrom" in variable:
             env[variable["name"]] = pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
         else:
             env[variable["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], variable["value"])
@@ -395,11 +430,11 @@ def test_kubernetes_manifests_pass_kubernetes_validate_strict() -> None:
             # Raises on a field the schema does not know (strict) or a value of the wrong type.
             kubernetes_validate.validate(document, version, strict=True)
     kinds = sorted(m["kind"] for m in manifests())
-    # No Secret: the user creates them (settings.yaml).
-    workloads = ["ConfigMap", "Job", "Deployment", "StatefulSet", "Deployment"]
+    # No Secret: the user creates them (settings.yaml, inbox.yaml).
+    workloads = ["ConfigMap", "Job", "Deployment", "StatefulSet", "Deployment", "ConfigMap", "Deployment"]
     assert kinds == sorted(
-        [*workloads, "Service", "Service", "Service", "Service", "PodDisruptionBudget", "PodDisruptionBudget",
-         "PersistentVolumeClaim"]
+        [*workloads, "Service", "Service", "Service", "Service", "Service", "PodDisruptionBudget",
+         "PodDisruptionBudget", "PersistentVolumeClaim"]
     )  # fmt: skip
 
 
@@ -409,7 +444,11 @@ def test_kustomization_lists_every_manifest_and_sets_the_image_of_every_containe
     [image] = kustomization()["images"]
     for name, spec in pod_specs().items():
         for container in spec["containers"]:
-            assert container["image"] == image["name"], name
+            if container["name"] == "oauth2-proxy":
+                # The inbox's sidecar, a release pinned by its tag.
+                assert container["image"] == OAUTH2_PROXY_IMAGE, name
+            else:
+                assert container["image"] == image["name"], name
 
 
 def test_every_pod_runs_as_the_image_user_without_privileges_on_a_read_only_root() -> None:
@@ -424,8 +463,9 @@ def test_every_pod_runs_as_the_image_user_without_privileges_on_a_read_only_root
             assert context["capabilities"]["drop"] == ["ALL"], name
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert "memory" in container["resources"]["limits"], name
-            # The one writable place besides a worker's data volume.
-            assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}, name
+            if container["image"] == bridge_image():
+                # The one writable place besides a worker's data volume (oauth2-proxy writes nothing).
+                assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}, name
 
 
 def test_services_select_their_pods() -> None:
@@ -440,11 +480,15 @@ def test_services_select_their_pods() -> None:
     targets = {"offload-ingress": "offload-ingress", "offload-worker": "offload-worker"}
     targets["offload-worker-api"] = "offload-worker"
     targets["offload-exporter"] = "offload-exporter"
+    targets["offload-inbox"] = "offload-inbox"
     for service, workload in targets.items():
         assert services[service]["selector"].items() <= labels[workload].items(), service
 
 
-KAFKA_WORKLOADS = ["offload-ingress", "offload-worker", "offload-bridge-topic-init", "offload-exporter"]
+KAFKA_WORKLOADS = [
+    "offload-ingress", "offload-worker", "offload-bridge-topic-init", "offload-exporter", "offload-inbox"
+]  # fmt: skip
+OAUTH2_PROXY_IMAGE = "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6"
 # The settings that hold secrets: never a value in a manifest or in docker-compose.yml.
 SECRET_SETTINGS = {
     name.upper() for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
@@ -455,7 +499,7 @@ SECRET_SETTINGS = {
 def test_kubernetes_settings_are_valid_settings(
     workload: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    [container] = pod_specs()[workload]["containers"]
+    container = bridge_container(workload)
     pod = {"metadata.name": f"{workload}-1", "metadata.namespace": "bridge"}
     use_pod_env(monkeypatch, container_env(container, pod), tmp_path)
     Settings()  # a bad value raises, naming the variable
@@ -472,7 +516,7 @@ def test_no_secret_value_is_kept_in_the_manifests() -> None:
             assert SECRET_SETTINGS.isdisjoint(literal), name
     # The Secret the ingress and the workers need is required: without it they do not start.
     for workload in ("offload-ingress", "offload-worker"):
-        [container] = pod_specs()[workload]["containers"]
+        container = bridge_container(workload)
         refs = [source["secretRef"] for source in container["envFrom"] if "secretRef" in source]
         assert refs == [{"name": "offload-bridge-secrets"}], workload
     assert set(documented_secret("offload-bridge-secrets")) == {
@@ -491,7 +535,7 @@ def test_a_secret_created_with_placeholders_stops_the_pods(
     created = user_secrets()
     created["offload-bridge-secrets"][variable] = placeholder
     for workload in ("offload-ingress", "offload-worker"):
-        [container] = pod_specs()[workload]["containers"]
+        container = bridge_container(workload)
         pod = {"metadata.name": f"{workload}-0", "metadata.namespace": "bridge"}
         use_pod_env(monkeypatch, container_env(container, pod, created), tmp_path)
         with pytest.raises(SettingsError, match=variable):
@@ -502,7 +546,7 @@ def test_every_kafka_client_mounts_the_optional_kafka_secret_where_settings_are_
     settings = manifest("ConfigMap", "offload-bridge-settings")["data"]
     for workload in KAFKA_WORKLOADS:
         spec = pod_specs()[workload]
-        [container] = spec["containers"]
+        container = bridge_container(workload)
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         assert volumes["kafka-credentials"]["secret"] == {
             "secretName": "offload-bridge-kafka",
@@ -538,7 +582,7 @@ def test_the_documented_kafka_secret_gives_tls_and_sasl_settings(
         assert name in text, f"settings.yaml does not name {name}"
         (tmp_path / name).write_text(content)
     assert f"{mount}/ca.crt" in text and f"{mount}/user.crt" in text and f"{mount}/user.key" in text
-    [container] = pod_specs()[workload]["containers"]
+    container = bridge_container(workload)
     env = container_env(container, {"metadata.name": f"{workload}-0", "metadata.namespace": "bridge"})
     env |= {
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -598,9 +642,85 @@ def test_the_exporter_writes_to_its_claim_and_serves_metrics_on_its_port(
     assert settings.offload_export_metrics_host == "0.0.0.0"
 
 
+def test_the_inbox_is_reached_only_through_its_oauth2_proxy_sidecar(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    inbox = bridge_container("offload-inbox")
+    [proxy] = [c for c in pod_specs()["offload-inbox"]["containers"] if c["name"] == "oauth2-proxy"]
+    # The Service reaches the proxy's port, never the inbox's.
+    [port] = manifest("Service", "offload-inbox")["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in proxy["ports"]}
+    assert port["targetPort"] not in {p["name"] for p in inbox["ports"]}
+    # The proxy forwards to the inbox's port on the pod's loopback, the one address the inbox believes.
+    listen = int(inbox["args"][inbox["args"].index("--port") + 1])
+    assert inbox["args"][:1] == ["inbox"] and inbox["ports"] == [{"name": "inbox", "containerPort": listen}]
+    assert f"--upstream=http://127.0.0.1:{listen}" in proxy["args"]
+    use_pod_env(monkeypatch, container_env(inbox, {}), tmp_path)
+    settings = load_settings()
+    assert parse_networks(settings.offload_inbox_trusted_proxies) == (ipaddress.ip_network("127.0.0.1/32"),)
+    assert settings.offload_inbox_csrf_secret is not None
+    # A case's context comes from the workers' API Service, with the workers' token.
+    [worker_url] = settings.worker_urls
+    api = manifest("Service", "offload-worker-api")["spec"]
+    assert worker_url == f"http://offload-worker-api:{api['ports'][0]['port']}"
+    assert settings.worker_client_token is not None
+
+    # Each container reads only its own keys of the Secrets, by name; the proxy's settings hold no secret.
+    def secret_keys(container: dict[str, Any]) -> set[tuple[str, str]]:
+        refs = [
+            v["valueFrom"]["secretKeyRef"]
+            for v in container["env"]
+            if "secretKeyRef" in v.get("valueFrom", {})
+        ]
+        return {(ref["name"], ref["key"]) for ref in refs}
+
+    assert secret_keys(inbox) == {
+        ("offload-inbox", "OFFLOAD_INBOX_CSRF_SECRET"),
+        ("offload-bridge-secrets", "OFFLOAD_WORKER_API_TOKENS"),
+    }
+    proxy_secrets = {
+        ("offload-inbox", "OAUTH2_PROXY_CLIENT_SECRET"),
+        ("offload-inbox", "OAUTH2_PROXY_COOKIE_SECRET"),
+    }
+    assert secret_keys(proxy) == proxy_secrets
+    assert all("secretRef" not in source for c in (inbox, proxy) for source in c["envFrom"])
+    assert set(documented_secret("offload-inbox", "inbox.yaml")) == {
+        key for _, key in secret_keys(inbox) | proxy_secrets if key != "OFFLOAD_WORKER_API_TOKENS"
+    }
+    [source] = proxy["envFrom"]
+    oidc = manifest("ConfigMap", source["configMapRef"]["name"])["data"]
+    assert {key for _, key in proxy_secrets}.isdisjoint(oidc)
+    assert {"OAUTH2_PROXY_OIDC_ISSUER_URL", "OAUTH2_PROXY_CLIENT_ID", "OAUTH2_PROXY_REDIRECT_URL",
+            "OAUTH2_PROXY_EMAIL_DOMAINS"} <= set(oidc)  # fmt: skip
+    # Both containers are probed; the inbox on its own readiness and liveness routes (answered by the real
+    # process in test_kubernetes_probes_answer_on_the_real_processes), the proxy on oauth2-proxy's.
+    assert (inbox["readinessProbe"]["httpGet"]["path"], inbox["livenessProbe"]["httpGet"]["path"]) == (
+        "/ready",
+        "/healthz",
+    )
+    assert (proxy["readinessProbe"]["httpGet"]["path"], proxy["livenessProbe"]["httpGet"]["path"]) == (
+        "/ready",
+        "/ping",
+    )
+    assert {proxy["readinessProbe"]["httpGet"]["port"], proxy["livenessProbe"]["httpGet"]["port"]} == {
+        "proxy"
+    }
+
+
+def test_a_placeholder_csrf_secret_stops_the_inbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    created = user_secrets()
+    created["offload-inbox"]["OFFLOAD_INBOX_CSRF_SECRET"] = "set-me-to-a-long-random-secret"
+    use_pod_env(monkeypatch, container_env(bridge_container("offload-inbox"), {}, created), tmp_path)
+    with pytest.raises(SettingsError, match="OFFLOAD_INBOX_CSRF_SECRET"):
+        load_settings()
+
+
 # --- docker-compose.yml: secure by default, pointed at any cluster -----------------------------------------
 
-COMPOSE_KAFKA_SERVICES = ("topic-init", "ingress", "worker", "exporter")
+COMPOSE_KAFKA_SERVICES = ("topic-init", "ingress", "worker", "exporter", "inbox")
+# Secrets of services under a profile: compose reads every service's variables before it applies the
+# profiles, so a `${VAR:?}` there would stop the default stack. They have no default instead.
+PROFILE_SECRETS = {("inbox", "OFFLOAD_INBOX_CSRF_SECRET")}
 STRONG_TOKENS = {
     "OFFLOAD_WEBHOOK_TOKENS": secrets.token_hex(24),
     "OFFLOAD_WORKER_API_TOKENS": secrets.token_hex(24),
@@ -668,6 +788,9 @@ def test_compose_keeps_secret_settings_out_of_the_file() -> None:
                 # comes from the environment.
                 assert value == "${OFFLOAD_API_KEY:-dev-key}", name
                 continue
+            if (name, variable) in PROFILE_SECRETS:
+                assert value == f"${{{variable}:-}}", (name, variable, value)
+                continue
             assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", str(value)), (name, variable, value)
     assert "KAFKA_SASL_PASSWORD" not in (ROOT / "docker-compose.yml").read_text().split("services:")[1]
 
@@ -728,6 +851,40 @@ def test_compose_exporter_is_an_analytics_profile_service_writing_to_its_volume(
     assert exporter["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_default_stack_needs_no_variable_of_a_profile() -> None:
+    """Compose reads every service's variables whatever the profiles: with only the two tokens set, none of
+    them stops the default stack."""
+    for name in load_yaml(ROOT / "docker-compose.yml")["services"]:
+        compose_service(name, STRONG_TOKENS)  # raises Unset on a `${VAR:?}`
+
+
+def test_compose_inbox_profile_puts_the_inbox_behind_oauth2_proxy_at_a_fixed_address() -> None:
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    inbox, proxy = compose["services"]["inbox"], compose["services"]["oauth2-proxy"]
+    assert inbox["profiles"] == proxy["profiles"] == ["inbox"]
+    assert "ports" not in inbox, "people reach the inbox through the proxy only"
+    assert interpolate(proxy["image"], {}) == OAUTH2_PROXY_IMAGE
+    listen = int(inbox["command"][inbox["command"].index("--port") + 1])
+    assert f"--upstream=http://inbox:{listen}" in proxy["command"]
+    # The inbox believes the proxy's address on their network, and no other.
+    environment, _ = compose_service("inbox", STRONG_TOKENS)
+    trusted = parse_networks(environment["OFFLOAD_INBOX_TRUSTED_PROXIES"])
+    address = ipaddress.ip_address(proxy["networks"]["inbox-proxy"]["ipv4_address"])
+    assert trusted == (ipaddress.ip_network(f"{address}/32"),)
+    [subnet] = [
+        ipaddress.ip_network(c["subnet"]) for c in compose["networks"]["inbox-proxy"]["ipam"]["config"]
+    ]
+    inbox_address = ipaddress.ip_address(inbox["networks"]["inbox-proxy"]["ipv4_address"])
+    assert address in subnet and inbox_address in subnet and address != inbox_address
+    assert set(proxy["networks"]) == {"inbox-proxy"}, "only the proxy and the inbox share that network"
+    # The proxy's secrets and its OpenID Connect client come from the environment, with no default.
+    secrets_and_client = ("CLIENT_SECRET", "COOKIE_SECRET", "CLIENT_ID", "OIDC_ISSUER_URL", "EMAIL_DOMAINS")
+    for name in secrets_and_client:
+        assert re.fullmatch(r"\$\{INBOX_\w+:-\}", proxy["environment"][f"OAUTH2_PROXY_{name}"]), name
+    assert proxy["depends_on"]["inbox"]["condition"] == "service_healthy"
+    assert inbox["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
+
+
 def test_exporter_metrics_pass_promtool_check_metrics(
     promtool: str, kafka_broker: str, tmp_path: Path
 ) -> None:
@@ -765,9 +922,13 @@ def test_exporter_metrics_pass_promtool_check_metrics(
 
 
 def test_kubernetes_probes_answer_on_the_real_processes(scrapes: Scrapes) -> None:
-    urls = {"offload-ingress": scrapes.ingress_url, "offload-worker": scrapes.worker_url}
+    urls = {
+        "offload-ingress": scrapes.ingress_url,
+        "offload-worker": scrapes.worker_url,
+        "offload-inbox": scrapes.inbox_url,
+    }
     for workload, url in urls.items():
-        [container] = pod_specs()[workload]["containers"]
+        container = bridge_container(workload)
         probes = [
             container[key] for key in ("readinessProbe", "livenessProbe", "startupProbe") if key in container
         ]

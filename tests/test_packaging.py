@@ -67,6 +67,8 @@ def test_published_ports_can_move_off_the_defaults(compose: dict[str, Any]) -> N
         # The worker's query API only on the host's loopback.
         "worker": "127.0.0.1:${WORKER_HOST_PORT:-6066}:6066",
         "simulator": "${SIMULATOR_HOST_PORT:-8900}:8900",
+        # The inbox's login proxy; the inbox itself publishes nothing.
+        "oauth2-proxy": "${INBOX_HOST_PORT:-4180}:4180",
     }
     assert {name: compose["services"][name]["ports"] for name in expected} == {
         name: [port] for name, port in expected.items()
@@ -387,10 +389,11 @@ def test_the_exporter_writes_its_tables_to_a_volume_the_runtime_user_owns(
 def test_services_have_health_checks_and_start_after_the_topics(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {"kafka", "topic-init", "ingress", "worker", "simulator"} <= set(services)
-    for name in ("ingress", "worker"):
+    for name in ("ingress", "worker", "inbox"):
         assert services[name]["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
         assert "healthcheck" in services[name], name
     assert services["simulator"]["profiles"] == ["demo"]
+    assert "/ready" in " ".join(services["inbox"]["healthcheck"]["test"])
     assert services["worker"]["environment"]["OFFLOAD_WORKER_WEB_HOST"] == "0.0.0.0"
     assert "/readyz" in " ".join(services["ingress"]["healthcheck"]["test"])
     assert "/ready" in " ".join(services["worker"]["healthcheck"]["test"])
