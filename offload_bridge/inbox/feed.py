@@ -161,7 +161,11 @@ class Feed:
         if not ends:
             self.status.ready = True
         while not self._stop.is_set():
-            messages = consumer.consume(_BATCH, _POLL_S)
+            # Wait for one record, then take what else is already fetched: a lone record is handed over
+            # at once instead of waiting out the poll for a full batch.
+            messages = consumer.consume(1, _POLL_S)
+            if messages:
+                messages += consumer.consume(_BATCH - 1, 0)
             items: list[FeedItem] = []
             for message in messages:
                 error = message.error()
