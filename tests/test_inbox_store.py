@@ -113,6 +113,12 @@ def test_the_history_holds_every_question_answer_and_outcome_and_says_which_answ
     assert standing is not None and standing.answer.submitted_by == "carol@example.com"
     answer = inbox.answer("a-2")
     assert answer is not None and answer.answer.text == "Monday."
+    # The list says someone is on a question while their answer is on its way.
+    inbox.apply([waiting("c1", NOW - HOUR)])
+    inbox.apply([AskedQuestion("c1", "ir-c1", "Q?", NOW - HOUR)])
+    inbox.add_answer(SubmittedAnswer("c1", "a-3", "ir-c1", "On it.", "erin@example.com", NOW))
+    listed = inbox.page(QuestionFilter(), 1, 10)
+    assert listed.answering["c1"].answer.submitted_by == "erin@example.com"
 
 
 def test_an_outcome_of_an_answer_older_than_the_window_is_shown_without_its_text() -> None:

@@ -118,6 +118,8 @@ class QuestionPage:
     total: int  # questions matching the filter
     page: int
     pages: int
+    # An answer already on its way for a listed question (by caseId): someone is on it.
+    answering: dict[str, AnswerView] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,14 @@ class InboxStore:
             matching = [key for key in self._order if filters.matches(self._waiting[key[1]], now)]
             keys, total = matching[start : start + size], len(matching)
         questions = [self._aged(self._waiting[case_id], now) for _, case_id in keys]
-        return QuestionPage(questions, total, page, max(1, -(-total // size)))
+        answering = {}
+        for question in questions:
+            history = self._history.get(question.caseId)
+            for view in history.answers.values() if history is not None else ():
+                if view.answer.input_request_id == question.inputRequestId and view.stands:
+                    answering[question.caseId] = view
+                    break
+        return QuestionPage(questions, total, page, max(1, -(-total // size)), answering)
 
     def metadata_fields(self, limit: int = 50) -> list[str]:
         """Top-level metadata keys of the waiting questions (the filter's choices)."""
