@@ -18,6 +18,8 @@ ENVIRONMENT = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship with the package and never change under a running inbox: no stat per render.
+    auto_reload=False,
 )
 
 
