@@ -7,9 +7,13 @@ themselves, and its producer is never connected (an answer that cannot be publis
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from offload_bridge.inbox.app import create_app
@@ -161,3 +165,44 @@ def test_an_answered_question_offers_no_form(app_and_store: tuple[TestClient, In
     store.apply([StateItem("c2", state)])
     page = client.get("/cases/c2", headers=as_person("alice@example.com")).text
     assert 'data-field="now-status">RUNNING' in page and '<form class="answer"' not in page
+
+
+@hypothesis_settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    case_id=st.one_of(st.just("c1"), st.text(min_size=1, max_size=40)).filter(
+        lambda c: "/" not in c and c not in (".", "..")
+    ),
+    fields=st.dictionaries(
+        st.sampled_from(["text", "inputRequestId", "answerId", "csrf", "other"]),
+        st.text(max_size=60),
+        max_size=5,
+    ),
+    person=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    real_token=st.booleans(),
+    real_answer_id=st.booleans(),
+)
+def test_no_form_a_person_can_send_gets_a_server_error(
+    app_and_store: tuple[TestClient, InboxStore],
+    case_id: str,
+    fields: dict[str, str],
+    person: str,
+    real_token: bool,
+    real_answer_id: bool,
+) -> None:
+    """Whatever a form holds (or a hand-made request), the answer is a clear 4xx, never a 500; only an
+    answer that would be published meets the unreachable Kafka here (503, saying so, the text kept)."""
+    client, store = app_and_store
+    store.apply([waiting("c1", NOW - 1000)])
+    if real_token:
+        tokens = CsrfTokens(b"a-long-enough-random-secret-0123", max_age_s=3600)
+        fields["csrf"] = tokens.issue(Person(person.strip() or None, None))
+    if real_answer_id:
+        fields["answerId"] = "ans_" + "0" * 32
+    path = "/cases/" + quote(case_id, safe="") + "/answers"
+    response = client.post(path, data=fields, headers={"X-Forwarded-Email": person})
+    if response.status_code == 503:
+        assert "was not sent" in response.text and fields.get("text", "").strip()
+        return
+    assert response.status_code in (303, 400, 401, 403, 404, 409), (response.status_code, response.text[:300])
