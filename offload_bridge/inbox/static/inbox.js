@@ -28,9 +28,7 @@
   var form = document.querySelector('[data-live="form"]');
   if (!list && !live) return;
 
-  var source = new EventSource("/events");
-  source.addEventListener("change", function (event) {
-    var change = JSON.parse(event.data);
+  function update(change) {
     if (list) {
       refresh(list, window.location.href, "list");
     }
@@ -39,5 +37,11 @@
         if (form && untouched(form)) refresh(form, live.dataset.url, "form");
       });
     }
-  });
+  }
+
+  var source = new EventSource("/events");
+  // Whatever changed between serving the page and subscribing (or while reconnecting) sent no event to
+  // this page: catch up once the stream is open.
+  source.addEventListener("open", function () { update({ all: true, cases: [] }); });
+  source.addEventListener("change", function (event) { update(JSON.parse(event.data)); });
 })();
