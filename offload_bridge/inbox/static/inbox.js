@@ -11,16 +11,24 @@
     return url.toString();
   }
 
-  function refresh(element, base, name) {
+  // guard, when given, is asked again when the fresh HTML arrives: the person may have started typing
+  // while it was on its way.
+  function refresh(element, base, name, guard) {
     return fetch(fragmentUrl(base, name), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) { if (html !== null) element.innerHTML = html; })
+      .then(function (html) { if (html !== null && (!guard || guard())) element.innerHTML = html; })
       .catch(function () { /* the next event tries again */ });
+  }
+
+  // A part of the page someone is using (focus inside: typing, or on a link or button with the keyboard)
+  // is not replaced under them; a form is never replaced once typed into.
+  function quiet(region) {
+    return !region.contains(document.activeElement);
   }
 
   function untouched(region) {
     var text = region.querySelector("textarea");
-    return !text || (text.value === text.defaultValue && document.activeElement !== text);
+    return quiet(region) && (!text || text.value === text.defaultValue);
   }
 
   var list = document.querySelector('[data-live="list"]');
@@ -28,13 +36,29 @@
   var form = document.querySelector('[data-live="form"]');
   if (!list && !live) return;
 
-  function update(change) {
-    if (list) {
-      refresh(list, window.location.href, "list");
+  var listBehind = false;
+  function refreshList() {
+    listBehind = !quiet(list);
+    if (!listBehind) {
+      refresh(list, window.location.href, "list", function () {
+        listBehind = !quiet(list);
+        return !listBehind;
+      });
     }
+  }
+  if (list) {
+    // An update skipped while focus was in the list comes once focus leaves it.
+    list.addEventListener("focusout", function () {
+      window.setTimeout(function () { if (listBehind) refreshList(); }, 0);
+    });
+  }
+
+  function update(change) {
+    if (list) refreshList();
     if (live && (change.all || change.cases.indexOf(live.dataset.case) >= 0)) {
       refresh(live, live.dataset.url, "live").then(function () {
-        if (form && untouched(form)) refresh(form, live.dataset.url, "form");
+        var keep = function () { return untouched(form); };
+        if (form && keep()) refresh(form, live.dataset.url, "form", keep);
       });
     }
   }
