@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from offload_bridge.inbox.app import create_app
 from offload_bridge.inbox.identity import CsrfTokens, Person, parse_networks, person_of
-from offload_bridge.inbox.store import AskedQuestion, InboxStore, StateItem
+from offload_bridge.inbox.store import AskedQuestion, InboxStore, OutcomeItem, StateItem, SubmittedAnswer
+from offload_bridge.schemas.answers import AnswerOutcome
 from offload_bridge.schemas.case_state import CaseState, InputRequest
 from offload_bridge.settings import Settings
 from tests.test_inbox_store import NOW, waiting
@@ -206,3 +207,55 @@ def test_no_form_a_person_can_send_gets_a_server_error(
         assert "was not sent" in response.text and fields.get("text", "").strip()
         return
     assert response.status_code in (303, 400, 401, 403, 404, 409), (response.status_code, response.text[:300])
+
+
+@pytest.mark.parametrize(
+    ("outcome", "fields", "shown"),
+    [
+        (
+            "retrying",
+            {"httpStatus": 503, "attempt": 2, "nextAttemptAt": NOW + 90_000},
+            "Attempt 2 failed; the next is due at",
+        ),
+        (
+            "accepted",
+            {"httpStatus": 202, "attempt": 1},
+            "Accepted by Offload. The case goes on: it is now INPUT_NEEDED",
+        ),
+        (
+            "duplicate",
+            {"httpStatus": 409, "errorCode": "INPUT_REQUEST_NOT_PENDING"},
+            "Offload already had this answer",
+        ),
+        ("conflict", {"httpStatus": 409, "errorCode": "INPUT_REQUEST_MISMATCH"}, "the question changed"),
+        (
+            "rejected",
+            {"httpStatus": 400, "errorCode": "INVALID_REQUEST", "message": "too long"},
+            "Refused by Offload (INVALID_REQUEST): too long",
+        ),
+        ("dead_lettered", {"message": "5 attempts failed"}, "set aside for an operator: 5 attempts failed"),
+    ],
+)
+def test_each_outcome_of_an_answer_is_told_in_words(
+    app_and_store: tuple[TestClient, InboxStore], outcome: str, fields: dict[str, object], shown: str
+) -> None:
+    client, store = app_and_store
+    answer_id = "ans_" + "1" * 32
+    store.apply(
+        [
+            waiting("c1", NOW - 1000),
+            SubmittedAnswer("c1", answer_id, "ir-c1", "My words.", "alice@example.com", NOW - 500),
+            OutcomeItem(
+                AnswerOutcome(
+                    answerId=answer_id, caseId="c1", inputRequestId="ir-c1", outcome=outcome, **fields
+                )
+            ),  # type: ignore[arg-type]
+        ]
+    )
+    page = client.get(f"/cases/c1?answer={answer_id}", headers=as_person("alice@example.com")).text
+    assert f'data-status="{outcome}"' in page and shown in page, page
+    # After a refusal the form is back with the same words; while the answer stands, no form.
+    refused = outcome in ("conflict", "rejected", "dead_lettered")
+    assert ('<form class="answer"' in page) is refused
+    if refused:
+        assert ">My words.</textarea>" in page
