@@ -246,10 +246,16 @@ def test_each_outcome_of_an_answer_is_told_in_words(
             waiting("c1", NOW - 1000),
             SubmittedAnswer("c1", answer_id, "ir-c1", "My words.", "alice@example.com", NOW - 500),
             OutcomeItem(
-                AnswerOutcome(
-                    answerId=answer_id, caseId="c1", inputRequestId="ir-c1", outcome=outcome, **fields
+                AnswerOutcome.model_validate(
+                    {
+                        "answerId": answer_id,
+                        "caseId": "c1",
+                        "inputRequestId": "ir-c1",
+                        "outcome": outcome,
+                        **fields,
+                    }
                 )
-            ),  # type: ignore[arg-type]
+            ),
         ]
     )
     page = client.get(f"/cases/c1?answer={answer_id}", headers=as_person("alice@example.com")).text
