@@ -5,6 +5,8 @@ Used by the project's own test suite and usable by teams testing code that talks
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import time
 import uuid
@@ -51,11 +53,45 @@ def delete_topics_with_prefix(settings: Settings) -> list[str]:
         admin.close()
 
 
-def free_port() -> int:
+# Ports handed to servers the tests start: below Linux's ephemeral range (32768-60999), so an outgoing
+# connection never holds one by chance between the check and the server's bind; each test process of a
+# parallel run (pytest-xdist's gw0, gw1, ...) takes its own slice, so two processes never pick the same.
+_PORT_FLOOR, _PORT_SLICE, _PORT_SLICES = 20_000, 1_500, 8
+_handed: set[int] = set()
+
+
+def _port_slice() -> range:
+    """This process's ports: its own slice in a parallel test run, else all of them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        start = _PORT_FLOOR + int(worker[2:]) % _PORT_SLICES * _PORT_SLICE
+        return range(start, start + _PORT_SLICE)
+    return range(_PORT_FLOOR, _PORT_FLOOR + _PORT_SLICES * _PORT_SLICE)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on, for a server a test or bench starts (never the same one
+    twice in a process)."""
+    candidates = _port_slice()
+    first = random.randrange(len(candidates))
+    for step in range(len(candidates)):
+        port = candidates[(first + step) % len(candidates)]
+        if port not in _handed and _bindable(port):
+            _handed.add(port)
+            return port
+    with socket.socket() as sock:  # every port of the slice taken: let the kernel choose
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 @dataclass(frozen=True)
