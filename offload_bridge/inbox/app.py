@@ -82,18 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.offload_inbox_form_max_age_s,
     )
     publisher = Publisher(settings, client_id="offload-bridge-inbox")
-    holder: dict[str, Feed] = {}
-
-    def feed_ready() -> bool:
-        feed = holder.get("feed")
-        return feed is not None and feed.status.ready
-
-    metrics = InboxMetrics(store, lambda: holder.get("feed"))
 
     def deliver(items: list[FeedItem]) -> None:
         changed = store.apply(items)
         if changed:
-            hub.publish(changed, store.version)
+            hub.publish(changed)
+
+    # Reads the topics once the lifespan starts it (on the event loop the store lives on).
+    feed = Feed(settings, deliver, history_ms)
+    metrics = InboxMetrics(store, feed.status)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,8 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "OFFLOAD_INBOX_CSRF_SECRET is unset: forms are signed with a key of this process only; "
                 "set one shared by every replica"
             )
-        feed = holder["feed"] = Feed(settings, deliver, asyncio.get_running_loop(), history_ms)
-        feed.start()
+        feed.start(asyncio.get_running_loop())
         await publisher.start()
         pruning = asyncio.create_task(_prune(store), name="inbox-prune")
         try:
@@ -119,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="offload-bridge inbox", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.inbox = pages.InboxContext(settings, store, publisher, csrf, feed_ready)
+    app.state.inbox = pages.InboxContext(settings, store, publisher, csrf, feed.status)
     app.state.hub = hub
 
     @app.middleware("http")
@@ -164,9 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get(READINESS_PATH)
     async def readiness() -> Response:
-        feed = holder.get("feed")
-        if feed is None or not feed.status.ready:
-            why = feed.status.error if feed is not None and feed.status.error else "reading the topics"
+        if not feed.status.ready:
+            why = feed.status.error or "reading the topics"
             return envelope(503, "NOT_READY", f"the inbox is not ready: {why}")
         if not publisher.connected:
             return envelope(503, "NOT_READY", "the inbox cannot publish answers yet: not connected to Kafka")

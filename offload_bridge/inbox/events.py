@@ -27,7 +27,6 @@ class _Subscriber:
         self.wake = asyncio.Event()
         self.cases: set[str] = set()
         self.everything = False
-        self.version = 0
 
 
 class Hub:
@@ -35,14 +34,13 @@ class Hub:
         self._subscribers: set[_Subscriber] = set()
         self.closed = False
 
-    def publish(self, cases: Iterable[str], version: int) -> None:
+    def publish(self, cases: Iterable[str]) -> None:
         changed = set(cases)
         for subscriber in self._subscribers:
             if not subscriber.everything:
                 subscriber.cases |= changed
                 if len(subscriber.cases) > MAX_IDS:
                     subscriber.everything, subscriber.cases = True, set()
-            subscriber.version = version
             subscriber.wake.set()
 
     def close(self) -> None:
@@ -64,19 +62,11 @@ class Hub:
                 if self.closed:
                     break
                 subscriber.wake.clear()
-                payload = {
-                    "version": subscriber.version,
-                    "all": subscriber.everything,
-                    "cases": sorted(subscriber.cases),
-                }
+                payload = {"all": subscriber.everything, "cases": sorted(subscriber.cases)}
                 subscriber.cases, subscriber.everything = set(), False
                 yield b"event: change\ndata: " + json.dumps(payload).encode() + b"\n\n"
         finally:
             self._subscribers.discard(subscriber)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
 
 
 @router.get("/events")

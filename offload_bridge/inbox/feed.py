@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -55,9 +55,7 @@ class FeedStatus:
     ready: bool = False  # read up to where the topics ended at start
     error: str | None = None  # why the feed cannot read now, when it cannot
     skipped: int = 0  # records that did not parse
-    read: int = 0
     lag: int = 0  # records behind the partitions' ends, at the last look
-    started_at: float = field(default_factory=time.time)
 
 
 def consumer_options(settings: Settings) -> dict[str, object]:
@@ -79,14 +77,13 @@ class Feed:
         self,
         settings: Settings,
         deliver: Callable[[list[FeedItem]], None],
-        loop: asyncio.AbstractEventLoop,
         history_ms: int,
     ) -> None:
-        """``deliver`` runs on ``loop`` with each batch."""
+        """``deliver`` runs on the event loop given to ``start`` with each batch."""
         self.settings = settings
         self.status = FeedStatus()
         self._deliver = deliver
-        self._loop = loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._history_ms = history_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inbox-feed", daemon=True)
@@ -97,7 +94,8 @@ class Feed:
             topic_name(ANSWER_OUTCOMES, settings): self._outcome,
         }
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._thread.start()
 
     def stop(self) -> None:
@@ -156,10 +154,11 @@ class Feed:
         return ends
 
     def _follow(self, consumer: Consumer, ends: dict[tuple[str, int], int]) -> None:
+        loop = self._loop
+        assert loop is not None, "started without a loop"
         positions: dict[tuple[str, int], int] = {}
         last_lag_check = 0.0
-        if not ends:
-            self.status.ready = True
+        reached = self.status.ready  # a feed that reconnects stays ready
         while not self._stop.is_set():
             # Wait for one record, then take what else is already fetched: a lone record is handed over
             # at once instead of waiting out the poll for a full batch.
@@ -183,13 +182,12 @@ class Feed:
                 item = self._parse(topic, message)
                 if item is not None:
                     items.append(item)
-            if messages:
-                self.status.read += len(messages)
             if items:
-                self._loop.call_soon_threadsafe(self._deliver, items)
-            if not self.status.ready and self._reached(consumer, ends, positions):
+                loop.call_soon_threadsafe(self._deliver, items)
+            if not reached and self._reached(consumer, ends, positions):
                 # Ready once the batch above is applied: queued behind it on the loop.
-                self._loop.call_soon_threadsafe(self._mark_ready)
+                reached = True
+                loop.call_soon_threadsafe(self._mark_ready)
             now = time.monotonic()
             if now - last_lag_check > 5.0:
                 last_lag_check = now

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from offload_bridge.inbox.feed import FeedStatus
 from offload_bridge.inbox.http import envelope
 from offload_bridge.inbox.identity import CSRF_FIELD, CsrfTokens, Person
 from offload_bridge.inbox.metrics import InboxMetrics
@@ -55,7 +56,7 @@ class InboxContext:
     store: InboxStore
     publisher: Publisher
     csrf: CsrfTokens
-    feed_ready: Any  # () -> bool
+    feed: FeedStatus
 
     def person(self, request: Request) -> Person:
         person: Person = request.state.person
@@ -72,7 +73,7 @@ def page(request: Request, template: str, status: int = 200, **values: Any) -> H
     html = render(
         template,
         person=context.person(request),
-        ready=context.feed_ready(),
+        ready=context.feed.ready,
         csrf_field=CSRF_FIELD,
         **values,
     )

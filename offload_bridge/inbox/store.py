@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from offload_bridge.answers.questions import as_pending
 from offload_bridge.schemas.answers import AnswerOutcome, Outcome
@@ -107,7 +106,7 @@ class QuestionFilter:
             metadata = question.metadata if isinstance(question.metadata, dict) else {}
             if self.field not in metadata:
                 return False
-            if self.value and _as_text(metadata[self.field]) != self.value:
+            if self.value and str(metadata[self.field]) != self.value:
                 return False
         return True
 
@@ -139,8 +138,13 @@ class CaseView:
         return [view for view in self.answers if view.answer.input_request_id == input_request_id]
 
     def standing_answer(self, input_request_id: str) -> AnswerView | None:
-        """The answer that stands for this question (the first that was not refused), if any."""
-        return next((view for view in self.answers_to(input_request_id) if view.stands), None)
+        return standing_answer(self.answers, input_request_id)
+
+
+def standing_answer(answers: Iterable[AnswerView], input_request_id: str) -> AnswerView | None:
+    """The answer that stands for this question: the first sent to it that was not refused, if any."""
+    standing = (view for view in answers if view.answer.input_request_id == input_request_id and view.stands)
+    return min(standing, key=lambda view: (view.answer.published_at, view.answer.answer_id), default=None)
 
 
 class InboxStore:
@@ -152,7 +156,6 @@ class InboxStore:
         self._order: list[tuple[int, str]] = []  # (requestedAt, caseId) of the waiting questions, sorted
         self._history: dict[str, CaseHistory] = {}
         self._answer_case: dict[str, str] = {}  # answerId -> caseId
-        self.version = 0  # grows with every applied batch that changed something
 
     # --- feeding ---------------------------------------------------------------------------------
     def apply(self, items: Iterable[FeedItem]) -> set[str]:
@@ -173,8 +176,6 @@ class InboxStore:
             else:
                 if self._apply_outcome(item.outcome):
                     changed.add(item.outcome.caseId)
-        if changed:
-            self.version += 1
         return changed
 
     def add_answer(self, answer: SubmittedAnswer) -> bool:
@@ -285,10 +286,9 @@ class InboxStore:
         answering = {}
         for question in questions:
             history = self._history.get(question.caseId)
-            for view in history.answers.values() if history is not None else ():
-                if view.answer.input_request_id == question.inputRequestId and view.stands:
-                    answering[question.caseId] = view
-                    break
+            on_it = standing_answer(history.answers.values(), question.inputRequestId) if history else None
+            if on_it is not None:
+                answering[question.caseId] = on_it
         return QuestionPage(questions, total, page, max(1, -(-total // size)), answering)
 
     def metadata_fields(self, limit: int = 50) -> list[str]:
@@ -309,10 +309,9 @@ class InboxStore:
         history = history or CaseHistory()
         waiting = self._waiting.get(case_id)
         questions = dict(history.questions)
-        current = state.inputRequest if state is not None else None
-        if current is not None and current.id not in questions:
+        if state is not None and (current := state.inputRequest) is not None and current.id not in questions:
             # Asked before the history window: the state still holds it.
-            asked_at = current.requestedAt if current.requestedAt is not None else state.updatedAt  # type: ignore[union-attr]
+            asked_at = current.requestedAt if current.requestedAt is not None else state.updatedAt
             questions[current.id] = AskedQuestion(case_id, current.id, current.question, asked_at)
         return CaseView(
             case_id=case_id,
@@ -333,7 +332,3 @@ class InboxStore:
     @staticmethod
     def _aged(question: PendingQuestion, now_ms: int) -> PendingQuestion:
         return question.model_copy(update={"ageSeconds": max(0, (now_ms - question.requestedAt) // 1000)})
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
