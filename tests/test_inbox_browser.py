@@ -157,6 +157,15 @@ def test_two_people_the_second_sees_who_answered_and_what(site: Site, browser: B
     bob.close()
 
 
+def tab_to(page: Page, attribute: str, value: str, what: str, presses: int = 40) -> None:
+    """Press Tab until the focused element's ``attribute`` is ``value``; fail if it never is."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"() => document.activeElement && document.activeElement.{attribute}") == value:
+            return
+    pytest.fail(f"{what} cannot be reached with Tab")
+
+
 def test_answering_with_the_keyboard_alone(site: Site, browser: Browser) -> None:
     case_id = site.create_case("PO-5002")
     site.question_of(case_id)
@@ -164,20 +173,10 @@ def test_answering_with_the_keyboard_alone(site: Site, browser: Browser) -> None
     page = site.open(carol, "/")
     link = page.get_by_role("link", name="PO-5002")
     expect(link).to_be_visible(timeout=LIVE_S)
-    for _ in range(40):  # Tab through the page to the case's link
-        page.keyboard.press("Tab")
-        if page.evaluate("() => document.activeElement && document.activeElement.textContent") == "PO-5002":
-            break
-    else:
-        pytest.fail("the case's link cannot be reached with Tab")
+    tab_to(page, "textContent", "PO-5002", "the case's link")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Case PO-5002")).to_be_visible()
-    for _ in range(40):
-        page.keyboard.press("Tab")
-        if page.evaluate("() => document.activeElement && document.activeElement.id") == "answer-text":
-            break
-    else:
-        pytest.fail("the answer field cannot be reached with Tab")
+    tab_to(page, "id", "answer-text", "the answer field")
     page.keyboard.type("Approved by keyboard.")
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.textContent") == "Send answer"
