@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from offload_bridge.settings import Settings
-from offload_bridge.streams.ratelimit import TokenBucket
+from offload_bridge.streams.ratelimit import TokenBucket, admit
 from offload_bridge.streams.retry import RETRYABLE_STATUSES, backoff_s
 
 # A 429 that says the monthly cap of new cases is reached: a refusal of that call, not a throttle.
@@ -97,13 +97,7 @@ class OffloadLimits:
 
     async def acquire(self) -> Admission:
         """Wait until one more call may start; it counts as in flight until ``release``."""
-        await self._slots.acquire()
-        try:
-            while (delay := self._wait_s()) > 0:
-                await self._sleep(delay)
-        except BaseException:
-            self._slots.release()
-            raise
+        await admit(self._slots, self._wait_s, self._sleep)
         self.in_flight += 1
         return Admission(self._epoch)
 

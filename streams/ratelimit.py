@@ -1,10 +1,11 @@
-"""A token bucket: at most ``rate`` calls a second on average, bursts up to ``burst``."""
+"""A token bucket (at most ``rate`` calls a second on average, bursts up to ``burst``), and the admission
+loop the worker's call limits share: a slot, then a wait until the limits let the call start."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
@@ -32,3 +33,17 @@ class TokenBucket:
     async def take(self) -> None:
         while (delay := self.wait_s()) > 0:
             await asyncio.sleep(delay)
+
+
+async def admit(
+    slots: asyncio.Semaphore, wait_s: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    """Take one of ``slots``, then wait until ``wait_s()`` says 0 (it takes what the call uses, e.g. a
+    token, as it says so). A wait that is cancelled or fails gives the slot back."""
+    await slots.acquire()
+    try:
+        while (delay := wait_s()) > 0:
+            await sleep(delay)
+    except BaseException:
+        slots.release()
+        raise

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from offload_bridge.streams.ratelimit import TokenBucket
+from offload_bridge.streams.ratelimit import TokenBucket, admit
 
 MIN_WAIT_S = 1e-3
 
@@ -47,13 +47,7 @@ class CallGate:
 
     async def acquire(self) -> None:
         """Wait until one more call may start, and count it as started."""
-        await self._slots.acquire()
-        try:
-            while (delay := self._wait_s()) > 0:
-                await self._sleep(delay)
-        except BaseException:
-            self._slots.release()
-            raise
+        await admit(self._slots, self._wait_s, self._sleep)
         self.in_flight += 1
 
     def release(self) -> None:
