@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import itertools
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,14 +37,15 @@ from bench.offload_calls import (
     LOCAL_BROKER,
     Figures,
     Measured,
-    load,
+    arguments,
     measure_raw,
     measure_worker,
     raw_aiohttp_session,
     raw_client,
     run_concurrently,
+    run_main,
+    run_phases,
     set_latency,
-    start_simulator,
 )
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.schemas.answers import Answer, AnswerOutcome, Outcome
@@ -196,36 +196,12 @@ async def one_run(args: argparse.Namespace, sim_url: str, workdir: Path, figures
 
 
 async def run(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-answers-"))
-    loads = [f"before: {load()}"]
-    simulator, sim_url = start_simulator(workdir, args.phase_timeout)
-    figures = Figures("answers")
-    print(f"answers {args.answers} per phase, {args.in_flight} in flight, latency {args.latency_ms} ms, "
-          f"{args.runs} runs; {loads[0]}", flush=True)  # fmt: skip
-    try:
-        for number in range(1, args.runs + 1):
-            print(f"run {number}", flush=True)
-            await one_run(args, sim_url, workdir / f"run-{number}", figures)
-    finally:
-        simulator.stop()
-    loads.append(f"after:  {load()}")
-    figures.report(args.in_flight, args.latency_ms, 0.8 if args.latency_ms >= 100 else 0.6, loads)
-    return 0
+    return await run_phases(args, "answers", Figures("answers"), f"answers {args.answers}", one_run)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--answers", type=int, default=1_500, help="answers per phase")
-    parser.add_argument("--latency-ms", type=int, default=0, help="the simulator's latency per call, ms")
-    parser.add_argument(
-        "--in-flight", type=int, default=64, help="requests in flight: the anchor's and the worker's"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs of the anchor and the worker, alternately")
-    parser.add_argument("--phase-timeout", type=float, default=180.0, help="deadline of each phase, s")
-    args = parser.parse_args(argv)
-    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4 * args.runs))
+    parser = arguments(__doc__ or "", "answers", "answers per phase", "anchor")
+    return run_main(parser.parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -23,28 +23,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import HttpUrl, SecretStr
 
 from bench import kafka_reading
 from bench.offload_calls import (
-    HEADERS,
     LOCAL_BROKER,
     Figures,
     Measured,
-    load,
+    arguments,
     measure_raw,
     measure_worker,
     raw_aiohttp_session,
     raw_client,
     run_concurrently,
-    set_latency,
-    start_simulator,
+    run_main,
+    run_phases,
 )
 from offload_bridge.kafka.admin import ensure_topics
 from offload_bridge.schemas.case_requests import CaseRequest, CaseRequestOutcome, CaseRequestOutcomeKind
@@ -170,38 +167,14 @@ async def one_run(args: argparse.Namespace, sim_url: str, workdir: Path, figures
 
 
 async def run(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-case-requests-"))
-    loads = [f"before: {load()}"]
-    simulator, sim_url = start_simulator(workdir, args.phase_timeout)
-    figures = Figures("cases")
-    print(f"case requests {args.requests} per phase, {args.in_flight} in flight, "
-          f"latency {args.latency_ms} ms, {args.runs} runs; {loads[0]}", flush=True)  # fmt: skip
-    try:
-        async with httpx.AsyncClient(base_url=sim_url, headers=HEADERS, timeout=30) as client:
-            await set_latency(client, args.latency_ms)
-        for number in range(1, args.runs + 1):
-            print(f"run {number}", flush=True)
-            await one_run(args, sim_url, workdir / f"run-{number}", figures)
-    finally:
-        simulator.stop()
-    loads.append(f"after:  {load()}")
-    figures.report(args.in_flight, args.latency_ms, 0.8 if args.latency_ms >= 100 else 0.6, loads)
-    return 0
+    return await run_phases(
+        args, "case-requests", Figures("cases"), f"case requests {args.requests}", one_run, latency_first=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=1_500, help="case requests per phase")
-    parser.add_argument("--latency-ms", type=int, default=0, help="the simulator's latency per call, ms")
-    parser.add_argument(
-        "--in-flight", type=int, default=64, help="requests in flight: the anchors' and the worker's"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs of the anchors and the worker, alternately")
-    parser.add_argument("--phase-timeout", type=float, default=180.0, help="deadline of each phase, s")
-    args = parser.parse_args(argv)
-    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4 * args.runs))
+    parser = arguments(__doc__ or "", "requests", "case requests per phase", "anchors")
+    return run_main(parser.parse_args(argv), run)
 
 
 if __name__ == "__main__":

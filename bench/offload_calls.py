@@ -1,6 +1,7 @@
 """What the benchmarks of the worker's calls to Offload share (``bench.answers``, ``bench.case_requests``):
 the simulator with its latency knob, the raw httpx loop they are judged against, the worker run as a real
-process, its CPU time, and the figures as min / median / max over the runs.
+process, its CPU time, the figures as min / median / max over the runs, and the driver of the runs with its
+command line (``arguments``, ``run_phases``).
 
 The anchor is a bare ``httpx.AsyncClient`` making the same calls to the same simulator with the same
 number of requests in flight and the same latency, in the same run; runs of the anchor and of the worker
@@ -12,9 +13,11 @@ average is printed with the figures.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -183,3 +186,61 @@ class Figures:
         print(f"aiohttp loop CPU     {spread([r.cpu_ms for r in self.raw_aiohttp], 'ms per item', 2)}")
         for line in loads:
             print(line)
+
+
+# One run of a bench: its anchors, then the worker, against the simulator at this URL, in this directory.
+OneRun = Callable[[argparse.Namespace, str, Path, "Figures"], Awaitable[None]]
+
+
+def arguments(description: str, count: str, count_help: str, anchor: str) -> argparse.ArgumentParser:
+    """The command line both benches take: ``--COUNT`` per phase, the simulator's latency, the requests
+    in flight, the runs and each phase's deadline. ``anchor``: "anchor" or "anchors", for the help."""
+    possessive = anchor + ("'" if anchor.endswith("s") else "'s")
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(f"--{count}", type=int, default=1_500, help=count_help)
+    parser.add_argument("--latency-ms", type=int, default=0, help="the simulator's latency per call, ms")
+    parser.add_argument(
+        "--in-flight", type=int, default=64, help=f"requests in flight: the {possessive} and the worker's"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help=f"runs of the {anchor} and the worker, alternately"
+    )
+    parser.add_argument("--phase-timeout", type=float, default=180.0, help="deadline of each phase, s")
+    return parser
+
+
+def run_main(args: argparse.Namespace, run: Callable[[argparse.Namespace], Awaitable[int]]) -> int:
+    """``run`` under a deadline: every phase of every run, anchors and worker."""
+    return asyncio.run(asyncio.wait_for(run(args), timeout=args.phase_timeout * 4 * args.runs))
+
+
+async def run_phases(
+    args: argparse.Namespace,
+    name: str,
+    figures: Figures,
+    title: str,
+    one_run: OneRun,
+    latency_first: bool = False,
+) -> int:
+    """Start the simulator, make ``args.runs`` runs of ``one_run`` and report the figures. ``title``: what
+    a phase makes, e.g. "answers 1500"; ``latency_first``: set the simulator's latency once, before the
+    runs (else each run sets it)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    loads = [f"before: {load()}"]
+    simulator, sim_url = start_simulator(workdir, args.phase_timeout)
+    print(f"{title} per phase, {args.in_flight} in flight, latency {args.latency_ms} ms, "
+          f"{args.runs} runs; {loads[0]}", flush=True)  # fmt: skip
+    try:
+        if latency_first:
+            async with httpx.AsyncClient(base_url=sim_url, headers=HEADERS, timeout=30) as client:
+                await set_latency(client, args.latency_ms)
+        for number in range(1, args.runs + 1):
+            print(f"run {number}", flush=True)
+            await one_run(args, sim_url, workdir / f"run-{number}", figures)
+    finally:
+        simulator.stop()
+    loads.append(f"after:  {load()}")
+    figures.report(args.in_flight, args.latency_ms, 0.8 if args.latency_ms >= 100 else 0.6, loads)
+    return 0
